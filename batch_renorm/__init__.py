@@ -1,0 +1,10 @@
+"""Batch Renormalization (Ioffe 2017) for TensorFlow-1-style graphs.
+
+    from batch_renorm import batch_renorm, global_step, renorm_schedule
+"""
+from batch_renorm.layer import batch_norm, batch_renorm
+from batch_renorm.schedule import renorm_schedule
+from batch_renorm.step import global_step, step_value
+
+__all__ = ["batch_norm", "batch_renorm", "global_step", "renorm_schedule",
+           "step_value"]

@@ -1,0 +1,181 @@
+"""Batch normalization and batch renormalization for `tf.compat.v1` graphs.
+
+References:
+  Ioffe & Szegedy 2015, "Batch Normalization: Accelerating Deep Network
+  Training by Reducing Internal Covariate Shift".
+  Ioffe 2017, "Batch Renormalization: Towards Reducing Minibatch Dependence
+  in Batch-Normalized Models", Algorithm 1.
+
+Both layers keep the state of Algorithm 1, in the layer's variable scope:
+  gamma, beta              trainable scale and offset (if `scale`, `center`)
+  moving_mean, moving_std  mu and sigma: the moving mean and the moving
+                           standard deviation (epsilon inside), initialised
+                           to 0 and 1; global, non-trainable, saved by a Saver.
+`batch_norm` is the same layer with r = 1 and d = 0, so the two differ only
+in the correction the paper adds. Building a layer with `training` true adds
+its moving-statistics updates to `tf.compat.v1.GraphKeys.UPDATE_OPS`.
+
+Both run the training branch on `tf.nn.fused_batch_norm`: with r and d held
+constant, gamma * r as the scale and gamma * d + beta as the offset give the
+paper's output and gradients at the speed of the fused kernel.
+
+Typical use:
+    y = batch_renorm(x, training=True)            # rmax/dmax from the schedule
+    update_ops = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
+    train_op = tf.group(optimizer.minimize(loss), *update_ops, increment)
+"""
+import numbers
+
+import tensorflow as tf
+
+from batch_renorm.schedule import renorm_schedule
+from batch_renorm.step import step_value
+
+tf1 = tf.compat.v1
+
+
+def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
+                 epsilon=1e-3, center=True, scale=True, name=None):
+    """Batch renormalization (Ioffe 2017, Algorithm 1).
+
+    Args:
+      inputs: float32 tensor, 4-D NHWC (statistics over N, H, W) or 2-D
+        [N, C] (statistics over N).
+      training: Python bool, or a scalar bool tensor choosing at run time.
+      rmax, dmax: clipping bounds for r and d, floats or scalar tensors. When
+        None, `renorm_schedule` of the graph's global step gives them.
+      momentum: the moving statistics move by (1 - momentum) each step.
+      epsilon: added to the batch variance.
+      center, scale: whether to learn beta and gamma.
+      name: variable scope of the layer; reuse it (`reuse=True` in an outer
+        scope) to share the variables, e.g. between a training and an
+        inference graph. Default: a unique "batch_renorm", "batch_renorm_1"...
+
+    Returns:
+      A tensor of the same shape as `inputs`. Its scope also holds the
+      tensors `r` and `d` when `training` is true.
+    """
+    if rmax is None or dmax is None:
+        rmax_t, dmax_t = renorm_schedule(step_value(_graph_of(inputs)))
+        rmax = rmax_t if rmax is None else rmax
+        dmax = dmax_t if dmax is None else dmax
+    return _normalize(inputs, training, (rmax, dmax), momentum, epsilon,
+                      center, scale, name, "batch_renorm")
+
+
+def batch_norm(inputs, training, momentum=0.99, epsilon=1e-3, center=True,
+               scale=True, name=None):
+    """Batch normalization: `batch_renorm` with r = 1 and d = 0.
+
+    Same arguments, variables and update ops as `batch_renorm`, whose
+    moving standard deviation it keeps too.
+    """
+    return _normalize(inputs, training, None, momentum, epsilon, center,
+                      scale, name, "batch_norm")
+
+
+def _graph_of(inputs):
+    return getattr(inputs, "graph", None) or tf1.get_default_graph()
+
+
+def _check_arguments(inputs, clip, momentum, epsilon, name):
+    if inputs.dtype != tf.float32:
+        raise ValueError(f"{name}: inputs must be float32, got {inputs.dtype.name}")
+    if inputs.shape.rank not in (2, 4):
+        raise ValueError(f"{name}: inputs must be 2-D [N, C] or 4-D NHWC, "
+                         f"got shape {inputs.shape}")
+    if inputs.shape[-1] is None:
+        raise ValueError(f"{name}: the channel (last) dimension of inputs "
+                         f"must be known, got shape {inputs.shape}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"{name}: momentum must be in [0, 1), got {momentum}")
+    if not epsilon > 0:
+        raise ValueError(f"{name}: epsilon must be > 0, got {epsilon}")
+    if clip is not None:
+        rmax, dmax = clip
+        if isinstance(rmax, numbers.Real) and rmax < 1:
+            raise ValueError(f"{name}: rmax must be >= 1, got {rmax}")
+        if isinstance(dmax, numbers.Real) and dmax < 0:
+            raise ValueError(f"{name}: dmax must be >= 0, got {dmax}")
+
+
+def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
+               name, default_name):
+    """The layer; `clip` is (rmax, dmax) for renorm, None for batch norm."""
+    inputs = tf.convert_to_tensor(inputs)
+    _check_arguments(inputs, clip, momentum, epsilon, name or default_name)
+    channels = inputs.shape[-1]
+    with tf1.variable_scope(name, default_name=default_name):
+        gamma = _variable("gamma", channels, 1.0) if scale else tf.ones([channels])
+        beta = _variable("beta", channels, 0.0) if center else tf.zeros([channels])
+        moving_mean = _variable("moving_mean", channels, 0.0, trainable=False)
+        moving_std = _variable("moving_std", channels, 1.0, trainable=False)
+        # One read of each, shared by r, d and the update, so the update
+        # cannot overtake them in the same run.
+        mean, std = moving_mean.read_value(), moving_std.read_value()
+
+        x = inputs if inputs.shape.rank == 4 else tf.reshape(inputs, [-1, 1, 1, channels])
+
+        def train():
+            return _train_branch(x, gamma, beta, mean, std, clip, epsilon)
+
+        def infer():
+            return _infer_branch(x, gamma, beta, mean, std, epsilon), mean, std
+
+        if isinstance(training, bool):
+            y, batch_mean, batch_std = train() if training else infer()
+        else:
+            # In inference the "batch" statistics are the moving ones, so the
+            # update below leaves them as they are.
+            y, batch_mean, batch_std = tf.cond(training, train, infer)
+        if training is not False:
+            alpha = 1.0 - momentum
+            updates = [
+                moving_mean.assign(mean + alpha * (batch_mean - mean),
+                                   read_value=False, name="update_mean"),
+                moving_std.assign(std + alpha * (batch_std - std),
+                                  read_value=False, name="update_std")]
+            for op in updates:
+                tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, op)
+        y = y if inputs.shape.rank == 4 else tf.reshape(y, [-1, channels])
+        return tf.identity(y, name="output")
+
+
+def _variable(name, channels, value, trainable=True):
+    return tf1.get_variable(name, [channels], tf.float32,
+                            tf1.constant_initializer(value),
+                            trainable=trainable, use_resource=True)
+
+
+def _train_branch(x, gamma, beta, mean, std, clip, epsilon):
+    """Returns (y, batch mean, batch std) of Algorithm 1's training step."""
+    if clip is None:
+        y, batch_mean, bessel_var = tf1.nn.fused_batch_norm(
+            x, gamma, beta, epsilon=epsilon, is_training=True)
+        # The fused kernel normalises with the biased variance but returns
+        # the unbiased one; sigma_B is the biased one.
+        n = tf.cast(tf.size(x) // x.shape[-1], tf.float32)
+        batch_var = bessel_var * (n - 1.0) / n
+        return y, batch_mean, tf.sqrt(batch_var + epsilon)
+    rmax, dmax = clip
+    batch_mean, batch_var = tf.nn.moments(tf.stop_gradient(x), axes=[0, 1, 2])
+    batch_std = tf.sqrt(batch_var + epsilon)
+    r = tf.stop_gradient(
+        tf.clip_by_value(batch_std / std, 1.0 / rmax, rmax), name="r")
+    d = tf.stop_gradient(
+        tf.clip_by_value((batch_mean - mean) / std, -dmax, dmax), name="d")
+    # gamma * ((x - mu_B) / sigma_B * r + d) + beta as one fused kernel:
+    # its gradient flows through mu_B and sigma_B, with r and d constant.
+    y, _, _ = tf1.nn.fused_batch_norm(x, gamma * r, gamma * d + beta,
+                                      epsilon=epsilon, is_training=True)
+    return y, batch_mean, batch_std
+
+
+def _infer_branch(x, gamma, beta, mean, std, epsilon):
+    """gamma * (x - mu) / sigma + beta with the moving statistics."""
+    # The fused kernel divides by sqrt(variance + epsilon); sigma already
+    # holds epsilon, so hand it sigma^2 - epsilon.
+    y, _, _ = tf1.nn.fused_batch_norm(
+        x, gamma, beta, mean=mean, variance=tf.square(std) - epsilon,
+        epsilon=epsilon, is_training=False)
+    return y

@@ -1,0 +1,37 @@
+"""The rmax/dmax schedule of batch renorm (Ioffe 2017, section 5.1)."""
+import tensorflow as tf
+
+# The paper's CIFAR/ImageNet ramp, in training steps.
+RMAX = 3.0
+DMAX = 5.0
+WARMUP_STEPS = 5000  # rmax = 1, dmax = 0 (plain batch norm) until here
+RMAX_STEPS = 40000   # rmax reaches RMAX here
+DMAX_STEPS = 25000   # dmax reaches DMAX here
+
+
+def renorm_schedule(step, rmax=RMAX, dmax=DMAX, warmup_steps=WARMUP_STEPS,
+                    rmax_steps=RMAX_STEPS, dmax_steps=DMAX_STEPS):
+    """Returns the float32 tensors `(rmax_t, dmax_t)` at `step`.
+
+    They hold at 1 and 0 until `warmup_steps`, then grow linearly to reach
+    `rmax` at `rmax_steps` and `dmax` at `dmax_steps`, and stay there.
+    `step` is an integer scalar tensor (usually `step_value()`).
+    """
+    if rmax < 1:
+        raise ValueError(f"rmax must be >= 1, got {rmax}")
+    if dmax < 0:
+        raise ValueError(f"dmax must be >= 0, got {dmax}")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+    for label, end in (("rmax_steps", rmax_steps), ("dmax_steps", dmax_steps)):
+        if end < warmup_steps:
+            raise ValueError(f"{label} ({end}) must be >= warmup_steps "
+                             f"({warmup_steps})")
+    t = tf.cast(step, tf.float32)
+
+    def ramp(start, end, end_step):
+        fraction = (t - warmup_steps) / max(end_step - warmup_steps, 1)
+        return start + (end - start) * tf.clip_by_value(fraction, 0.0, 1.0)
+
+    return (tf.identity(ramp(1.0, rmax, rmax_steps), name="rmax"),
+            tf.identity(ramp(0.0, dmax, dmax_steps), name="dmax"))

@@ -1,0 +1,248 @@
+"""batch_renorm against a NumPy float64 implementation of Algorithm 1."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from batch_renorm import batch_norm, batch_renorm, global_step, renorm_schedule
+from tests import reference
+
+tf1 = tf.compat.v1
+
+EPS = 1e-3
+MOMENTUM = 0.9
+SHAPES = {"2d": (32, 3), "4d": (4, 3, 5, 3)}
+# Batches are drawn with mean 2 and std 3 while the moving statistics start
+# at 0 and 1: bounds of 1.2 and 0.5 clip r and d, bounds of 100 never do.
+CLIPS = {"clipped": (1.2, 0.5), "unclipped": (100.0, 100.0)}
+
+
+def batches(shape, count, seed=0):
+    rng = np.random.RandomState(seed)
+    return [rng.normal(2.0, 3.0, size=shape).astype(np.float32)
+            for _ in range(count)]
+
+
+def set_affine(session, channels, seed=1):
+    """Gives gamma and beta values other than 1 and 0; returns them."""
+    rng = np.random.RandomState(seed)
+    gamma = rng.uniform(0.5, 1.5, channels)
+    beta = rng.uniform(-1.0, 1.0, channels)
+    for var in tf1.trainable_variables():
+        var.load(gamma if var.op.name.endswith("gamma") else beta, session)
+    return gamma, beta
+
+
+def fetch(name):
+    return tf1.get_default_graph().get_tensor_by_name(name)
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+@pytest.mark.parametrize("clip", CLIPS.values(), ids=CLIPS.keys())
+def test_training_and_inference_follow_algorithm_1(graph, shape, clip):
+    rmax, dmax = clip
+    x = tf1.placeholder(tf.float32, shape)
+    y_train = batch_renorm(x, True, rmax=rmax, dmax=dmax, momentum=MOMENTUM,
+                           epsilon=EPS, name="bn")
+    with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
+        y_infer = batch_renorm(x, False, name="bn")
+    r, d = fetch("bn/r:0"), fetch("bn/d:0")
+    updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    assert len(updates) == 2
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        gamma, beta = set_affine(session, shape[-1])
+        state = (np.zeros(shape[-1]), np.ones(shape[-1]))
+        for batch in batches(shape, 4):
+            want_y, want_r, want_d, state = reference.renorm_train_step(
+                batch.astype(np.float64), state, gamma, beta, rmax, dmax,
+                MOMENTUM, EPS)
+            got_y, got_r, got_d, _ = session.run([y_train, r, d, updates],
+                                                 {x: batch})
+            np.testing.assert_allclose(got_y, want_y, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(got_r, want_r, rtol=1e-5)
+            np.testing.assert_allclose(got_d, want_d, rtol=1e-5, atol=1e-6)
+        clipped = np.any(want_r == rmax) and np.any(np.abs(want_d) == dmax)
+        assert clipped == (rmax < 100)
+        moving = session.run([v for v in tf1.global_variables()
+                              if v.op.name.startswith("bn/moving")])
+        np.testing.assert_allclose(moving, state, rtol=1e-5)
+        test_batch = batches(shape, 1, seed=7)[0]
+        np.testing.assert_allclose(
+            session.run(y_infer, {x: test_batch}),
+            reference.renorm_inference(test_batch, state, gamma, beta),
+            rtol=1e-5, atol=1e-5)
+
+
+def test_training_tensor_chooses_the_branch_at_run_time(graph):
+    x = tf1.placeholder(tf.float32, (8, 2, 2, 3))
+    training = tf1.placeholder(tf.bool, [])
+    y = batch_renorm(x, training, rmax=1.5, dmax=1.0, momentum=MOMENTUM,
+                     epsilon=EPS)
+    updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    moving = [v for v in tf1.global_variables() if "moving" in v.op.name]
+    batch = batches((8, 2, 2, 3), 1)[0]
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        gamma, beta = set_affine(session, 3)
+        start = (np.zeros(3), np.ones(3))
+        got, _ = session.run([y, updates], {x: batch, training: False})
+        np.testing.assert_allclose(
+            got, reference.renorm_inference(batch, start, gamma, beta),
+            rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(session.run(moving), start)
+        got, _ = session.run([y, updates], {x: batch, training: True})
+        want, _, _, state = reference.renorm_train_step(
+            batch.astype(np.float64), start, gamma, beta, 1.5, 1.0,
+            MOMENTUM, EPS)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(session.run(moving), state, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+def test_gradients_hold_r_and_d_constant(graph, shape):
+    rng = np.random.RandomState(3)
+    batch = rng.normal(1.0, 2.0, size=shape)
+    weights = rng.normal(size=shape)
+    x = tf1.placeholder(tf.float32, shape)
+    # Start the moving statistics away from the batch's so r, d != 1, 0.
+    y = batch_renorm(x, True, rmax=1.5, dmax=0.3, epsilon=EPS, name="bn")
+    loss = tf.reduce_sum(weights.astype(np.float32) * y)
+    gamma, beta = [v for v in tf1.trainable_variables()]
+    grads = tf.gradients(loss, [x, gamma, beta])
+    # The unfused formula, built from unfused ops.
+    r, d = fetch("bn/r:0"), fetch("bn/d:0")
+    mean, var = tf.nn.moments(x, axes=list(range(len(shape) - 1)))
+    y_unfused = gamma * ((x - mean) / tf.sqrt(var + EPS) * r + d) + beta
+    grads_unfused = tf.gradients(
+        tf.reduce_sum(weights.astype(np.float32) * y_unfused),
+        [x, gamma, beta])
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        g, b = set_affine(session, shape[-1])
+        feed = {x: batch.astype(np.float32)}
+        got, unfused, r_value, d_value = session.run(
+            [grads, grads_unfused, r, d], feed)
+    assert np.all(r_value == 1.5) and np.any(d_value != 0)
+    for fused, plain in zip(got, unfused):
+        np.testing.assert_allclose(fused, plain, rtol=1e-4, atol=1e-4)
+    numeric = [
+        reference.numeric_gradient(lambda v: reference.renorm_loss(
+            v, weights, g, b, r_value, d_value, EPS), batch.copy()),
+        reference.numeric_gradient(lambda v: reference.renorm_loss(
+            batch, weights, v, b, r_value, d_value, EPS), g.copy()),
+        reference.numeric_gradient(lambda v: reference.renorm_loss(
+            batch, weights, g, v, r_value, d_value, EPS), b.copy())]
+    for fused, want in zip(got, numeric):
+        np.testing.assert_allclose(fused, want, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+def test_rmax_1_dmax_0_is_plain_batch_norm(graph, shape):
+    x = tf1.placeholder(tf.float32, shape)
+    renorm = batch_renorm(x, True, rmax=1.0, dmax=0.0, epsilon=EPS)
+    norm = batch_norm(x, True, epsilon=EPS)
+    mean, var = tf.nn.moments(x, axes=list(range(len(shape) - 1)))
+    textbook = tf.nn.batch_normalization(x, mean, var, None, None, EPS)
+    updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        # Later steps too: the moving statistics no longer match the batch's.
+        for batch in batches(shape, 3):
+            a, b, c, _ = session.run([renorm, norm, textbook, updates],
+                                     {x: batch})
+            np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(b, c, rtol=1e-5, atol=1e-5)
+        renorm_state, norm_state = [
+            session.run([v for v in tf1.global_variables()
+                         if v.op.name.startswith(scope + "/moving")])
+            for scope in ("batch_renorm", "batch_norm")]
+    np.testing.assert_allclose(renorm_state, norm_state, rtol=1e-5)
+
+
+@pytest.mark.parametrize("step, want_rmax, want_dmax", [
+    (0, 1.0, 0.0),
+    (5000, 1.0, 0.0),
+    (15000, 1.0 + 2.0 * 10000 / 35000, 5.0 * 10000 / 20000),
+    (22500, 2.0, 4.375),
+    (25000, 1.0 + 2.0 * 20000 / 35000, 5.0),
+    (40000, 3.0, 5.0),
+    (10 ** 6, 3.0, 5.0)])
+def test_schedule_follows_the_paper(graph, step, want_rmax, want_dmax):
+    rmax, dmax = renorm_schedule(tf.constant(step, tf.int64))
+    with tf1.Session() as session:
+        got = session.run([rmax, dmax])
+    np.testing.assert_allclose(got, [want_rmax, want_dmax], rtol=1e-6)
+
+
+def test_one_step_per_training_step_whatever_the_layer_count(graph):
+    layers, steps = 5, 7
+    x = tf.constant(batches((16, 4), 1)[0])
+    h = x
+    for _ in range(layers):
+        h = batch_renorm(h, True)  # rmax, dmax from the global step
+    loss = tf.reduce_sum(tf.square(h))
+    step, increment = global_step()
+    assert global_step(graph) == (step, increment)
+    assert tf1.train.get_global_step() is step
+    minimize = tf1.train.GradientDescentOptimizer(0.01).minimize(loss)
+    train_op = tf.group(minimize, increment,
+                        *tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
+    increments = [op for op in graph.get_operations()
+                  if op.type == "AssignVariableOp"
+                  and op.inputs[0] is step.handle
+                  and op.name != step.initializer.name]
+    assert increments == [increment]
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        for _ in range(steps):
+            session.run(train_op)
+        assert session.run(step) == steps
+
+
+def test_a_run_reads_the_step_it_started_from(graph):
+    step, increment = global_step()
+    rmax, _ = renorm_schedule(graph.get_tensor_by_name(
+        "global_step_ops/value:0"), rmax=11.0, warmup_steps=0, rmax_steps=10)
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        seen = [session.run([rmax, increment])[0] for _ in range(10)]
+    np.testing.assert_allclose(seen, 1.0 + np.arange(10), rtol=1e-6)
+
+
+def test_state_variables_are_saved_and_restored(graph, tmp_path):
+    x = tf.constant(batches((8, 3), 1)[0])
+    batch_renorm(x, True, rmax=2.0, dmax=1.0, name="bn")
+    trainable = {v.op.name for v in tf1.trainable_variables()}
+    moving = [v for v in tf1.global_variables() if v.op.name not in trainable]
+    assert trainable == {"bn/gamma", "bn/beta"}
+    assert {v.op.name for v in moving} == {"bn/moving_mean", "bn/moving_std"}
+    saver = tf1.train.Saver()
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        session.run(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS))
+        saved = session.run(moving)
+        path = saver.save(session, str(tmp_path / "model"))
+    with tf1.Session() as session:
+        saver.restore(session, path)
+        np.testing.assert_array_equal(session.run(moving), saved)
+    assert not np.allclose(saved[0], 0.0)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: batch_renorm(tf.zeros([2, 3, 4]), True), "2-D"),
+    (lambda: batch_renorm(tf1.placeholder(tf.float32, [2, None]), True),
+     "channel"),
+    (lambda: batch_renorm(tf.zeros([2, 3], tf.int32), True), "float32"),
+    (lambda: batch_renorm(tf.zeros([2, 3]), True, momentum=1.0), "momentum"),
+    (lambda: batch_renorm(tf.zeros([2, 3]), True, momentum=-0.1), "momentum"),
+    (lambda: batch_renorm(tf.zeros([2, 3]), True, epsilon=0.0), "epsilon"),
+    (lambda: batch_renorm(tf.zeros([2, 3]), True, rmax=0.5), "rmax"),
+    (lambda: batch_renorm(tf.zeros([2, 3]), True, dmax=-1.0), "dmax"),
+    (lambda: batch_norm(tf.zeros([2, 3, 4, 5, 6]), True), "2-D"),
+    (lambda: renorm_schedule(tf.constant(0), rmax=0.9), "rmax"),
+    (lambda: renorm_schedule(tf.constant(0), warmup_steps=10, dmax_steps=5),
+     "dmax_steps"),
+])
+def test_bad_arguments_raise_value_error(graph, make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
