@@ -21,6 +21,7 @@ setup(
         "opencv-python-headless",
         "matplotlib",
     ],
+    entry_points={"console_scripts": ["resnet-run=resnet.resnet_run:main"]},
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.16"],
         "test": ["pytest", "hypothesis"],

@@ -35,3 +35,21 @@ def renorm_schedule(step, rmax=RMAX, dmax=DMAX, warmup_steps=WARMUP_STEPS,
 
     return (tf.identity(ramp(1.0, rmax, rmax_steps), name="rmax"),
             tf.identity(ramp(0.0, dmax, dmax_steps), name="dmax"))
+
+
+REFERENCE_STEPS = 64000  # the CIFAR-10 ResNet recipe (He et al. 2015)
+
+
+def scaled_schedule(total_steps, rmax=RMAX, dmax=DMAX):
+    """`renorm_schedule` keyword arguments for a run of `total_steps`: the
+    paper's step counts taken as fractions of the 64k-step CIFAR-10 ResNet
+    run (warm-up ends at 7.8% of the run, dmax is reached at 39%, rmax at
+    62.5%). Our choice for runs of other lengths; the paper gives none."""
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+
+    def at(paper_step):
+        return round(total_steps * paper_step / REFERENCE_STEPS)
+
+    return dict(rmax=rmax, dmax=dmax, warmup_steps=at(WARMUP_STEPS),
+                rmax_steps=at(RMAX_STEPS), dmax_steps=at(DMAX_STEPS))

@@ -1,0 +1,216 @@
+"""Datasets as NumPy arrays, read from their original file formats.
+
+    ds = load("digits")          # embedded in scikit-learn: works offline
+    ds = load("fashion_mnist")   # also finds Debian's dataset-fashion-mnist
+    ds = load("cifar10", data_dir="~/data/cifar10")  # downloaded if absent
+
+Every loader returns a `Dataset`: NHWC float32 images in [0, 1] and int64
+labels. A missing, damaged or unexpected file raises `DatasetError` naming
+the path and what was expected.
+"""
+import dataclasses
+import gzip
+import os
+import pickle
+import struct
+import zlib
+
+import numpy as np
+
+NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
+DEFAULT_DATA_DIR = os.path.join("~", ".cache", "resnet-batch-renorm")
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+IDX_FILES = {  # split: (images file, labels file)
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+IDX_URLS = {
+    "mnist": "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+}
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_DIR = "cifar-10-batches-py"
+CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST = ("test_batch",)
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing, damaged, or not what was expected."""
+
+
+@dataclasses.dataclass
+class Dataset:
+    name: str
+    x_train: np.ndarray  # [N, H, W, C] float32 in [0, 1]
+    y_train: np.ndarray  # [N] int64 in [0, num_classes)
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    @property
+    def image_shape(self):
+        return self.x_train.shape[1:]
+
+    def split_validation(self, size, seed=0):
+        """This dataset with `size` training examples, chosen by a seeded
+        shuffle, held out as its test split (the original test split is
+        dropped)."""
+        if not 0 < size < len(self.x_train):
+            raise ValueError(f"validation size must be in (0, "
+                             f"{len(self.x_train)}), got {size}")
+        order = np.random.RandomState(seed).permutation(len(self.x_train))
+        train, held_out = order[size:], order[:size]
+        return Dataset(f"{self.name}-validation", self.x_train[train],
+                       self.y_train[train], self.x_train[held_out],
+                       self.y_train[held_out], self.num_classes)
+
+
+def load(name, data_dir=None, download=True):
+    """Loads dataset `name` (one of NAMES) from `data_dir`.
+
+    MNIST, Fashion-MNIST and CIFAR-10 are read from their original files in
+    `data_dir` (default ~/.cache/resnet-batch-renorm/NAME; for Fashion-MNIST,
+    Debian's copy when present) and downloaded there when absent.
+    """
+    if name not in NAMES:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(NAMES)}")
+    if name == "digits":
+        return _load_digits()
+    if data_dir is None:
+        data_dir = _default_dir(name)
+    data_dir = os.path.expanduser(data_dir)
+    if name == "cifar10":
+        return _load_cifar10(data_dir, download)
+    return _load_idx_dataset(name, data_dir, download)
+
+
+def _default_dir(name):
+    if name == "fashion_mnist" and all(
+            os.path.exists(os.path.join(DEBIAN_FASHION_MNIST, f))
+            for files in IDX_FILES.values() for f in files):
+        return DEBIAN_FASHION_MNIST
+    return os.path.join(DEFAULT_DATA_DIR, name)
+
+
+def _load_digits():
+    """scikit-learn's 8x8 digits, with a fixed stratified 1437/360 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[..., None]
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, digits.target.astype(np.int64), test_size=360,
+        stratify=digits.target, random_state=0)
+    return Dataset("digits", x_train, y_train, x_test, y_test, 10)
+
+
+def _load_idx_dataset(name, data_dir, download):
+    splits = {}
+    for split, (images_file, labels_file) in IDX_FILES.items():
+        images_path = _fetch(data_dir, images_file, IDX_URLS[name], download)
+        labels_path = _fetch(data_dir, labels_file, IDX_URLS[name], download)
+        images = read_idx(images_path, ndim=3)
+        labels = read_idx(labels_path, ndim=1)
+        if images.shape[1:] != (28, 28):
+            raise DatasetError(f"{images_path}: expected 28x28 images, "
+                               f"got shape {images.shape}")
+        _check_labels(labels_path, labels, len(images), 10)
+        splits[split] = (images[..., None].astype(np.float32) / 255.0,
+                         labels.astype(np.int64))
+    return Dataset(name, *splits["train"], *splits["test"], 10)
+
+
+def read_idx(path, ndim):
+    """An array of unsigned bytes from a gzipped IDX file (the MNIST format:
+    two zero bytes, type 0x08, the number of dimensions, each dimension as a
+    big-endian uint32, then the data)."""
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except (OSError, EOFError, zlib.error) as error:
+        raise DatasetError(f"{path}: not a readable gzip file ({error})") from None
+    header = 4 + 4 * ndim
+    if len(data) < header or data[:4] != bytes([0, 0, 0x08, ndim]):
+        raise DatasetError(f"{path}: not an IDX file of {ndim}-D unsigned bytes "
+                           f"(expected magic 0x0000080{ndim}, got "
+                           f"0x{data[:4].hex()})")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    expected = int(np.prod(shape, dtype=np.int64))
+    if len(data) - header != expected:
+        raise DatasetError(f"{path}: header says shape {shape} "
+                           f"({expected} bytes) but {len(data) - header} "
+                           f"bytes follow")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+
+
+def _load_cifar10(data_dir, download):
+    folder = os.path.join(data_dir, CIFAR10_DIR)
+    if not os.path.isdir(folder):
+        _fetch(data_dir, CIFAR10_ARCHIVE, CIFAR10_URL, download, extract=True)
+    splits = [[read_cifar10_batch(os.path.join(folder, name))
+               for name in names] for names in (CIFAR10_TRAIN, CIFAR10_TEST)]
+    (x_train, y_train), (x_test, y_test) = [
+        (np.concatenate([x for x, _ in batches]),
+         np.concatenate([y for _, y in batches])) for batches in splits]
+    return Dataset("cifar10", x_train, y_train, x_test, y_test, 10)
+
+
+def read_cifar10_batch(path):
+    """Images [N, 32, 32, 3] float32 and labels [N] int64 from one batch file
+    of CIFAR-10's python version (a pickled dict with b"data", uint8 [N, 3072]
+    in channel-major order, and b"labels")."""
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except Exception as error:  # a damaged pickle raises almost anything
+        raise DatasetError(f"{path}: not a readable CIFAR-10 batch "
+                           f"({type(error).__name__}: {error})") from None
+    if not isinstance(batch, dict) or not {b"data", b"labels"} <= batch.keys():
+        raise DatasetError(f"{path}: expected a dict with b'data' and "
+                           f"b'labels', got {type(batch).__name__}")
+    data = batch[b"data"]
+    if (not isinstance(data, np.ndarray) or data.dtype != np.uint8
+            or data.ndim != 2 or data.shape[1] != 3 * 32 * 32):
+        raise DatasetError(f"{path}: expected b'data' as uint8 [N, 3072], got "
+                           f"{getattr(data, 'dtype', type(data).__name__)} "
+                           f"{getattr(data, 'shape', '')}")
+    try:
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise DatasetError(f"{path}: b'labels' is not a list of integers") from None
+    _check_labels(path, labels, len(data), 10)
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return images.astype(np.float32) / 255.0, labels
+
+
+def _check_labels(path, labels, count, num_classes):
+    if labels.shape != (count,):
+        raise DatasetError(f"{path}: expected {count} labels (one per image), "
+                           f"got shape {labels.shape}")
+    if count and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DatasetError(f"{path}: labels must be in [0, {num_classes}), "
+                           f"found {labels.min()}..{labels.max()}")
+
+
+def _fetch(data_dir, filename, url, download, extract=False):
+    """The path of data_dir/filename, downloaded from url + filename if absent."""
+    path = os.path.join(data_dir, filename)
+    if os.path.exists(path):
+        return path
+    if not download:
+        raise DatasetError(f"{path}: file not found (and download is off)")
+    import tensorlayer as tl  # slow to import; only needed to download
+    try:
+        return tl.files.maybe_download_and_extract(filename, data_dir, url,
+                                                   extract=extract)
+    except Exception as error:
+        raise DatasetError(
+            f"{path}: not found, and downloading it from {url} failed "
+            f"({type(error).__name__}: {error}); put the file there by hand"
+        ) from None

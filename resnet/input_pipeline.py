@@ -1,0 +1,118 @@
+"""The in-graph training input: in-memory arrays, a seeded order per epoch,
+augmentation in the graph.
+
+Everything random is a pure function of (seed, epoch, position): the order
+of an epoch is `epoch_order(seed, epoch, n)`, and batch b of the run is
+augmented with stateless ops seeded by (seed, b), b being the global step
+that consumes it. A run resumed at any step therefore sees the very batches
+the uninterrupted run would have.
+
+Typical use:
+    pipeline = TrainInput(x_train, y_train, seed=0, augment=True)
+    logits = network(pipeline.images, training=True)
+    pipeline.load(session)                       # once per session
+    pipeline.start_epoch(session, epoch, batch_size, position, first_step)
+"""
+import numpy as np
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+PAD = 4  # pixels of zero padding before the random crop (He et al. 2015)
+
+
+def epoch_order(seed, epoch, size):
+    """The order in which epoch `epoch` visits the `size` training examples."""
+    return np.random.default_rng([seed, epoch]).permutation(size)
+
+
+def pad_crop_flip(images, seed, pad=PAD):
+    """Pads a batch of NHWC images by `pad` zero pixels, crops each back to
+    its size at a random offset and flips half of them left-right: the
+    CIFAR-10 augmentation of He et al. 2015. `seed` is an int64 [2] tensor.
+    """
+    count = tf.shape(images)[0]
+    height, width = images.shape[1], images.shape[2]
+    offset_seed, flip_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 2))
+    offsets = tf.random.stateless_uniform([2, count], offset_seed, minval=0,
+                                          maxval=2 * pad + 1, dtype=tf.int32)
+    flip = tf.random.stateless_uniform([count, 1], flip_seed, minval=0,
+                                       maxval=2, dtype=tf.int32) > 0
+    rows = offsets[0][:, None] + tf.range(height)[None, :]
+    columns = offsets[1][:, None] + tf.range(width)[None, :]
+    columns = tf.where(flip, tf.reverse(columns, axis=[1]), columns)
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    # One gather per axis crops (and flips) every image at its own offset.
+    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(cropped, columns, axis=2, batch_dims=1)
+
+
+class TrainInput:
+    """Batches `images` [B, H, W, C] and `labels` [B] from in-memory arrays.
+
+    The arrays live in variables that are never saved, filled once by `load`; each
+    epoch feeds only its order of indices, never a batch.
+    """
+
+    def __init__(self, x, y, seed, augment):
+        self._x, self._y, self._seed = x, y, seed
+        with tf1.name_scope("input"):
+            self._x_value = tf1.placeholder(tf.float32, x.shape, "x_value")
+            self._y_value = tf1.placeholder(tf.int64, y.shape, "y_value")
+            x_var, y_var = [
+                # In no collection: no initializer nor Saver touches them.
+                tf1.Variable(value, trainable=False, name=name,
+                             collections=[])
+                for value, name in ((self._x_value, "x"),
+                                    (self._y_value, "y"))]
+            self._order = tf1.placeholder(tf.int64, [None], "order")
+            self._batch_size = tf1.placeholder(tf.int64, [], "batch_size")
+            self._first_step = tf1.placeholder(tf.int64, [], "first_step")
+
+            def load_batch(indices, step):
+                images = tf.gather(x_var, indices)
+                if augment:
+                    images = pad_crop_flip(
+                        images, tf.stack([tf.constant(seed, tf.int64), step]))
+                return images, tf.gather(y_var, indices)
+
+            batches = tf.data.Dataset.zip((
+                tf.data.Dataset.from_tensor_slices(self._order)
+                .batch(self._batch_size),
+                tf.data.Dataset.range(self._first_step, np.iinfo(np.int64).max)))
+            batches = batches.map(load_batch,
+                                  num_parallel_calls=tf.data.AUTOTUNE,
+                                  deterministic=True)
+            self._iterator = tf1.data.make_initializable_iterator(
+                batches.prefetch(tf.data.AUTOTUNE))
+            self.images, self.labels = self._iterator.get_next()
+            self.images.set_shape([None, *x.shape[1:]])
+            self.labels.set_shape([None])
+        self._load_op = tf.group(x_var.initializer, y_var.initializer)
+
+    def load(self, session):
+        session.run(self._load_op, {self._x_value: self._x,
+                                    self._y_value: self._y})
+
+    def start_epoch(self, session, epoch, batch_size, position, first_step):
+        """Starts epoch `epoch` at batch `position`; its first batch is
+        consumed by global step `first_step`. Returns the number of batches."""
+        order = epoch_order(self._seed, epoch, len(self._x))
+        order = order[position * batch_size:]
+        session.run(self._iterator.initializer, {
+            self._order: order, self._batch_size: batch_size,
+            self._first_step: first_step})
+        return -(-len(order) // batch_size)
+
+
+def per_channel_normalizer(x):
+    """A function mapping images to (images - mean) / std, per channel of
+    the NHWC array x (the training images)."""
+    mean = x.mean(axis=(0, 1, 2))
+    std = np.maximum(x.std(axis=(0, 1, 2)), 1e-6)
+
+    def normalize(images):
+        return (images - mean.astype(np.float32)) / std.astype(np.float32)
+
+    return normalize

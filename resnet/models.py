@@ -1,0 +1,174 @@
+"""Networks as data: a list of layer specs, built into a graph by calling it.
+
+Typical use:
+    network = resnet(20, num_classes=10, norm="batch_renorm")
+    logits = network(images, training=True)     # creates the variables
+    logits_eval = network(images, training=False)  # shares them
+
+Reference: He et al. 2015, section 4.2 (the CIFAR-10 ResNets).
+"""
+import dataclasses
+from typing import Optional
+
+import tensorflow as tf
+
+from batch_renorm import renorm_schedule, step_value
+from resnet import full_layers
+
+tf1 = tf.compat.v1
+
+NORMS = (None, "batch_norm", "batch_renorm")
+KINDS = ("conv", "block", "dense")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One layer of a stack: a `conv_layer`, `resnet_block` or `dense_layer`.
+
+    `size` is its filters (conv, block) or units (dense).
+    """
+    kind: str
+    size: int
+    strides: int = 1
+    kernel_size: int = 3
+    dropout_rate: float = 0.0
+    pool: Optional[str] = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"layer kind must be one of {KINDS}, got {self.kind!r}")
+        if self.size < 1 or self.strides < 1 or self.kernel_size < 1:
+            raise ValueError(f"layer sizes must be positive: {self}")
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise ValueError(f"dropout_rate must be in [0, 1): {self}")
+        if self.pool not in full_layers.POOLS:
+            raise ValueError(f"pool must be one of {full_layers.POOLS}: {self}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A stack of layers, a global average pool if the stack ends 4-D, and a
+    dense layer to `num_classes` logits. Call it as `network(images, training)`.
+
+    `norm` ("batch_norm", "batch_renorm" or None) applies to every conv layer
+    and block (and hidden dense layer); `renorm_schedule` holds the keyword
+    arguments of `batch_renorm.renorm_schedule` (None: the paper's).
+    """
+    layers: tuple
+    num_classes: int
+    norm: Optional[str] = "batch_renorm"
+    shortcut: str = "A"
+    norm_momentum: float = 0.99
+    renorm_schedule: Optional[dict] = None
+    name: str = "network"
+
+    def __post_init__(self):
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.shortcut not in full_layers.SHORTCUTS:
+            raise ValueError(f"shortcut must be one of "
+                             f"{full_layers.SHORTCUTS}, got {self.shortcut!r}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+
+    def renorm_clip(self):
+        """(rmax, dmax) at the graph's global step, for batch renorm."""
+        return renorm_schedule(step_value(), **(self.renorm_schedule or {}))
+
+    def __call__(self, images, training):
+        """Returns the logits [N, num_classes] of NHWC float32 `images`."""
+        with tf1.variable_scope(self.name, reuse=tf1.AUTO_REUSE):
+            renorm = self.norm == "batch_renorm"
+            flags = dict(batch_norm=self.norm == "batch_norm",
+                         batch_renorm=renorm, norm_momentum=self.norm_momentum,
+                         renorm_clip=(self.renorm_clip()
+                                      if renorm and training is not False
+                                      else None))
+            h = images
+            for index, layer in enumerate(self.layers):
+                h = _build(layer, h, training, self.shortcut, flags,
+                           f"{index:02d}_{layer.kind}")
+            if h.shape.rank == 4:
+                h = tf.reduce_mean(h, axis=[1, 2], name="global_pool")
+            logits = full_layers.dense_layer(h, self.num_classes, training,
+                                             activation=None, name="logits")
+            return tf.identity(logits, name="output")
+
+
+def _build(layer, h, training, shortcut, flags, name):
+    common = dict(training=training, dropout_rate=layer.dropout_rate,
+                  name=name, **flags)
+    if layer.kind == "conv":
+        return full_layers.conv_layer(h, layer.size, kernel_size=layer.kernel_size,
+                                      strides=layer.strides, pool=layer.pool,
+                                      **common)
+    if layer.kind == "block":
+        return full_layers.resnet_block(h, layer.size, strides=layer.strides,
+                                        shortcut=shortcut, pool=layer.pool,
+                                        **common)
+    return full_layers.dense_layer(h, layer.size, **common)
+
+
+def resnet(depth, num_classes, norm="batch_norm", shortcut="A",
+           base_filters=16, dropout_rate=0.0, norm_momentum=0.99,
+           renorm_schedule=None):
+    """The CIFAR ResNet of He et al. 2015: depth = 6n + 2.
+
+    A 3x3 conv, then 3 stages of n basic blocks with base_filters x 1, 2, 4
+    filters (the first block of stages 2 and 3 halves the size), global
+    average pooling and a dense layer. `dropout_rate` follows every block.
+    """
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"ResNet depth must be 6n + 2 (20, 32, 44, 56, 110, "
+                         f"...), got {depth}")
+    blocks = (depth - 2) // 6
+    layers = [Layer("conv", base_filters)]
+    for stage in range(3):
+        for index in range(blocks):
+            layers.append(Layer("block", base_filters * 2 ** stage,
+                                strides=2 if stage and not index else 1,
+                                dropout_rate=dropout_rate))
+    return Network(tuple(layers), num_classes, norm=norm, shortcut=shortcut,
+                   norm_momentum=norm_momentum,
+                   renorm_schedule=renorm_schedule, name=f"resnet{depth}")
+
+
+def parse_layers(text):
+    """Layers from a spec like "conv:32:pool=max,block:64:strides=2,dense:128".
+
+    Each comma-separated item is kind:size, then key=value options among
+    strides, kernel_size, dropout (the dropout rate) and pool (max or avg).
+    """
+    layers = []
+    for item in text.split(","):
+        kind, _, rest = item.strip().partition(":")
+        size, *options = rest.split(":") if rest else ("",)
+        try:
+            kwargs = dict(option.split("=", 1) for option in options)
+            fields = dict(
+                strides=int(kwargs.pop("strides", 1)),
+                kernel_size=int(kwargs.pop("kernel_size", 3)),
+                dropout_rate=float(kwargs.pop("dropout", 0.0)),
+                pool=kwargs.pop("pool", None))
+            size = int(size)
+        except ValueError:
+            raise ValueError(f"bad layer {item!r}: expected kind:size[:key=value...], "
+                             f"e.g. conv:32:pool=max") from None
+        if kwargs:
+            raise ValueError(f"bad layer {item!r}: unknown option(s) {sorted(kwargs)}")
+        layers.append(Layer(kind, size, **fields))
+    return tuple(layers)
+
+
+# Small stacks for 28x28 (MNIST-sized) and 8x8 (digits) inputs.
+PRESETS = {
+    "mnist_small": "conv:32,block:32:pool=max,block:64:strides=2,dense:128:dropout=0.3",
+    "digits_small": "conv:16,block:16,block:32:strides=2",
+}
+
+
+def custom(layers, num_classes, norm="batch_renorm", **kwargs):
+    """A `Network` from a spec string (see `parse_layers`) or a preset name."""
+    layers = PRESETS.get(layers, layers)
+    return Network(parse_layers(layers) if isinstance(layers, str) else tuple(layers),
+                   num_classes, norm=norm, **kwargs)

@@ -1,0 +1,178 @@
+"""resnet-run: train a ResNet (or a custom stack) on a dataset and report
+its test accuracy.
+
+    resnet-run                                  # ResNet-20, batch renorm, digits
+    resnet-run --dataset fashion_mnist --epochs 1
+    resnet-run --dataset cifar10 --data-dir ~/data --batch-size 128 --epochs 182
+    resnet-run --layers conv:32:pool=max,block:64:strides=2,dense:128:dropout=0.3
+
+The only module that reads command-line flags. It imports TensorFlow (and
+so the modules that use it) only once main() runs, and quietly.
+"""
+import argparse
+import logging
+import os
+import sys
+import time
+
+from resnet import datasets
+
+# Per-dataset defaults: (batch size, epochs). Digits runs in ~20 s on 2 cores.
+DEFAULTS = {"digits": (64, 30), "mnist": (128, 10),
+            "fashion_mnist": (128, 10), "cifar10": (128, 182)}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line and exit status 2, as for any usage error."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def _steps(text):
+    try:
+        return tuple(int(part) for part in text.split(",") if part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated steps, got {text!r}") from None
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow without the C++ log lines its start-up writes to
+    stderr (oneDNN notices no setting turns off), so that a usage error or a
+    result is all the terminal shows."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def build_parser():
+    from batch_renorm import schedule
+    from resnet import models, training
+
+    p = _Parser(prog="resnet-run", description=__doc__.split("\n\n")[0])
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", default="digits", choices=datasets.NAMES)
+    data.add_argument("--data-dir", help="where the dataset's files are "
+                      "(downloaded there if absent)")
+    data.add_argument("--validation", type=int, default=0, metavar="N",
+                      help="hold out N training images and test on them")
+    data.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                      help="pad-crop-flip (default: on for 32x32 RGB)")
+    model = p.add_argument_group("model")
+    model.add_argument("--depth", type=int, default=20,
+                       help="ResNet depth, 6n+2 (default 20)")
+    model.add_argument("--layers", help="a custom stack instead of a ResNet: "
+                       f"a spec like conv:32:pool=max,block:64:strides=2,"
+                       f"dense:128:dropout=0.3, or a preset "
+                       f"({', '.join(models.PRESETS)})")
+    model.add_argument("--norm", default="batch_renorm",
+                       choices=("none", "batch_norm", "batch_renorm"))
+    model.add_argument("--shortcut", default="A", choices=("A", "B"))
+    model.add_argument("--dropout", type=float, default=0.0,
+                       help="dropout rate after every ResNet block")
+    model.add_argument("--norm-momentum", type=float, default=0.99)
+    renorm = p.add_argument_group(
+        "batch renorm schedule (default: the paper's, scaled to the run)")
+    renorm.add_argument("--rmax", type=float, default=schedule.RMAX)
+    renorm.add_argument("--dmax", type=float, default=schedule.DMAX)
+    renorm.add_argument("--renorm-warmup", type=int, metavar="STEPS")
+    renorm.add_argument("--rmax-steps", type=int, metavar="STEPS")
+    renorm.add_argument("--dmax-steps", type=int, metavar="STEPS")
+    train = p.add_argument_group("training")
+    train.add_argument("--batch-size", type=_positive(int))
+    train.add_argument("--epochs", type=_positive(int))
+    train.add_argument("--lr", type=_positive(float),
+                       default=training.LEARNING_RATE)
+    train.add_argument("--lr-boundaries", type=_steps, metavar="S1,S2",
+                       help="steps where the lr is divided by 10 "
+                       "(default: at 50%% and 75%% of the run)")
+    train.add_argument("--momentum", type=float, default=training.MOMENTUM)
+    train.add_argument("--weight-decay", type=float,
+                       default=training.WEIGHT_DECAY)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--model-dir", help="TensorBoard logs go here")
+    train.add_argument("--no-progress", action="store_true",
+                       help="no progress bar")
+    return p
+
+
+def renorm_schedule_for(args, total_steps):
+    """The run's renorm schedule: the scaled paper's, overridden by flags."""
+    from batch_renorm import schedule
+    values = schedule.scaled_schedule(total_steps, args.rmax, args.dmax)
+    for key, flag in (("warmup_steps", args.renorm_warmup),
+                      ("rmax_steps", args.rmax_steps),
+                      ("dmax_steps", args.dmax_steps)):
+        if flag is not None:
+            values[key] = flag
+    return values
+
+
+def run(args):
+    """Trains as `args` say; returns (test metrics, history)."""
+    from resnet import models
+    from resnet.convolution_nn import ConvolutionNN
+
+    batch_size, epochs = DEFAULTS[args.dataset]
+    batch_size, epochs = args.batch_size or batch_size, args.epochs or epochs
+    ds = datasets.load(args.dataset, args.data_dir)
+    if args.validation:
+        ds = ds.split_validation(args.validation, seed=args.seed)
+    total_steps = epochs * -(-len(ds.x_train) // batch_size)
+    norm = None if args.norm == "none" else args.norm
+    options = dict(norm=norm, shortcut=args.shortcut,
+                   norm_momentum=args.norm_momentum,
+                   renorm_schedule=renorm_schedule_for(args, total_steps))
+    if args.layers:
+        network = models.custom(args.layers, ds.num_classes, **options)
+    else:
+        network = models.resnet(args.depth, ds.num_classes,
+                                dropout_rate=args.dropout, **options)
+    boundaries = (args.lr_boundaries if args.lr_boundaries is not None
+                  else (total_steps // 2, total_steps * 3 // 4))
+    with ConvolutionNN(network, ds, learning_rate=args.lr,
+                       momentum=args.momentum,
+                       weight_decay=args.weight_decay,
+                       lr_boundaries=boundaries, augment=args.augment,
+                       model_dir=args.model_dir, seed=args.seed,
+                       progress=False if args.no_progress else None) as cnn:
+        history = cnn.train(batch_size, epochs)
+        return cnn.evaluate(), history
+
+
+def main(argv=None):
+    import_tensorflow_quietly()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    start = time.perf_counter()
+    try:
+        metrics, history = run(args)
+    except ValueError as error:  # bad arguments and DatasetError
+        parser.error(str(error))
+    print(f"test accuracy {metrics['accuracy']:.4f} (loss {metrics['loss']:.4f})"
+          f" after {history[-1]['step']} steps, "
+          f"{time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""resnet-run and the example scripts, end to end in subprocesses."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests import formats
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = ["--depth", "8", "--epochs", "1", "--no-progress"]
+
+
+def run(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def test_cli_trains_on_digits_and_reports_test_accuracy(tmp_path):
+    result = run("-m", "resnet.resnet_run", *QUICK, "--batch-size", "32",
+                 "--model-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "epoch 1 step 45:" in result.stderr  # ceil(1437 / 32)
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("test accuracy ") and "after 45 steps" in line
+    assert float(line.split()[2]) > 0.5
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "0"], "--batch-size: must be > 0"),
+    (["--epochs", "two"], "--epochs: not a number"),
+    (["--depth", "21"], "6n + 2"),
+    (["--dataset", "imagenet"], "invalid choice"),
+    (["--layers", "conv:x"], "bad layer"),
+    (["--lr-boundaries", "1,b"], "comma-separated steps"),
+])
+def test_usage_errors_exit_2_with_one_line(args, message):
+    result = run("-m", "resnet.resnet_run", *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("resnet-run: error: ")
+    assert message in lines[0]
+
+
+def test_missing_dataset_files_are_a_usage_error(tmp_path):
+    # An empty data dir and a file in the way of the download: no network.
+    result = run("-m", "resnet.resnet_run", "--dataset", "mnist",
+                 "--data-dir", str(tmp_path / "train-images-idx3-ubyte.gz" / "x"))
+    assert result.returncode == 2
+    assert "train-images-idx3-ubyte.gz" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("script, writer, extra", [
+    ("mnist_resnet.py", formats.write_mnist, []),
+    ("fashion_mnist_resnet.py", formats.write_mnist, []),
+    ("cifar10_resnet.py", formats.write_cifar10, ["--validation", "10"]),
+])
+def test_example_scripts_run_one_epoch(tmp_path, script, writer, extra):
+    writer(tmp_path)
+    result = run(os.path.join("examples", script), *QUICK,
+                 "--data-dir", str(tmp_path), *extra)
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout

@@ -1,0 +1,152 @@
+"""Dataset readers on small files written in the original formats."""
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+from resnet import datasets
+from resnet.datasets import DatasetError
+from tests import formats
+
+
+def test_mnist_files_are_read_as_written(tmp_path):
+    written = formats.write_mnist(tmp_path)
+    ds = datasets.load("mnist", str(tmp_path), download=False)
+    assert ds.x_train.shape == (60, 28, 28, 1) and ds.x_train.dtype == np.float32
+    assert ds.y_test.dtype == np.int64 and ds.num_classes == 10
+    np.testing.assert_array_equal(ds.x_train[..., 0] * 255.0, written["train"][0])
+    np.testing.assert_array_equal(ds.y_train, written["train"][1])
+    np.testing.assert_array_equal(ds.x_test[..., 0] * 255.0, written["test"][0])
+
+
+def test_cifar10_batches_are_read_channel_last(tmp_path):
+    written = formats.write_cifar10(tmp_path)
+    ds = datasets.load("cifar10", str(tmp_path), download=False)
+    assert ds.x_train.shape == (50, 32, 32, 3) and ds.x_test.shape == (10, 32, 32, 3)
+    images, labels = written["data_batch_2"]
+    np.testing.assert_allclose(ds.x_train[10:20], images / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(ds.y_train[10:20], labels)
+    # Pixel (row 3, column 5) of image 0 in the raw row: R at 3*32+5,
+    # G at 1024 + that, B at 2048 + that.
+    raw = images[0].transpose(2, 0, 1).reshape(-1)
+    np.testing.assert_allclose(ds.x_train[10, 3, 5] * 255.0,
+                               raw[[101, 1024 + 101, 2048 + 101]], rtol=1e-6)
+
+
+def test_digits_is_embedded_with_a_fixed_stratified_split():
+    ds = datasets.load("digits")
+    assert ds.x_train.shape == (1437, 8, 8, 1) and ds.x_test.shape == (360, 8, 8, 1)
+    assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+    assert np.all(np.bincount(ds.y_test, minlength=10) >= 35)
+    np.testing.assert_array_equal(datasets.load("digits").y_test, ds.y_test)
+
+
+@pytest.mark.skipif(not os.path.isdir(datasets.DEBIAN_FASHION_MNIST),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_is_found_in_debians_package():
+    ds = datasets.load("fashion_mnist")
+    assert ds.x_train.shape == (60000, 28, 28, 1)
+    assert ds.x_test.shape == (10000, 28, 28, 1)
+    np.testing.assert_array_equal(np.bincount(ds.y_test), [1000] * 10)
+
+
+def test_validation_split_holds_out_training_images():
+    ds = datasets.load("digits").split_validation(100)
+    assert len(ds.x_train) == 1337 and len(ds.x_test) == 100
+    train = {img.tobytes() for img in ds.x_train}
+    assert not any(img.tobytes() in train for img in ds.x_test[:20])
+
+
+def _damage(path, how):
+    if how == "truncated":
+        data = gzip.open(path).read()
+        with gzip.open(path, "wb") as f:
+            f.write(data[:-7])
+    elif how == "not gzip":
+        with open(path, "wb") as f:
+            f.write(b"hello")
+    elif how == "wrong magic":
+        data = bytearray(gzip.open(path).read())
+        data[2] = 0x0D  # float instead of unsigned byte
+        with gzip.open(path, "wb") as f:
+            f.write(bytes(data))
+    elif how == "missing":
+        os.remove(path)
+
+
+@pytest.mark.parametrize("how, message", [
+    ("truncated", "bytes follow"), ("not gzip", "gzip"),
+    ("wrong magic", "not an IDX file"), ("missing", "not found")])
+def test_damaged_idx_files_name_the_path(tmp_path, how, message):
+    formats.write_mnist(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    _damage(path, how)
+    with pytest.raises(DatasetError, match=message) as error:
+        datasets.load("mnist", str(tmp_path), download=False)
+    assert str(path) in str(error.value)
+
+
+def test_labels_out_of_range_and_count_mismatch(tmp_path):
+    formats.write_mnist(tmp_path)
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    formats.write_idx(path, np.full(20, 10))
+    with pytest.raises(DatasetError, match=r"labels must be in \[0, 10\)"):
+        datasets.load("mnist", str(tmp_path), download=False)
+    formats.write_idx(path, np.zeros(19))
+    with pytest.raises(DatasetError, match="expected 20 labels"):
+        datasets.load("mnist", str(tmp_path), download=False)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x80\x02garbage", "not a readable CIFAR-10 batch"),
+    ("pickled list", "expected a dict"),
+    ("wrong shape", r"uint8 \[N, 3072\]")])
+def test_damaged_cifar10_batches_name_the_path(tmp_path, content, message):
+    formats.write_cifar10(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    if content == "pickled list":
+        import pickle
+        path.write_bytes(pickle.dumps([1, 2, 3]))
+    elif content == "wrong shape":
+        formats.write_cifar10_batch(path, np.zeros((4, 16, 16, 3)), [0] * 4)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(DatasetError, match=message) as error:
+        datasets.load("cifar10", str(tmp_path), download=False)
+    assert str(path) in str(error.value)
+
+
+def test_missing_files_are_downloaded_into_data_dir(tmp_path, monkeypatch):
+    """Downloads go through TensorLayer; here it copies from a local mirror."""
+    import shutil
+    import tensorlayer as tl
+    mirror = tmp_path / "mirror"
+    formats.write_mnist(mirror)
+    asked = []
+
+    def fake_download(filename, working_directory, url_source, extract=False):
+        asked.append(url_source + filename)
+        os.makedirs(working_directory, exist_ok=True)
+        return shutil.copy(mirror / filename, working_directory)
+
+    monkeypatch.setattr(tl.files, "maybe_download_and_extract", fake_download)
+    ds = datasets.load("mnist", str(tmp_path / "data"))
+    assert len(ds.x_train) == 60 and len(asked) == 4
+    assert all(url.startswith(datasets.IDX_URLS["mnist"]) for url in asked)
+
+
+def test_failed_download_says_where_to_put_the_file(tmp_path, monkeypatch):
+    import tensorlayer as tl
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(tl.files, "maybe_download_and_extract", offline)
+    with pytest.raises(DatasetError, match="by hand"):
+        datasets.load("cifar10", str(tmp_path))
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        datasets.load("imagenet")

@@ -1,0 +1,56 @@
+"""The in-graph input: augmentation and per-epoch order."""
+import numpy as np
+import tensorflow as tf
+
+from resnet.input_pipeline import PAD, TrainInput, epoch_order, pad_crop_flip
+
+tf1 = tf.compat.v1
+
+
+def test_pad_crop_flip_crops_each_image_at_its_own_offset(graph):
+    images = np.random.RandomState(0).rand(64, 6, 5, 2).astype(np.float32)
+    seed = tf1.placeholder(tf.int64, [2])
+    out = pad_crop_flip(tf.constant(images), seed)
+    with tf1.Session() as session:
+        a = session.run(out, {seed: [1, 7]})
+        again = session.run(out, {seed: [1, 7]})
+        other = session.run(out, {seed: [1, 8]})
+    np.testing.assert_array_equal(a, again)
+    assert not np.array_equal(a, other)
+    padded = np.pad(images, [(0, 0), (PAD, PAD), (PAD, PAD), (0, 0)])
+    offsets, flips = set(), 0
+    for image, source in zip(a, padded):
+        matches = [(dy, dx, flip) for dy in range(2 * PAD + 1)
+                   for dx in range(2 * PAD + 1) for flip in (False, True)
+                   if np.array_equal(image, (lambda c: c[:, ::-1] if flip else c)(
+                       source[dy:dy + 6, dx:dx + 5]))]
+        assert matches, "not a crop of the padded image"
+        offsets.add(matches[0][:2])
+        flips += matches[0][2]
+    assert len(offsets) > 20 and 16 < flips < 48
+
+
+def test_epoch_order_is_a_seeded_permutation():
+    a = epoch_order(0, 3, 100)
+    np.testing.assert_array_equal(np.sort(a), np.arange(100))
+    np.testing.assert_array_equal(a, epoch_order(0, 3, 100))
+    assert not np.array_equal(a, epoch_order(0, 4, 100))
+    assert not np.array_equal(a, epoch_order(1, 3, 100))
+
+
+def test_an_epoch_resumed_mid_way_yields_the_remaining_batches(graph):
+    x = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
+    y = np.arange(10, dtype=np.int64)
+    pipeline = TrainInput(x, y, seed=5, augment=False)
+    with tf1.Session() as session:
+        pipeline.load(session)
+
+        def epoch(position, first_step):
+            count = pipeline.start_epoch(session, 2, 4, position, first_step)
+            return count, [session.run(pipeline.labels) for _ in range(count)]
+
+        count, full = epoch(0, 0)
+        _, resumed = epoch(1, 1)
+    assert count == 3 and [len(b) for b in full] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate(full), epoch_order(5, 2, 10))
+    assert [list(b) for b in resumed] == [list(b) for b in full[1:]]
