@@ -17,16 +17,7 @@ def renorm_schedule(step, rmax=RMAX, dmax=DMAX, warmup_steps=WARMUP_STEPS,
     `rmax` at `rmax_steps` and `dmax` at `dmax_steps`, and stay there.
     `step` is an integer scalar tensor (usually `step_value()`).
     """
-    if rmax < 1:
-        raise ValueError(f"rmax must be >= 1, got {rmax}")
-    if dmax < 0:
-        raise ValueError(f"dmax must be >= 0, got {dmax}")
-    if warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
-    for label, end in (("rmax_steps", rmax_steps), ("dmax_steps", dmax_steps)):
-        if end < warmup_steps:
-            raise ValueError(f"{label} ({end}) must be >= warmup_steps "
-                             f"({warmup_steps})")
+    check_schedule(rmax, dmax, warmup_steps, rmax_steps, dmax_steps)
     t = tf.cast(step, tf.float32)
 
     def ramp(start, end, end_step):
@@ -35,6 +26,21 @@ def renorm_schedule(step, rmax=RMAX, dmax=DMAX, warmup_steps=WARMUP_STEPS,
 
     return (tf.identity(ramp(1.0, rmax, rmax_steps), name="rmax"),
             tf.identity(ramp(0.0, dmax, dmax_steps), name="dmax"))
+
+
+def check_schedule(rmax=RMAX, dmax=DMAX, warmup_steps=WARMUP_STEPS,
+                   rmax_steps=RMAX_STEPS, dmax_steps=DMAX_STEPS):
+    """Raises ValueError for arguments `renorm_schedule` cannot use."""
+    if not rmax >= 1:
+        raise ValueError(f"rmax must be >= 1, got {rmax}")
+    if not dmax >= 0:
+        raise ValueError(f"dmax must be >= 0, got {dmax}")
+    if not warmup_steps >= 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+    for label, end in (("rmax_steps", rmax_steps), ("dmax_steps", dmax_steps)):
+        if not end >= warmup_steps:
+            raise ValueError(f"{label} ({end}) must be >= warmup_steps "
+                             f"({warmup_steps})")
 
 
 REFERENCE_STEPS = 64000  # the CIFAR-10 ResNet recipe (He et al. 2015)

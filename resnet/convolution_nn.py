@@ -11,7 +11,9 @@ Typical use:
     history = cnn.train(batch_size=128, num_epoch=2)
     print(cnn.evaluate())                      # {'loss': ..., 'accuracy': ...}
 """
+import dataclasses
 import logging
+import numbers
 import sys
 import time
 
@@ -20,13 +22,30 @@ import tensorflow as tf
 
 from batch_renorm import global_step, step_value
 from resnet import training
+from resnet.checkpoints import Checkpoints, check_model_dir
 from resnet.input_pipeline import TrainInput, per_channel_normalizer
+from resnet.signals import StopOnSignal
 
 tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
 
-EVAL_BATCH_SIZE = 500  # images per inference run
-SUMMARY_EVERY = 20     # steps between TensorBoard training summaries
+EVAL_BATCH_SIZE = 500   # images per inference run
+SUMMARY_EVERY = 20      # steps between TensorBoard training summaries
+CHECKPOINT_SECS = 300   # seconds of training between checkpoints
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped training after a step, and a checkpoint of
+    that step was saved. `exit_code` is 128 + the signal's number."""
+
+    def __init__(self, message, signal):
+        super().__init__(message)
+        self.signal = signal
+        self.exit_code = 128 + int(signal)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or a weight) stopped being finite; nothing was saved."""
 
 
 class ConvolutionNN:
@@ -41,10 +60,20 @@ class ConvolutionNN:
         `training.step_learning_rate`; boundaries are global steps.
       momentum: SGD momentum. weight_decay: L2 on the kernels.
       augment: pad-crop-flip the training images (default: for 32x32 RGB).
-      model_dir: where TensorBoard summaries go (None: nowhere).
+      model_dir: where checkpoints and TensorBoard summaries go (None:
+        nowhere). The newest checkpoint there is restored on construction.
       seed: weight initialisation, data order, augmentation and dropout.
       progress: show a progress bar (default: when stderr is a terminal).
       session_config: a `tf.compat.v1.ConfigProto` for the session.
+      checkpoint_secs, checkpoint_steps: with a model_dir, save a checkpoint
+        after every so many seconds or steps of training (and at each
+        epoch's end). A run resumed from any checkpoint ends with the
+        weights of the uninterrupted run.
+
+    During `train`, with a model_dir, SIGINT and SIGTERM stop training after
+    the current step and save a checkpoint (`TrainingInterrupted`); a second
+    one stops the process at once. A non-finite loss stops training
+    (`TrainingDiverged`) without writing over the last checkpoint.
     """
 
     def __init__(self, network, dataset, learning_rate=training.LEARNING_RATE,
@@ -52,9 +81,23 @@ class ConvolutionNN:
                  weight_decay=training.WEIGHT_DECAY,
                  lr_boundaries=training.LR_BOUNDARIES,
                  lr_decay=training.LR_DECAY, augment=None, model_dir=None,
-                 seed=0, progress=None, session_config=None):
+                 seed=0, progress=None, session_config=None,
+                 checkpoint_secs=CHECKPOINT_SECS, checkpoint_steps=None):
+        training.check_optimizer_arguments(learning_rate, momentum,
+                                           weight_decay, lr_boundaries,
+                                           lr_decay)
+        check_model_dir(model_dir)
+        if not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        if checkpoint_steps is not None and (
+                not isinstance(checkpoint_steps, numbers.Integral)
+                or checkpoint_steps < 1):
+            raise ValueError(f"checkpoint_steps must be an integer >= 1 or "
+                             f"None, got {checkpoint_steps!r}")
         self.network, self.dataset, self.seed = network, dataset, seed
         self.model_dir = model_dir
+        self.checkpoint_secs, self.checkpoint_steps = (checkpoint_secs,
+                                                       checkpoint_steps)
         self.progress = sys.stderr.isatty() if progress is None else progress
         if augment is None:
             augment = dataset.image_shape == (32, 32, 3)
@@ -66,15 +109,26 @@ class ConvolutionNN:
                                  lr_boundaries, lr_decay, momentum,
                                  weight_decay)
             self._build_inference(network, dataset)
-            init = tf.group(tf1.global_variables_initializer(),
-                            tf1.local_variables_initializer())
-        self.graph.finalize()
-        self.session = tf1.Session(graph=self.graph, config=session_config)
-        self.session.run(init)
-        self._input.load(self.session)
-        with self.graph.as_default():
+            self._all_finite = tf.reduce_all(
+                [tf.reduce_all(tf.math.is_finite(v))
+                 for v in tf1.trainable_variables()])
+            self._checkpoints = (Checkpoints(model_dir,
+                                             _signature(network, dataset))
+                                 if model_dir else None)
+            self._init = tf.group(tf1.global_variables_initializer(),
+                                  tf1.local_variables_initializer())
             self._writer = (tf1.summary.FileWriter(model_dir, self.graph)
                             if model_dir else None)
+        self.graph.finalize()
+        self.session = tf1.Session(graph=self.graph, config=session_config)
+        self.session.run(self._init)
+        self._input.load(self.session)
+        if self._checkpoints:
+            # A failed restore assigns nothing: the variables stay as
+            # initialised.
+            self._checkpoints.restore(self.session)
+            log.info("model_dir %s: step %d, %d epochs done", model_dir,
+                     self.session.run(self.global_step), self.epochs_done)
 
     def _build_training(self, network, dataset, augment, learning_rate,
                         lr_boundaries, lr_decay, momentum, weight_decay):
@@ -127,20 +181,32 @@ class ConvolutionNN:
             "correct": tf.reduce_sum(tf.cast(
                 tf.equal(self._predictions, self._labels), tf.int64))}
 
+    @property
+    def epochs_done(self):
+        """Epochs completed (an epoch under way does not count)."""
+        return int(self.session.run(self._epoch))
+
     def train(self, batch_size, num_epoch):
         """Trains `num_epoch` more epochs (finishing first an epoch that is
         under way). Returns a list with one dict per epoch: epoch, step,
         loss, accuracy (on the training batches), seconds, images_per_second.
         """
+        training.check_run_arguments(batch_size, num_epoch)
         history = []
-        for _ in range(num_epoch):
-            history.append(self._train_epoch(batch_size))
-            log.info("epoch %(epoch)d step %(step)d: loss %(loss).4f, "
-                     "accuracy %(accuracy).4f, %(images_per_second).0f img/s",
-                     history[-1])
+        self._last_save = time.monotonic()
+        with StopOnSignal() if self._checkpoints else _NoSignals() as stop:
+            for _ in range(num_epoch):
+                history.append(self._train_epoch(batch_size, stop))
+                self.session.run(self._end_epoch)
+                self._save()
+                log.info("epoch %(epoch)d step %(step)d: loss %(loss).4f, "
+                         "accuracy %(accuracy).4f, "
+                         "%(images_per_second).0f img/s", history[-1])
+        if self._writer:
+            self._writer.flush()
         return history
 
-    def _train_epoch(self, batch_size):
+    def _train_epoch(self, batch_size, stop):
         epoch, step, epoch_start = self.session.run(
             [self._epoch, self.global_step, self._epoch_start])
         batches = self._input.start_epoch(self.session, epoch, batch_size,
@@ -149,25 +215,66 @@ class ConvolutionNN:
         start = time.perf_counter()
         with _progress_bar(batches, f"epoch {epoch + 1}",
                            self.progress) as bar:
-            for index in range(batches):
+            for _ in range(batches):
                 fetches = dict(self._step_fetches)
-                if self._writer and (step + index) % SUMMARY_EVERY == 0:
+                if self._writer and step % SUMMARY_EVERY == 0:
                     fetches["summary"] = self._summary
                 out = self.session.run(fetches)
+                if not np.isfinite(out["loss"]):
+                    raise TrainingDiverged(
+                        f"training diverged: the loss is {out['loss']} at "
+                        f"step {step + 1}; the last good checkpoint is "
+                        f"{self._last_checkpoint()}")
+                if "summary" in out:
+                    self._writer.add_summary(out["summary"], step)
+                step += 1
                 images += out["count"]
                 loss_sum += out["loss"] * out["count"]
                 correct += out["correct"]
-                if "summary" in out:
-                    self._writer.add_summary(out["summary"], step + index)
                 bar.update(1)
                 bar.set_postfix(loss=f"{out['loss']:.3f}",
                                 img_s=f"{images / (time.perf_counter() - start):.0f}",
                                 refresh=False)
+                if stop.received:
+                    self._stop(stop.received)
+                if self._checkpoint_due(step):
+                    self._save()
         seconds = time.perf_counter() - start
-        self.session.run(self._end_epoch)
-        return {"epoch": int(epoch) + 1, "step": int(step) + batches,
-                "loss": loss_sum / images, "accuracy": correct / images,
-                "seconds": seconds, "images_per_second": images / seconds}
+        return {"epoch": int(epoch) + 1, "step": int(step),
+                "loss": loss_sum / images if images else float("nan"),
+                "accuracy": correct / images if images else float("nan"),
+                "seconds": seconds,
+                "images_per_second": images / seconds if seconds else 0.0}
+
+    def _checkpoint_due(self, step):
+        if not self._checkpoints:
+            return False
+        if self.checkpoint_steps and step % self.checkpoint_steps == 0:
+            return True
+        return time.monotonic() - self._last_save >= self.checkpoint_secs
+
+    def _save(self):
+        """Saves a checkpoint, never of a diverged state."""
+        if not self._checkpoints:
+            return None
+        step = self.session.run(self.global_step)
+        if not self.session.run(self._all_finite):
+            raise TrainingDiverged(
+                f"training diverged: a weight is not finite at step {step}; "
+                f"the last good checkpoint is {self._last_checkpoint()}")
+        self._last_save = time.monotonic()
+        return self._checkpoints.save(self.session, step)
+
+    def _last_checkpoint(self):
+        latest = self._checkpoints and self._checkpoints.latest
+        return latest or "none" + ("" if self._checkpoints else " (no model_dir)")
+
+    def _stop(self, signal):
+        path = self._save()
+        raise TrainingInterrupted(
+            f"stopped by {signal.name} at step "
+            f"{self.session.run(self.global_step)}; saved checkpoint {path}",
+            signal)
 
     def evaluate(self, images=None, labels=None):
         """{'loss', 'accuracy'} with the moving statistics (inference mode),
@@ -213,6 +320,30 @@ class ConvolutionNN:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+class _NoSignals:
+    received = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        pass
+
+
+def _signature(network, dataset):
+    """What checkpoints of this model must agree on: the architecture and
+    the data (not training hyperparameters such as the renorm schedule)."""
+    if dataclasses.is_dataclass(network):
+        architecture = dataclasses.asdict(network)
+        for key in ("renorm_schedule", "norm_momentum"):
+            architecture.pop(key, None)
+    else:
+        architecture = getattr(network, "__qualname__", type(network).__name__)
+    return {"network": architecture, "dataset": dataset.name,
+            "image_shape": list(dataset.image_shape),
+            "num_classes": int(dataset.num_classes)}
 
 
 def _progress_bar(total, description, enabled):

@@ -17,6 +17,8 @@ import zlib
 
 import numpy as np
 
+from resnet.paths import check_writable_dir
+
 NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "resnet-batch-renorm")
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -165,7 +167,7 @@ def read_cifar10_batch(path):
     in channel-major order, and b"labels")."""
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
     except Exception as error:  # a damaged pickle raises almost anything
@@ -189,6 +191,23 @@ def read_cifar10_batch(path):
     return images.astype(np.float32) / 255.0, labels
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists and NumPy arrays only: a damaged or hostile
+    file cannot make it import or call anything else."""
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"),
+               ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"),
+               ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed "
+                                         f"in a CIFAR-10 batch")
+        if name == "_reconstruct":  # numpy.core was renamed numpy._core
+            return np.ndarray.__reduce__(np.zeros(0))[0]
+        return super().find_class(module, name)
+
+
 def _check_labels(path, labels, count, num_classes):
     if labels.shape != (count,):
         raise DatasetError(f"{path}: expected {count} labels (one per image), "
@@ -205,6 +224,11 @@ def _fetch(data_dir, filename, url, download, extract=False):
         return path
     if not download:
         raise DatasetError(f"{path}: file not found (and download is off)")
+    try:
+        check_writable_dir(data_dir, "data_dir")
+    except ValueError as error:
+        raise DatasetError(f"{path}: file not found, and it cannot be "
+                           f"downloaded there: {error}") from None
     import tensorlayer as tl  # slow to import; only needed to download
     try:
         return tl.files.maybe_download_and_extract(filename, data_dir, url,

@@ -13,6 +13,7 @@ from typing import Optional
 import tensorflow as tf
 
 from batch_renorm import renorm_schedule, step_value
+from batch_renorm.schedule import check_schedule
 from resnet import full_layers
 
 tf1 = tf.compat.v1
@@ -70,6 +71,11 @@ class Network:
                              f"{full_layers.SHORTCUTS}, got {self.shortcut!r}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        if not 0.0 <= self.norm_momentum < 1.0:
+            raise ValueError(f"norm_momentum must be in [0, 1), got "
+                             f"{self.norm_momentum}")
+        if self.renorm_schedule:
+            check_schedule(**self.renorm_schedule)
 
     def renorm_clip(self):
         """(rmax, dmax) at the graph's global step, for batch renorm."""

@@ -10,6 +10,7 @@ The only module that reads command-line flags. It imports TensorFlow (and
 so the modules that use it) only once main() runs, and quietly.
 """
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -26,18 +27,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         """One line and exit status 2, as for any usage error."""
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive(kind):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-    return parse
 
 
 def _steps(text):
@@ -66,6 +55,7 @@ def import_tensorflow_quietly():
 def build_parser():
     from batch_renorm import schedule
     from resnet import models, training
+    from resnet.convolution_nn import CHECKPOINT_SECS
 
     p = _Parser(prog="resnet-run", description=__doc__.split("\n\n")[0])
     data = p.add_argument_group("data")
@@ -97,10 +87,10 @@ def build_parser():
     renorm.add_argument("--rmax-steps", type=int, metavar="STEPS")
     renorm.add_argument("--dmax-steps", type=int, metavar="STEPS")
     train = p.add_argument_group("training")
-    train.add_argument("--batch-size", type=_positive(int))
-    train.add_argument("--epochs", type=_positive(int))
-    train.add_argument("--lr", type=_positive(float),
-                       default=training.LEARNING_RATE)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--epochs", type=int, help="in all: a run resumed "
+                       "from --model-dir trains only what is left")
+    train.add_argument("--lr", type=float, default=training.LEARNING_RATE)
     train.add_argument("--lr-boundaries", type=_steps, metavar="S1,S2",
                        help="steps where the lr is divided by 10 "
                        "(default: at 50%% and 75%% of the run)")
@@ -108,9 +98,17 @@ def build_parser():
     train.add_argument("--weight-decay", type=float,
                        default=training.WEIGHT_DECAY)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--model-dir", help="TensorBoard logs go here")
-    train.add_argument("--no-progress", action="store_true",
-                       help="no progress bar")
+    train.add_argument("--deterministic", action="store_true",
+                       help="TensorFlow's op determinism: bitwise "
+                       "reproducible runs, a little slower")
+    run = p.add_argument_group("checkpoints and logs")
+    run.add_argument("--model-dir", help="checkpoints and TensorBoard logs "
+                     "go here; a run there resumes from the newest checkpoint")
+    run.add_argument("--checkpoint-secs", type=float, metavar="SECONDS",
+                     default=CHECKPOINT_SECS)
+    run.add_argument("--checkpoint-steps", type=int, metavar="STEPS")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no progress bar")
     return p
 
 
@@ -127,25 +125,40 @@ def renorm_schedule_for(args, total_steps):
 
 
 def run(args):
-    """Trains as `args` say; returns (test metrics, history)."""
-    from resnet import models
+    """Trains as `args` say; returns (test metrics, global step)."""
+    from resnet import checkpoints, models, training
     from resnet.convolution_nn import ConvolutionNN
 
     batch_size, epochs = DEFAULTS[args.dataset]
-    batch_size, epochs = args.batch_size or batch_size, args.epochs or epochs
+    batch_size = batch_size if args.batch_size is None else args.batch_size
+    epochs = epochs if args.epochs is None else args.epochs
+    # Every argument is checked before any data is read or graph built.
+    training.check_run_arguments(batch_size, epochs)
+    training.check_optimizer_arguments(args.lr, args.momentum,
+                                       args.weight_decay,
+                                       args.lr_boundaries or (), 0.1)
+    checkpoints.check_model_dir(args.model_dir)
+    norm = None if args.norm == "none" else args.norm
+    options = dict(norm=norm, shortcut=args.shortcut,
+                   norm_momentum=args.norm_momentum)
+    # Checked now, completed below once the dataset gives its sizes (every
+    # dataset here has 10 classes).
+    if args.layers:
+        network = models.custom(args.layers, 10, **options)
+    else:
+        network = models.resnet(args.depth, 10, dropout_rate=args.dropout,
+                                **options)
+    if args.deterministic:
+        import tensorflow as tf
+        tf.config.experimental.enable_op_determinism()
+
     ds = datasets.load(args.dataset, args.data_dir)
     if args.validation:
         ds = ds.split_validation(args.validation, seed=args.seed)
     total_steps = epochs * -(-len(ds.x_train) // batch_size)
-    norm = None if args.norm == "none" else args.norm
-    options = dict(norm=norm, shortcut=args.shortcut,
-                   norm_momentum=args.norm_momentum,
-                   renorm_schedule=renorm_schedule_for(args, total_steps))
-    if args.layers:
-        network = models.custom(args.layers, ds.num_classes, **options)
-    else:
-        network = models.resnet(args.depth, ds.num_classes,
-                                dropout_rate=args.dropout, **options)
+    network = dataclasses.replace(
+        network, num_classes=ds.num_classes,
+        renorm_schedule=renorm_schedule_for(args, total_steps))
     boundaries = (args.lr_boundaries if args.lr_boundaries is not None
                   else (total_steps // 2, total_steps * 3 // 4))
     with ConvolutionNN(network, ds, learning_rate=args.lr,
@@ -153,24 +166,38 @@ def run(args):
                        weight_decay=args.weight_decay,
                        lr_boundaries=boundaries, augment=args.augment,
                        model_dir=args.model_dir, seed=args.seed,
-                       progress=False if args.no_progress else None) as cnn:
-        history = cnn.train(batch_size, epochs)
-        return cnn.evaluate(), history
+                       progress=False if args.no_progress else None,
+                       checkpoint_secs=args.checkpoint_secs,
+                       checkpoint_steps=args.checkpoint_steps) as cnn:
+        if cnn.epochs_done >= epochs:
+            logging.info("%s: all %d epochs are done already",
+                         args.model_dir, epochs)
+        else:
+            cnn.train(batch_size, epochs - cnn.epochs_done)
+        return cnn.evaluate(), int(cnn.session.run(cnn.global_step))
 
 
 def main(argv=None):
     import_tensorflow_quietly()
+    from resnet.convolution_nn import TrainingDiverged, TrainingInterrupted
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
     try:
-        metrics, history = run(args)
-    except ValueError as error:  # bad arguments and DatasetError
+        metrics, step = run(args)
+    except ValueError as error:  # bad arguments, DatasetError, mismatches
         parser.error(str(error))
+    except TrainingInterrupted as stop:
+        print(f"{parser.prog}: {stop}; run the same command again to resume",
+              file=sys.stderr)
+        return stop.exit_code
+    except TrainingDiverged as error:
+        print(f"{parser.prog}: {error}", file=sys.stderr)
+        return 1
     print(f"test accuracy {metrics['accuracy']:.4f} (loss {metrics['loss']:.4f})"
-          f" after {history[-1]['step']} steps, "
-          f"{time.perf_counter() - start:.1f} s")
+          f" after {step} steps, {time.perf_counter() - start:.1f} s")
     return 0
 
 

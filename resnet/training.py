@@ -3,6 +3,8 @@
 Every schedule is a pure function of the global step (official r1
 `learning_rate_with_decay`, airbench `get_lr`): a resumed run continues it.
 """
+import numbers
+
 import tensorflow as tf
 
 tf1 = tf.compat.v1
@@ -44,3 +46,43 @@ def train_op(loss, learning_rate, momentum, increment):
     optimizer = tf1.train.MomentumOptimizer(learning_rate, momentum)
     apply = optimizer.minimize(loss)
     return tf.group(apply, increment, *update_ops, name="train_op")
+
+
+def check_optimizer_arguments(learning_rate, momentum, weight_decay,
+                              lr_boundaries, lr_decay):
+    """Raises ValueError for a value no training run could use."""
+    _check_number("learning_rate", learning_rate, low=0.0, low_open=True)
+    _check_number("momentum", momentum, low=0.0, high=1.0)
+    _check_number("weight_decay", weight_decay, low=0.0)
+    _check_number("lr_decay", lr_decay, low=0.0, low_open=True)
+    boundaries = list(lr_boundaries)
+    if any(not isinstance(b, numbers.Real) or b < 0 for b in boundaries) \
+            or boundaries != sorted(boundaries):
+        raise ValueError(f"lr_boundaries must be increasing steps >= 0, "
+                         f"got {lr_boundaries}")
+
+
+def check_run_arguments(batch_size, num_epoch):
+    """Raises ValueError unless batch_size >= 1 and num_epoch >= 0 are ints."""
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not _is_int(num_epoch) or num_epoch < 0:
+        raise ValueError(f"num_epoch must be an integer >= 0, got {num_epoch!r}")
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_number(name, value, low=None, high=None, low_open=False):
+    """low <= value < high (low < value if low_open), value a finite real."""
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and value == value and abs(value) != float("inf")
+          and (low is None or (value > low if low_open else value >= low))
+          and (high is None or value < high))
+    if not ok:
+        bounds = " and ".join(
+            text for text in (
+                None if low is None else f"{'>' if low_open else '>='} {low}",
+                None if high is None else f"< {high}") if text)
+        raise ValueError(f"{name} must be a number {bounds}, got {value!r}")

@@ -150,3 +150,80 @@ def test_failed_download_says_where_to_put_the_file(tmp_path, monkeypatch):
 def test_unknown_dataset_name():
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         datasets.load("imagenet")
+
+
+# Fuzzing: damaged and random files give DatasetError, never anything else.
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+FUZZ = settings(max_examples=150, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+# A valid IDX payload: three 28x28 images.
+IDX_PAYLOAD = (bytes([0, 0, 8, 3]) + (3).to_bytes(4, "big")
+               + (28).to_bytes(4, "big") * 2 + bytes(range(256)) * 9 + bytes(48))
+
+
+def _mutations(valid):
+    """Truncations, byte flips and insertions of a valid file, and noise."""
+    return st.one_of(
+        st.binary(max_size=4096),
+        st.integers(0, len(valid)).map(lambda n: valid[:n]),
+        st.lists(st.tuples(st.integers(0, len(valid) - 1), st.integers(0, 255)),
+                 min_size=1, max_size=8).map(
+            lambda edits: _apply(valid, edits)))
+
+
+def _apply(data, edits):
+    data = bytearray(data)
+    for index, value in edits:
+        data[index] = value
+    return bytes(data)
+
+
+@FUZZ
+@given(data=st.one_of(_mutations(gzip.compress(IDX_PAYLOAD)),
+                     _mutations(IDX_PAYLOAD).map(gzip.compress)))
+def test_fuzzed_idx_files_give_dataset_errors(tmp_path, data):
+    path = tmp_path / "fuzz-idx3-ubyte.gz"
+    path.write_bytes(data)
+    try:
+        images = datasets.read_idx(str(path), ndim=3)
+    except DatasetError as error:
+        assert str(path) in str(error)
+    else:
+        assert images.ndim == 3 and images.dtype == np.uint8
+
+
+def _valid_cifar_bytes():
+    import pickle
+    data = np.arange(2 * 3072, dtype=np.int64).astype(np.uint8).reshape(2, 3072)
+    return pickle.dumps({b"data": data, b"labels": [3, 9]}, protocol=2)
+
+
+@FUZZ
+@given(data=_mutations(_valid_cifar_bytes()))
+def test_fuzzed_cifar10_batches_give_dataset_errors(tmp_path, data):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(data)
+    try:
+        images, labels = datasets.read_cifar10_batch(str(path))
+    except DatasetError as error:
+        assert str(path) in str(error)
+    else:
+        assert images.shape[1:] == (32, 32, 3) and labels.shape == images.shape[:1]
+        assert labels.min() >= 0 and labels.max() < 10
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    import pickle
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "owned"),))
+
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": Exploit(), b"labels": []}))
+    with pytest.raises(DatasetError, match="is not allowed"):
+        datasets.read_cifar10_batch(str(path))
+    assert not (tmp_path / "owned").exists()

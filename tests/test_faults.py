@@ -1,0 +1,213 @@
+"""Faults: SIGKILL, SIGINT, SIGTERM, divergence, damaged checkpoints, bad
+arguments. A run resumed after any of them must end as the uninterrupted
+run does, bit for bit."""
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from resnet import datasets, models
+from resnet.checkpoints import CheckpointMismatchError
+from resnet.convolution_nn import ConvolutionNN, TrainingDiverged
+from tests.test_cli import ROOT, run
+
+# digits, 3 epochs of 23 steps, a checkpoint every 5 steps and at epoch ends.
+TRAIN = ["-m", "resnet.resnet_run", "--depth", "8", "--epochs", "3",
+         "--batch-size", "64", "--dropout", "0.2", "--deterministic",
+         "--checkpoint-steps", "5", "--no-progress"]
+
+
+def final_weights(model_dir):
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(model_dir))
+    return {name: reader.get_tensor(name)
+            for name in reader.get_variable_to_shape_map()}
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("uninterrupted")
+    result = run(*TRAIN, "--model-dir", str(model_dir))
+    assert result.returncode == 0, result.stderr
+    weights = final_weights(model_dir)
+    assert weights["global_step"] == 69
+    return weights
+
+
+def start_training(model_dir, *extra):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen([sys.executable, *TRAIN, *extra, "--model-dir",
+                             str(model_dir)], cwd=ROOT, env=env,
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+
+
+def wait_for_line(process, text):
+    """Reads the process's stderr until a line holds `text`."""
+    for line in process.stderr:
+        if text in line:
+            return line
+    raise AssertionError(f"{text!r} never came; exit {process.wait()}")
+
+
+@pytest.mark.parametrize("checkpoint", [
+    "model.ckpt-10",   # mid-epoch
+    "model.ckpt-23",   # at the end of the first epoch
+    "model.ckpt-50"])  # mid-epoch, in the last epoch
+def test_sigkill_then_resume_ends_with_the_same_weights(
+        tmp_path, uninterrupted, checkpoint):
+    process = start_training(tmp_path)
+    wait_for_line(process, f"saved checkpoint {tmp_path}/{checkpoint}")
+    process.kill()
+    assert process.wait() == -signal.SIGKILL
+    resumed = run(*TRAIN, "--model-dir", str(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "restored checkpoint" in resumed.stderr
+    assert_same_weights(final_weights(tmp_path), uninterrupted)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130),
+                                          (signal.SIGTERM, 143)])
+def test_sigint_and_sigterm_save_and_exit(tmp_path, uninterrupted, signum, code):
+    process = start_training(tmp_path)
+    wait_for_line(process, "saved checkpoint")
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"resnet-run: stopped by {signal.Signals(signum).name}")
+    assert "run the same command again to resume" in last
+    stopped_at = int(last.split(" at step ")[1].split(";")[0])
+    assert f"model.ckpt-{stopped_at}" in last and stopped_at < 69
+    resumed = run(*TRAIN, "--model-dir", str(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(final_weights(tmp_path), uninterrupted)
+
+
+def test_rerunning_a_finished_run_trains_nothing_more(tmp_path, uninterrupted):
+    first = run(*TRAIN, "--epochs", "1", "--model-dir", str(tmp_path))
+    assert first.returncode == 0 and "after 23 steps" in first.stdout
+    again = run(*TRAIN, "--epochs", "1", "--model-dir", str(tmp_path))
+    assert again.returncode == 0 and "after 23 steps" in again.stdout
+    assert "all 1 epochs are done already" in again.stderr
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return datasets.load("digits")
+
+
+def small(depth=8):
+    return models.resnet(depth, 10, norm="batch_renorm")
+
+
+def test_divergence_stops_without_touching_the_last_checkpoint(tmp_path, digits):
+    with ConvolutionNN(small(), digits, model_dir=str(tmp_path),
+                       progress=False) as cnn:
+        cnn.train(batch_size=128, num_epoch=1)
+    good = final_weights(tmp_path)
+
+    def checkpoint_files():  # each run adds its own TensorBoard events file
+        return sorted(f for f in os.listdir(tmp_path) if "tfevents" not in f)
+
+    files = checkpoint_files()
+    with ConvolutionNN(small(), digits, learning_rate=1e30,
+                       model_dir=str(tmp_path), progress=False) as cnn:
+        with pytest.raises(TrainingDiverged,
+                           match=r"at step 1[3-9].*model\.ckpt-12"):
+            cnn.train(batch_size=128, num_epoch=1)
+    assert checkpoint_files() == files
+    assert_same_weights(final_weights(tmp_path), good)
+    assert all(np.all(np.isfinite(v)) for v in good.values())
+
+
+def test_truncated_newest_checkpoint_falls_back_to_the_older(tmp_path, digits, caplog):
+    with ConvolutionNN(small(), digits, model_dir=str(tmp_path),
+                       progress=False) as cnn:
+        cnn.train(batch_size=128, num_epoch=2)  # checkpoints at 12 and 24
+    data = tmp_path / "model.ckpt-24.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:1000])
+    with ConvolutionNN(small(), digits, model_dir=str(tmp_path),
+                       progress=False) as cnn:
+        assert cnn.session.run(cnn.global_step) == 12
+        assert cnn.epochs_done == 1
+    assert "model.ckpt-24 cannot be" in caplog.text
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path, digits):
+    with ConvolutionNN(small(8), digits, model_dir=str(tmp_path),
+                       progress=False) as cnn:
+        cnn.train(batch_size=256, num_epoch=1)
+    with pytest.raises(CheckpointMismatchError, match="resnet8.*resnet14"):
+        ConvolutionNN(small(14), digits, model_dir=str(tmp_path))
+    # Without model.json, the variables themselves tell.
+    os.remove(tmp_path / "model.json")
+    wide = models.resnet(8, 10, norm="batch_renorm", base_filters=8)
+    wide = type(wide)(wide.layers, 10, name="resnet8")
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"resnet8/00_conv/kernel is \[3, 3, 1, 16\] there, "
+                             r"\[3, 3, 1, 8\] here"):
+        ConvolutionNN(wide, digits, model_dir=str(tmp_path))
+
+
+BAD_ARGUMENTS = [  # (ConvolutionNN / train keyword, value, CLI flag, message)
+    ("batch_size", 0, "--batch-size", "batch_size must be an integer >= 1"),
+    ("num_epoch", -1, "--epochs", "num_epoch must be an integer >= 0"),
+    ("learning_rate", 0.0, "--lr", "learning_rate must be a number > 0"),
+    ("learning_rate", float("nan"), "--lr", "learning_rate must be a number > 0"),
+    ("momentum", 1.0, "--momentum", "momentum must be a number >= 0.0 and < 1.0"),
+    ("weight_decay", -1e-4, "--weight-decay", "weight_decay must be a number >= 0"),
+    ("lr_boundaries", (30, 20), "--lr-boundaries", "lr_boundaries must be increasing"),
+]
+
+
+@pytest.mark.parametrize("keyword, value, flag, message", BAD_ARGUMENTS)
+def test_bad_arguments_python_and_cli(digits, keyword, value, flag, message):
+    with pytest.raises(ValueError, match=message):
+        if keyword in ("batch_size", "num_epoch"):
+            ConvolutionNN.__new__(ConvolutionNN).train(
+                **dict(dict(batch_size=32, num_epoch=1), **{keyword: value}))
+        else:
+            ConvolutionNN(small(), digits, **{keyword: value})
+    text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    result = run("-m", "resnet.resnet_run", f"{flag}={text}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"resnet-run: error: {message}"
+                                                  + result.stderr.split(message, 1)[1].rstrip()]
+
+
+def test_model_dir_in_the_way_of_a_file(tmp_path, digits):
+    (tmp_path / "file").write_text("x")
+    path = str(tmp_path / "file" / "run")
+    with pytest.raises(ValueError, match="is a file, not a directory"):
+        ConvolutionNN(small(), digits, model_dir=path)
+    result = run("-m", "resnet.resnet_run", "--model-dir", path)
+    assert result.returncode == 2 and "is a file" in result.stderr
+
+
+def test_unwritable_model_dir(tmp_path, digits, monkeypatch):
+    # Root (as in CI) may write anywhere: fake what a user's os.access says.
+    locked = str(tmp_path)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False
+                        if path == locked else real_access(path, mode))
+    with pytest.raises(ValueError, match=f"{locked} is not writable"):
+        ConvolutionNN(small(), digits, model_dir=os.path.join(locked, "run"))
+
+
+def test_other_cli_arguments_are_checked_before_any_graph():
+    for args, message in ((["--dropout", "1.5"], "dropout_rate must be in [0, 1)"),
+                          (["--norm-momentum", "1"], "norm_momentum must be in [0, 1)"),
+                          (["--rmax", "0.5"], "rmax must be >= 1"),
+                          (["--depth", "9"], "6n + 2")):
+        result = run("-m", "resnet.resnet_run", *args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
