@@ -35,7 +35,8 @@ tf1 = tf.compat.v1
 
 
 def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
-                 epsilon=1e-3, center=True, scale=True, name=None):
+                 epsilon=1e-3, center=True, scale=True, group_size=None,
+                 name=None):
     """Batch renormalization (Ioffe 2017, Algorithm 1).
 
     Args:
@@ -47,6 +48,11 @@ def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
       momentum: the moving statistics move by (1 - momentum) each step.
       epsilon: added to the batch variance.
       center, scale: whether to learn beta and gamma.
+      group_size: if set, training normalises each group of `group_size`
+        consecutive examples with its own statistics, r and d ("microbatches",
+        the paper's section 4.2); the moving statistics move toward the
+        groups' mean statistics. The batch size must be a multiple of it.
+        Inference is unchanged.
       name: variable scope of the layer; reuse it (`reuse=True` in an outer
         scope) to share the variables, e.g. between a training and an
         inference graph. Default: a unique "batch_renorm", "batch_renorm_1"...
@@ -60,25 +66,25 @@ def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
         rmax = rmax_t if rmax is None else rmax
         dmax = dmax_t if dmax is None else dmax
     return _normalize(inputs, training, (rmax, dmax), momentum, epsilon,
-                      center, scale, name, "batch_renorm")
+                      center, scale, group_size, name, "batch_renorm")
 
 
 def batch_norm(inputs, training, momentum=0.99, epsilon=1e-3, center=True,
-               scale=True, name=None):
+               scale=True, group_size=None, name=None):
     """Batch normalization: `batch_renorm` with r = 1 and d = 0.
 
     Same arguments, variables and update ops as `batch_renorm`, whose
     moving standard deviation it keeps too.
     """
     return _normalize(inputs, training, None, momentum, epsilon, center,
-                      scale, name, "batch_norm")
+                      scale, group_size, name, "batch_norm")
 
 
 def _graph_of(inputs):
     return getattr(inputs, "graph", None) or tf1.get_default_graph()
 
 
-def _check_arguments(inputs, clip, momentum, epsilon, name):
+def _check_arguments(inputs, clip, momentum, epsilon, group_size, name):
     if inputs.dtype != tf.float32:
         raise ValueError(f"{name}: inputs must be float32, got {inputs.dtype.name}")
     if inputs.shape.rank not in (2, 4):
@@ -91,6 +97,10 @@ def _check_arguments(inputs, clip, momentum, epsilon, name):
         raise ValueError(f"{name}: momentum must be in [0, 1), got {momentum}")
     if not epsilon > 0:
         raise ValueError(f"{name}: epsilon must be > 0, got {epsilon}")
+    if group_size is not None and (not isinstance(group_size, int)
+                                   or group_size < 1):
+        raise ValueError(f"{name}: group_size must be an integer >= 1 or "
+                         f"None, got {group_size!r}")
     if clip is not None:
         rmax, dmax = clip
         if isinstance(rmax, numbers.Real) and rmax < 1:
@@ -100,10 +110,11 @@ def _check_arguments(inputs, clip, momentum, epsilon, name):
 
 
 def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
-               name, default_name):
+               group_size, name, default_name):
     """The layer; `clip` is (rmax, dmax) for renorm, None for batch norm."""
     inputs = tf.convert_to_tensor(inputs)
-    _check_arguments(inputs, clip, momentum, epsilon, name or default_name)
+    _check_arguments(inputs, clip, momentum, epsilon, group_size,
+                     name or default_name)
     channels = inputs.shape[-1]
     with tf1.variable_scope(name, default_name=default_name):
         gamma = _variable("gamma", channels, 1.0) if scale else tf.ones([channels])
@@ -117,6 +128,9 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
         x = inputs if inputs.shape.rank == 4 else tf.reshape(inputs, [-1, 1, 1, channels])
 
         def train():
+            if group_size:
+                return _grouped_train_branch(x, gamma, beta, mean, std, clip,
+                                             epsilon, group_size)
             return _train_branch(x, gamma, beta, mean, std, clip, epsilon)
 
         def infer():
@@ -150,25 +164,64 @@ def _variable(name, channels, value, trainable=True):
 def _train_branch(x, gamma, beta, mean, std, clip, epsilon):
     """Returns (y, batch mean, batch std) of Algorithm 1's training step."""
     if clip is None:
-        y, batch_mean, bessel_var = tf1.nn.fused_batch_norm(
-            x, gamma, beta, epsilon=epsilon, is_training=True)
-        # The fused kernel normalises with the biased variance but returns
-        # the unbiased one; sigma_B is the biased one.
-        n = tf.cast(tf.size(x) // x.shape[-1], tf.float32)
-        batch_var = bessel_var * (n - 1.0) / n
-        return y, batch_mean, tf.sqrt(batch_var + epsilon)
+        y, batch_mean, batch_std = _fused_train(x, gamma, beta, epsilon)
+        return y, batch_mean, batch_std
     rmax, dmax = clip
-    batch_mean, batch_var = tf.nn.moments(tf.stop_gradient(x), axes=[0, 1, 2])
-    batch_std = tf.sqrt(batch_var + epsilon)
+    # r and d need the batch statistics before the normalisation that uses
+    # them: a first, gradient-free pass of the fused kernel computes them
+    # (several times faster on oneDNN than tf.nn.moments).
+    channels = x.shape[-1]
+    _, batch_mean, batch_std = _fused_train(
+        tf.stop_gradient(x), tf.ones([channels]), tf.zeros([channels]), epsilon)
     r = tf.stop_gradient(
         tf.clip_by_value(batch_std / std, 1.0 / rmax, rmax), name="r")
     d = tf.stop_gradient(
         tf.clip_by_value((batch_mean - mean) / std, -dmax, dmax), name="d")
     # gamma * ((x - mu_B) / sigma_B * r + d) + beta as one fused kernel:
     # its gradient flows through mu_B and sigma_B, with r and d constant.
-    y, _, _ = tf1.nn.fused_batch_norm(x, gamma * r, gamma * d + beta,
-                                      epsilon=epsilon, is_training=True)
+    y, _, _ = _fused_train(x, gamma * r, gamma * d + beta, epsilon)
     return y, batch_mean, batch_std
+
+
+def _grouped_train_branch(x, gamma, beta, mean, std, clip, epsilon,
+                          group_size):
+    """Algorithm 1 per group of `group_size` consecutive examples; returns
+    (y, mean of the groups' means, mean of the groups' stds).
+
+    Unfused: the fused kernel cannot keep statistics per group. Gradients
+    flow through each group's statistics, with r and d constant.
+    """
+    shape = tf.shape(x)
+    check = tf.debugging.assert_equal(
+        shape[0] % group_size, 0, message=f"the batch size must be a "
+        f"multiple of group_size={group_size}")
+    with tf.control_dependencies([check]):
+        groups = tf.reshape(x, [-1, group_size, *x.shape[1:]])
+    group_mean, group_var = tf.nn.moments(groups, axes=[1, 2, 3],
+                                          keepdims=True)
+    group_std = tf.sqrt(group_var + epsilon)
+    x_hat = (groups - group_mean) / group_std
+    if clip is not None:
+        rmax, dmax = clip
+        r = tf.stop_gradient(tf.clip_by_value(group_std / std, 1.0 / rmax,
+                                              rmax), name="r")
+        d = tf.stop_gradient(tf.clip_by_value((group_mean - mean) / std,
+                                              -dmax, dmax), name="d")
+        x_hat = x_hat * r + d
+    y = tf.reshape(gamma * x_hat + beta, shape)
+    return (y, tf.reduce_mean(group_mean, axis=[0, 1, 2, 3]),
+            tf.reduce_mean(group_std, axis=[0, 1, 2, 3]))
+
+
+def _fused_train(x, scale, offset, epsilon):
+    """The fused kernel in training mode: (y, batch mean, batch std)."""
+    y, batch_mean, bessel_var = tf1.nn.fused_batch_norm(
+        x, scale, offset, epsilon=epsilon, is_training=True)
+    # The kernel normalises with the biased variance but returns the
+    # unbiased one; sigma_B is the biased one.
+    n = tf.cast(tf.size(x) // x.shape[-1], tf.float32)
+    batch_var = bessel_var * (n - 1.0) / n
+    return y, batch_mean, tf.sqrt(batch_var + epsilon)
 
 
 def _infer_branch(x, gamma, beta, mean, std, epsilon):

@@ -43,19 +43,21 @@ def check_schedule(rmax=RMAX, dmax=DMAX, warmup_steps=WARMUP_STEPS,
                              f"({warmup_steps})")
 
 
-REFERENCE_STEPS = 64000  # the CIFAR-10 ResNet recipe (He et al. 2015)
-
-
 def scaled_schedule(total_steps, rmax=RMAX, dmax=DMAX):
-    """`renorm_schedule` keyword arguments for a run of `total_steps`: the
-    paper's step counts taken as fractions of the 64k-step CIFAR-10 ResNet
-    run (warm-up ends at 7.8% of the run, dmax is reached at 39%, rmax at
-    62.5%). Our choice for runs of other lengths; the paper gives none."""
+    """`renorm_schedule` keyword arguments for a run of `total_steps` whose
+    learning rate drops at half-way (as resnet-run's does by default).
+
+    The paper ramps over tens of thousands of steps, far longer than the
+    ~100-step memory of the moving statistics (alpha = 0.01). Compressing
+    its schedule proportionally into a short run lets d saturate while the
+    learning rate is high and the moving mean lags the drifting batch means:
+    measured on one epoch of Fashion-MNIST (ResNet-8, 469 steps), test
+    accuracy fell to 33.5% (batch norm: 86.6%; r alone: 86.6%, d alone:
+    21.6%). So here r and d stay 1 and 0 through the first half of the run
+    and ramp linearly to rmax and dmax over the second (86.5% on the same
+    run). Our choice; the paper gives no rule for other lengths.
+    """
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-
-    def at(paper_step):
-        return round(total_steps * paper_step / REFERENCE_STEPS)
-
-    return dict(rmax=rmax, dmax=dmax, warmup_steps=at(WARMUP_STEPS),
-                rmax_steps=at(RMAX_STEPS), dmax_steps=at(DMAX_STEPS))
+    return dict(rmax=rmax, dmax=dmax, warmup_steps=total_steps // 2,
+                rmax_steps=total_steps, dmax_steps=total_steps)

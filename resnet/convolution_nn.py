@@ -24,6 +24,7 @@ from batch_renorm import global_step, step_value
 from resnet import training
 from resnet.checkpoints import Checkpoints, check_model_dir
 from resnet.input_pipeline import TrainInput, per_channel_normalizer
+from resnet.session_config import session_config as default_session_config
 from resnet.signals import StopOnSignal
 
 tf1 = tf.compat.v1
@@ -64,7 +65,11 @@ class ConvolutionNN:
         nowhere). The newest checkpoint there is restored on construction.
       seed: weight initialisation, data order, augmentation and dropout.
       progress: show a progress bar (default: when stderr is a terminal).
-      session_config: a `tf.compat.v1.ConfigProto` for the session.
+      session_config: a `tf.compat.v1.ConfigProto` for the session (default:
+        `session_config.session_config()`: threads for this machine, and
+        bfloat16 mixed precision where the CPU computes it natively).
+      classes_per_batch: build each training batch from this many classes
+        only (non-i.i.d. batches; `input_pipeline.non_iid_order`).
       checkpoint_secs, checkpoint_steps: with a model_dir, save a checkpoint
         after every so many seconds or steps of training (and at each
         epoch's end). A run resumed from any checkpoint ends with the
@@ -82,13 +87,20 @@ class ConvolutionNN:
                  lr_boundaries=training.LR_BOUNDARIES,
                  lr_decay=training.LR_DECAY, augment=None, model_dir=None,
                  seed=0, progress=None, session_config=None,
-                 checkpoint_secs=CHECKPOINT_SECS, checkpoint_steps=None):
+                 checkpoint_secs=CHECKPOINT_SECS, checkpoint_steps=None,
+                 classes_per_batch=None):
         training.check_optimizer_arguments(learning_rate, momentum,
                                            weight_decay, lr_boundaries,
                                            lr_decay)
         check_model_dir(model_dir)
         if not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        if classes_per_batch is not None and not (
+                isinstance(classes_per_batch, numbers.Integral)
+                and 1 <= classes_per_batch <= dataset.num_classes):
+            raise ValueError(f"classes_per_batch must be an integer in [1, "
+                             f"{dataset.num_classes}] or None, got "
+                             f"{classes_per_batch!r}")
         if checkpoint_steps is not None and (
                 not isinstance(checkpoint_steps, numbers.Integral)
                 or checkpoint_steps < 1):
@@ -96,6 +108,7 @@ class ConvolutionNN:
                              f"None, got {checkpoint_steps!r}")
         self.network, self.dataset, self.seed = network, dataset, seed
         self.model_dir = model_dir
+        self._classes_per_batch = classes_per_batch
         self.checkpoint_secs, self.checkpoint_steps = (checkpoint_secs,
                                                        checkpoint_steps)
         self.progress = sys.stderr.isatty() if progress is None else progress
@@ -107,7 +120,7 @@ class ConvolutionNN:
             self.global_step, self.increment_op = global_step(self.graph)
             self._build_training(network, dataset, augment, learning_rate,
                                  lr_boundaries, lr_decay, momentum,
-                                 weight_decay)
+                                 weight_decay, classes_per_batch)
             self._build_inference(network, dataset)
             self._all_finite = tf.reduce_all(
                 [tf.reduce_all(tf.math.is_finite(v))
@@ -120,7 +133,8 @@ class ConvolutionNN:
             self._writer = (tf1.summary.FileWriter(model_dir, self.graph)
                             if model_dir else None)
         self.graph.finalize()
-        self.session = tf1.Session(graph=self.graph, config=session_config)
+        self.session = tf1.Session(
+            graph=self.graph, config=session_config or default_session_config())
         self.session.run(self._init)
         self._input.load(self.session)
         if self._checkpoints:
@@ -131,10 +145,11 @@ class ConvolutionNN:
                      self.session.run(self.global_step), self.epochs_done)
 
     def _build_training(self, network, dataset, augment, learning_rate,
-                        lr_boundaries, lr_decay, momentum, weight_decay):
+                        lr_boundaries, lr_decay, momentum, weight_decay,
+                        classes_per_batch):
         self._normalize = per_channel_normalizer(dataset.x_train)
         self._input = TrainInput(dataset.x_train, dataset.y_train, self.seed,
-                                 augment)
+                                 augment, classes_per_batch)
         logits = network(self._normalize(self._input.images), training=True)
         loss, cross_entropy = training.classification_loss(
             logits, self._input.labels, weight_decay)
@@ -192,6 +207,7 @@ class ConvolutionNN:
         loss, accuracy (on the training batches), seconds, images_per_second.
         """
         training.check_run_arguments(batch_size, num_epoch)
+        self._check_batches(batch_size)
         history = []
         self._last_save = time.monotonic()
         with StopOnSignal() if self._checkpoints else _NoSignals() as stop:
@@ -205,6 +221,19 @@ class ConvolutionNN:
         if self._writer:
             self._writer.flush()
         return history
+
+    def _check_batches(self, batch_size):
+        """Microbatches and non-i.i.d. batches must divide every batch."""
+        group = getattr(self.network, "norm_group_size", None)
+        last = len(self.dataset.x_train) % batch_size or batch_size
+        if group and (batch_size % group or last % group):
+            raise ValueError(
+                f"with microbatches of {group}, batch_size ({batch_size}) and "
+                f"the epoch's last batch ({last}) must be multiples of {group}")
+        if self._classes_per_batch and batch_size % self._classes_per_batch:
+            raise ValueError(
+                f"batch_size ({batch_size}) must be a multiple of "
+                f"classes_per_batch ({self._classes_per_batch})")
 
     def _train_epoch(self, batch_size, stop):
         epoch, step, epoch_start = self.session.run(
@@ -337,7 +366,7 @@ def _signature(network, dataset):
     the data (not training hyperparameters such as the renorm schedule)."""
     if dataclasses.is_dataclass(network):
         architecture = dataclasses.asdict(network)
-        for key in ("renorm_schedule", "norm_momentum"):
+        for key in ("renorm_schedule", "norm_momentum", "norm_group_size"):
             architecture.pop(key, None)
     else:
         architecture = getattr(network, "__qualname__", type(network).__name__)

@@ -32,45 +32,41 @@ SHORTCUTS = ("A", "B")
 def conv_layer(inputs, filters, training, kernel_size=3, strides=1,
                batch_norm=False, batch_renorm=False, activation=tf.nn.relu,
                dropout_rate=0.0, pool=None, renorm_clip=None,
-               norm_momentum=0.99, name=None):
+               norm_momentum=0.99, norm_group_size=None, name=None):
     """A 'SAME'-padded 2-D convolution of NHWC `inputs`, then the flags' ops.
 
     It has a bias only without a norm (the norm's beta takes its place).
     `renorm_clip` is `(rmax, dmax)` for batch renorm (None: the default
-    schedule of the global step).
+    schedule of the global step); `norm_momentum` and `norm_group_size`
+    (microbatches) go to the norm.
     """
     _check_flags(batch_norm, batch_renorm, dropout_rate, pool)
     with tf1.variable_scope(name, default_name="conv"):
         kernel = _kernel([kernel_size, kernel_size, inputs.shape[-1], filters])
         h = tf.nn.conv2d(inputs, kernel, strides, padding="SAME")
-        if not (batch_norm or batch_renorm):
-            h = tf.nn.bias_add(h, _bias(filters))
-        h = _norm(h, training, batch_norm, batch_renorm, renorm_clip,
-                  norm_momentum)
-        h = activation(h) if activation is not None else h
-        return _dropout_and_pool(h, training, dropout_rate, pool)
+        return _bias_norm_activation(
+            h, training, batch_norm, batch_renorm, renorm_clip, norm_momentum,
+            norm_group_size, activation, dropout_rate, pool)
 
 
 def dense_layer(inputs, units, training, batch_norm=False, batch_renorm=False,
                 activation=tf.nn.relu, dropout_rate=0.0, renorm_clip=None,
-                norm_momentum=0.99, name=None):
+                norm_momentum=0.99, norm_group_size=None, name=None):
     """A fully connected layer; a 4-D input is flattened first."""
     _check_flags(batch_norm, batch_renorm, dropout_rate, None)
     with tf1.variable_scope(name, default_name="dense"):
         if inputs.shape.rank != 2:
             inputs = tf.reshape(inputs, [-1, inputs.shape[1:].num_elements()])
         h = tf.matmul(inputs, _kernel([inputs.shape[-1], units]))
-        if not (batch_norm or batch_renorm):
-            h = tf.nn.bias_add(h, _bias(units))
-        h = _norm(h, training, batch_norm, batch_renorm, renorm_clip,
-                  norm_momentum)
-        h = activation(h) if activation is not None else h
-        return _dropout_and_pool(h, training, dropout_rate, None)
+        return _bias_norm_activation(
+            h, training, batch_norm, batch_renorm, renorm_clip, norm_momentum,
+            norm_group_size, activation, dropout_rate, None)
 
 
 def resnet_block(inputs, filters, training, strides=1, shortcut="A",
                  batch_norm=False, batch_renorm=False, dropout_rate=0.0,
-                 pool=None, renorm_clip=None, norm_momentum=0.99, name=None):
+                 pool=None, renorm_clip=None, norm_momentum=0.99,
+                 norm_group_size=None, name=None):
     """The basic residual block: two 3x3 convolutions and a shortcut.
 
     y = relu(norm(conv(relu(norm(conv(x))))) + shortcut(x)), then dropout and
@@ -83,7 +79,7 @@ def resnet_block(inputs, filters, training, strides=1, shortcut="A",
     _check_flags(batch_norm, batch_renorm, dropout_rate, pool)
     norm = dict(training=training, batch_norm=batch_norm,
                 batch_renorm=batch_renorm, renorm_clip=renorm_clip,
-                norm_momentum=norm_momentum)
+                norm_momentum=norm_momentum, norm_group_size=norm_group_size)
     with tf1.variable_scope(name, default_name="block"):
         h = conv_layer(inputs, filters, strides=strides, name="conv1", **norm)
         h = conv_layer(h, filters, activation=None, name="conv2", **norm)
@@ -129,13 +125,29 @@ def _bias(size):
                             tf1.zeros_initializer(), use_resource=True)
 
 
-def _norm(h, training, batch_norm, batch_renorm, renorm_clip, momentum):
+def _bias_norm_activation(h, training, batch_norm, batch_renorm, renorm_clip,
+                          momentum, group_size, activation, dropout_rate,
+                          pool):
+    """What follows a conv or dense layer's product: a bias (without a
+    norm), the norm, the activation, dropout and pooling."""
+    if not (batch_norm or batch_renorm):
+        h = tf.nn.bias_add(h, _bias(h.shape[-1]))
+    h = _norm(h, training, batch_norm, batch_renorm, renorm_clip, momentum,
+              group_size)
+    h = activation(h) if activation is not None else h
+    return _dropout_and_pool(h, training, dropout_rate, pool)
+
+
+def _norm(h, training, batch_norm, batch_renorm, renorm_clip, momentum,
+          group_size):
     if batch_norm:
-        return _batch_norm(h, training, momentum=momentum, name="batch_norm")
+        return _batch_norm(h, training, momentum=momentum,
+                           group_size=group_size, name="batch_norm")
     if batch_renorm:
         rmax, dmax = renorm_clip or (None, None)
         return _batch_renorm(h, training, rmax=rmax, dmax=dmax,
-                             momentum=momentum, name="batch_renorm")
+                             momentum=momentum, group_size=group_size,
+                             name="batch_renorm")
     return h
 
 

@@ -2,7 +2,8 @@
 augmentation in the graph.
 
 Everything random is a pure function of (seed, epoch, position): the order
-of an epoch is `epoch_order(seed, epoch, n)`, and batch b of the run is
+of an epoch is `epoch_order(seed, epoch, n)` (or, for non-i.i.d. batches,
+`non_iid_order`), and batch b of the run is
 augmented with stateless ops seeded by (seed, b), b being the global step
 that consumes it. A run resumed at any step therefore sees the very batches
 the uninterrupted run would have.
@@ -24,6 +25,33 @@ PAD = 4  # pixels of zero padding before the random crop (He et al. 2015)
 def epoch_order(seed, epoch, size):
     """The order in which epoch `epoch` visits the `size` training examples."""
     return np.random.default_rng([seed, epoch]).permutation(size)
+
+
+def non_iid_order(seed, epoch, labels, batch_size, classes_per_batch):
+    """An epoch's order in which every run of `batch_size` examples comes from
+    `classes_per_batch` classes only, batch_size / classes_per_batch of each:
+    the non-i.i.d. minibatches of the batch renorm paper (section 4.3).
+
+    Each batch draws its classes at random among those with examples left;
+    what cannot fill a batch is left out of the epoch.
+    """
+    if batch_size % classes_per_batch:
+        raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
+                         f"classes_per_batch ({classes_per_batch})")
+    rng = np.random.default_rng([seed, epoch])
+    per_class = batch_size // classes_per_batch
+    pools = {c: list(rng.permutation(np.flatnonzero(labels == c)))
+             for c in np.unique(labels)}
+    batches = []
+    while True:
+        ready = [c for c, pool in pools.items() if len(pool) >= per_class]
+        if len(ready) < classes_per_batch:
+            break
+        chosen = rng.choice(ready, classes_per_batch, replace=False)
+        batch = np.concatenate([[pools[c].pop() for _ in range(per_class)]
+                                for c in chosen])
+        batches.append(rng.permutation(batch))
+    return np.concatenate(batches) if batches else np.zeros([0], np.int64)
 
 
 def pad_crop_flip(images, seed, pad=PAD):
@@ -55,8 +83,9 @@ class TrainInput:
     epoch feeds only its order of indices, never a batch.
     """
 
-    def __init__(self, x, y, seed, augment):
+    def __init__(self, x, y, seed, augment, classes_per_batch=None):
         self._x, self._y, self._seed = x, y, seed
+        self._classes_per_batch = classes_per_batch
         with tf1.name_scope("input"):
             self._x_value = tf1.placeholder(tf.float32, x.shape, "x_value")
             self._y_value = tf1.placeholder(tf.int64, y.shape, "y_value")
@@ -98,7 +127,11 @@ class TrainInput:
     def start_epoch(self, session, epoch, batch_size, position, first_step):
         """Starts epoch `epoch` at batch `position`; its first batch is
         consumed by global step `first_step`. Returns the number of batches."""
-        order = epoch_order(self._seed, epoch, len(self._x))
+        if self._classes_per_batch:
+            order = non_iid_order(self._seed, epoch, self._y, batch_size,
+                                  self._classes_per_batch)
+        else:
+            order = epoch_order(self._seed, epoch, len(self._x))
         order = order[position * batch_size:]
         session.run(self._iterator.initializer, {
             self._order: order, self._batch_size: batch_size,

@@ -61,6 +61,7 @@ class Network:
     shortcut: str = "A"
     norm_momentum: float = 0.99
     renorm_schedule: Optional[dict] = None
+    norm_group_size: Optional[int] = None
     name: str = "network"
 
     def __post_init__(self):
@@ -76,6 +77,9 @@ class Network:
                              f"{self.norm_momentum}")
         if self.renorm_schedule:
             check_schedule(**self.renorm_schedule)
+        if self.norm_group_size is not None and self.norm_group_size < 1:
+            raise ValueError(f"norm_group_size must be >= 1, got "
+                             f"{self.norm_group_size}")
 
     def renorm_clip(self):
         """(rmax, dmax) at the graph's global step, for batch renorm."""
@@ -87,6 +91,7 @@ class Network:
             renorm = self.norm == "batch_renorm"
             flags = dict(batch_norm=self.norm == "batch_norm",
                          batch_renorm=renorm, norm_momentum=self.norm_momentum,
+                         norm_group_size=self.norm_group_size,
                          renorm_clip=(self.renorm_clip()
                                       if renorm and training is not False
                                       else None))
@@ -117,7 +122,7 @@ def _build(layer, h, training, shortcut, flags, name):
 
 def resnet(depth, num_classes, norm="batch_norm", shortcut="A",
            base_filters=16, dropout_rate=0.0, norm_momentum=0.99,
-           renorm_schedule=None):
+           renorm_schedule=None, norm_group_size=None):
     """The CIFAR ResNet of He et al. 2015: depth = 6n + 2.
 
     A 3x3 conv, then 3 stages of n basic blocks with base_filters x 1, 2, 4
@@ -136,7 +141,8 @@ def resnet(depth, num_classes, norm="batch_norm", shortcut="A",
                                 dropout_rate=dropout_rate))
     return Network(tuple(layers), num_classes, norm=norm, shortcut=shortcut,
                    norm_momentum=norm_momentum,
-                   renorm_schedule=renorm_schedule, name=f"resnet{depth}")
+                   renorm_schedule=renorm_schedule,
+                   norm_group_size=norm_group_size, name=f"resnet{depth}")
 
 
 def parse_layers(text):

@@ -64,6 +64,9 @@ def build_parser():
                       "(downloaded there if absent)")
     data.add_argument("--validation", type=int, default=0, metavar="N",
                       help="hold out N training images and test on them")
+    data.add_argument("--classes-per-batch", type=int, metavar="K",
+                      help="build each training batch from K classes only "
+                      "(non-i.i.d. batches)")
     data.add_argument("--augment", action=argparse.BooleanOptionalAction,
                       help="pad-crop-flip (default: on for 32x32 RGB)")
     model = p.add_argument_group("model")
@@ -79,8 +82,12 @@ def build_parser():
     model.add_argument("--dropout", type=float, default=0.0,
                        help="dropout rate after every ResNet block")
     model.add_argument("--norm-momentum", type=float, default=0.99)
+    model.add_argument("--microbatch", type=int, metavar="M",
+                       help="norm statistics per group of M examples in "
+                       "training (the batch size must be a multiple of M)")
     renorm = p.add_argument_group(
-        "batch renorm schedule (default: the paper's, scaled to the run)")
+        "batch renorm schedule (default: r = 1, d = 0 for the first half of "
+        "the run, then a linear ramp to rmax, dmax; see scaled_schedule)")
     renorm.add_argument("--rmax", type=float, default=schedule.RMAX)
     renorm.add_argument("--dmax", type=float, default=schedule.DMAX)
     renorm.add_argument("--renorm-warmup", type=int, metavar="STEPS")
@@ -98,6 +105,12 @@ def build_parser():
     train.add_argument("--weight-decay", type=float,
                        default=training.WEIGHT_DECAY)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--precision", default="auto",
+                       choices=("auto", "float32", "bfloat16"),
+                       help="auto: bfloat16 mixed precision on CPUs that "
+                       "compute it natively, else float32")
+    train.add_argument("--xla", action="store_true",
+                       help="XLA JIT compilation")
     train.add_argument("--deterministic", action="store_true",
                        help="TensorFlow's op determinism: bitwise "
                        "reproducible runs, a little slower")
@@ -128,6 +141,7 @@ def run(args):
     """Trains as `args` say; returns (test metrics, global step)."""
     from resnet import checkpoints, models, training
     from resnet.convolution_nn import ConvolutionNN
+    from resnet.session_config import session_config
 
     batch_size, epochs = DEFAULTS[args.dataset]
     batch_size = batch_size if args.batch_size is None else args.batch_size
@@ -140,7 +154,8 @@ def run(args):
     checkpoints.check_model_dir(args.model_dir)
     norm = None if args.norm == "none" else args.norm
     options = dict(norm=norm, shortcut=args.shortcut,
-                   norm_momentum=args.norm_momentum)
+                   norm_momentum=args.norm_momentum,
+                   norm_group_size=args.microbatch)
     # Checked now, completed below once the dataset gives its sizes (every
     # dataset here has 10 classes).
     if args.layers:
@@ -168,7 +183,10 @@ def run(args):
                        model_dir=args.model_dir, seed=args.seed,
                        progress=False if args.no_progress else None,
                        checkpoint_secs=args.checkpoint_secs,
-                       checkpoint_steps=args.checkpoint_steps) as cnn:
+                       checkpoint_steps=args.checkpoint_steps,
+                       classes_per_batch=args.classes_per_batch,
+                       session_config=session_config(
+                           precision=args.precision, xla=args.xla)) as cnn:
         if cnn.epochs_done >= epochs:
             logging.info("%s: all %d epochs are done already",
                          args.model_dir, epochs)

@@ -246,3 +246,70 @@ def test_state_variables_are_saved_and_restored(graph, tmp_path):
 def test_bad_arguments_raise_value_error(graph, make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+@pytest.mark.parametrize("renorm", [True, False], ids=["renorm", "norm"])
+def test_microbatches_normalise_each_group(graph, shape, renorm):
+    group = 2 if len(shape) == 4 else 4
+    x = tf1.placeholder(tf.float32, [None, *shape[1:]])
+    clip = (1.2, 0.5) if renorm else (1.0, 0.0)
+    if renorm:
+        y = batch_renorm(x, True, *clip, momentum=MOMENTUM, epsilon=EPS,
+                         group_size=group, name="bn")
+    else:
+        y = batch_norm(x, True, momentum=MOMENTUM, epsilon=EPS,
+                       group_size=group, name="bn")
+    with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
+        y_infer = batch_norm(x, False, name="bn")
+    updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    r = fetch("bn/r:0") if renorm else tf.constant(1.0)
+    moving = [v for v in tf1.global_variables() if "moving" in v.op.name]
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        gamma, beta = set_affine(session, shape[-1])
+        state = (np.zeros(shape[-1]), np.ones(shape[-1]))
+        for batch in batches(shape, 3):
+            want, want_r, want_d, state = reference.grouped_train_step(
+                batch.astype(np.float64), state, gamma, beta, *clip,
+                MOMENTUM, EPS, group)
+            got, got_r, _ = session.run([y, r, updates], {x: batch})
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+            if renorm:
+                np.testing.assert_allclose(got_r.reshape(want_r.shape),
+                                           want_r, rtol=1e-5)
+        if renorm:  # the clipping was exercised
+            assert np.any(want_r == 1.2)
+        np.testing.assert_allclose(session.run(moving), state, rtol=1e-5)
+        test_batch = batches(shape, 1, seed=7)[0]
+        np.testing.assert_allclose(
+            session.run(y_infer, {x: test_batch}),
+            reference.renorm_inference(test_batch, state, gamma, beta),
+            rtol=1e-5, atol=1e-5)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="multiple"):
+            session.run(y, {x: np.zeros((shape[0] - 1, *shape[1:]))})
+
+
+def test_training_runs_the_fused_kernel(graph):
+    """Two fused kernels a layer (statistics, then normalisation) and no
+    unfused moments, in the graph and in what the session executes."""
+    x = tf.constant(batches((8, 4, 4, 3), 1)[0])
+    h = x
+    for _ in range(3):
+        h = batch_renorm(h, True, rmax=2.0, dmax=1.0)
+    minimize = tf1.train.GradientDescentOptimizer(0.1).minimize(
+        tf.reduce_sum(tf.square(h)))
+    types = [op.type for op in graph.get_operations()]
+    assert types.count("FusedBatchNormV3") == 2 * 3
+    assert types.count("FusedBatchNormGradV3") == 3
+    assert "SquaredDifference" not in types and "Mean" not in types
+    metadata = tf1.RunMetadata()
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        session.run(minimize, options=tf1.RunOptions(
+            trace_level=tf1.RunOptions.FULL_TRACE), run_metadata=metadata)
+    executed = " ".join(node.timeline_label for device in
+                        metadata.step_stats.dev_stats
+                        for node in device.node_stats)
+    assert executed.count("FusedBatchNorm") >= 2 * 3 + 3
+    assert "SquaredDifference" not in executed

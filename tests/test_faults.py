@@ -211,3 +211,15 @@ def test_other_cli_arguments_are_checked_before_any_graph():
                           (["--depth", "9"], "6n + 2")):
         result = run("-m", "resnet.resnet_run", *args)
         assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_batches_that_microbatches_or_classes_cannot_divide(digits):
+    network = models.resnet(8, 10, norm="batch_renorm", norm_group_size=4)
+    with ConvolutionNN(network, digits, progress=False) as cnn:
+        # 1437 = 22 * 64 + 29: the last batch is no multiple of 4.
+        with pytest.raises(ValueError, match=r"last batch \(29\)"):
+            cnn.train(batch_size=64, num_epoch=1)
+    with ConvolutionNN(small(), digits, classes_per_batch=3,
+                       progress=False) as cnn:
+        with pytest.raises(ValueError, match="multiple of classes_per_batch"):
+            cnn.train(batch_size=64, num_epoch=1)

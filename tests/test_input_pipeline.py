@@ -2,7 +2,8 @@
 import numpy as np
 import tensorflow as tf
 
-from resnet.input_pipeline import PAD, TrainInput, epoch_order, pad_crop_flip
+from resnet.input_pipeline import (PAD, TrainInput, epoch_order, non_iid_order,
+                                   pad_crop_flip)
 
 tf1 = tf.compat.v1
 
@@ -54,3 +55,18 @@ def test_an_epoch_resumed_mid_way_yields_the_remaining_batches(graph):
     assert count == 3 and [len(b) for b in full] == [4, 4, 2]
     np.testing.assert_array_equal(np.concatenate(full), epoch_order(5, 2, 10))
     assert [list(b) for b in resumed] == [list(b) for b in full[1:]]
+
+
+def test_non_iid_batches_hold_k_classes_each():
+    labels = np.random.RandomState(0).randint(0, 10, size=1000)
+    order = non_iid_order(3, 0, labels, batch_size=32, classes_per_batch=2)
+    batches = order.reshape(-1, 32)
+    assert len(np.unique(order)) == len(order)  # no example twice
+    assert len(order) >= 1000 - 10 * 16          # little is left out
+    for batch in batches:
+        classes, counts = np.unique(labels[batch], return_counts=True)
+        assert len(classes) == 2 and list(counts) == [16, 16]
+    pairs = {tuple(np.unique(labels[b])) for b in batches}
+    assert len(pairs) > 10  # the classes change from batch to batch
+    np.testing.assert_array_equal(
+        order, non_iid_order(3, 0, labels, 32, 2))

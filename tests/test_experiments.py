@@ -1,0 +1,63 @@
+"""The batch renorm paper's experiments: the runner and the --quick modes."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from resnet import datasets, experiment
+from tests.test_cli import run
+
+
+def test_summary_and_table_by_hand():
+    results = {"runs": {
+        "a / seed 0": {"arm": "a", "seed": 0, "curve": [
+            {"step": 10, "test_accuracy": 0.5}, {"step": 20, "test_accuracy": 0.8}]},
+        "a / seed 1": {"arm": "a", "seed": 1, "curve": [
+            {"step": 10, "test_accuracy": 0.7}, {"step": 20, "test_accuracy": 0.6}]}}}
+    summary = experiment.summarize(results, ["a", "absent"])
+    assert list(summary) == ["a"]
+    assert summary["a"]["final"] == [0.8, 0.6] and summary["a"]["steps"] == [10, 20]
+    assert summary["a"]["mean"] == pytest.approx(0.7)
+    assert summary["a"]["std"] == pytest.approx(0.1)
+    np.testing.assert_allclose(summary["a"]["curve_mean"], [0.6, 0.7])
+    text = experiment.table(summary, experiment.Setup(seeds=(0, 1)))
+    assert "| a | 0.7000 ± 0.1000 | 0.8000, 0.6000 |" in text
+
+
+needs_fashion = pytest.mark.skipif(
+    not os.path.isdir(datasets.DEBIAN_FASHION_MNIST),
+    reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+
+
+@needs_fashion
+@pytest.mark.parametrize("script, arms", [
+    ("renorm_microbatch.py", ["batch norm, full batch",
+                              "batch norm, microbatches of 4",
+                              "batch renorm, microbatches of 4"]),
+    ("renorm_non_iid.py", ["batch norm, i.i.d.",
+                           "batch norm, 2 classes per batch",
+                           "batch renorm, 2 classes per batch"])])
+def test_quick_mode_writes_curves_table_plot_and_logs(tmp_path, script, arms):
+    args = (os.path.join("examples", script), "--quick", "--seeds", "1",
+            "--out", str(tmp_path))
+    result = run(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "results.json") as f:
+        results = json.load(f)
+    assert [r["arm"] for r in results["runs"].values()] == arms
+    for r in results["runs"].values():
+        # 4 epochs of 50 batches (non-i.i.d. epochs leave out what cannot
+        # fill a batch of 2 classes: a batch or so).
+        steps = np.diff([0] + [p["step"] for p in r["curve"]])
+        assert len(steps) == 4 and all(45 <= s <= 50 for s in steps)
+        assert all(0.0 <= p["test_accuracy"] <= 1.0 for p in r["curve"])
+    baseline = results["runs"][f"{arms[0]} / seed 0"]["curve"][-1]
+    assert baseline["test_accuracy"] > 0.6  # the baseline arm learnt
+    table = (tmp_path / "results.md").read_text()
+    assert all(f"| {arm} |" in table for arm in arms)
+    assert (tmp_path / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list((tmp_path / "runs").glob("*/events.out.tfevents.*"))) == 3
+    # Run again: every run is recorded, none is trained again.
+    again = run(*args)
+    assert again.returncode == 0 and again.stderr.count("done already") == 3
