@@ -62,3 +62,14 @@ def test_example_scripts_run_one_epoch(tmp_path, script, writer, extra):
                  "--data-dir", str(tmp_path), *extra)
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
+
+
+def test_cifar10_preset_picks_the_depth_and_states_the_papers_error(tmp_path):
+    formats.write_cifar10(tmp_path / "data")
+    result = run(os.path.join("examples", "cifar10_resnet.py"),
+                 "--preset", "resnet32", "--epochs", "1", "--no-progress",
+                 "--validation", "10", "--data-dir", str(tmp_path / "data"),
+                 "--model-dir", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "resnet32: the paper's CIFAR-10 test error is 7.51%" in result.stdout
+    assert '"name": "resnet32"' in (tmp_path / "run" / "model.json").read_text()
