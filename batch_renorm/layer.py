@@ -164,8 +164,7 @@ def _variable(name, channels, value, trainable=True):
 def _train_branch(x, gamma, beta, mean, std, clip, epsilon):
     """Returns (y, batch mean, batch std) of Algorithm 1's training step."""
     if clip is None:
-        y, batch_mean, batch_std = _fused_train(x, gamma, beta, epsilon)
-        return y, batch_mean, batch_std
+        return _fused_train(x, gamma, beta, epsilon)
     rmax, dmax = clip
     # r and d need the batch statistics before the normalisation that uses
     # them: a first, gradient-free pass of the fused kernel computes them

@@ -150,7 +150,8 @@ def run(args):
     training.check_run_arguments(batch_size, epochs)
     training.check_optimizer_arguments(args.lr, args.momentum,
                                        args.weight_decay,
-                                       args.lr_boundaries or (), 0.1)
+                                       args.lr_boundaries or (),
+                                       training.LR_DECAY)
     checkpoints.check_model_dir(args.model_dir)
     norm = None if args.norm == "none" else args.norm
     options = dict(norm=norm, shortcut=args.shortcut,
