@@ -165,17 +165,13 @@ def _train_branch(x, gamma, beta, mean, std, clip, epsilon):
     """Returns (y, batch mean, batch std) of Algorithm 1's training step."""
     if clip is None:
         return _fused_train(x, gamma, beta, epsilon)
-    rmax, dmax = clip
     # r and d need the batch statistics before the normalisation that uses
     # them: a first, gradient-free pass of the fused kernel computes them
     # (several times faster on oneDNN than tf.nn.moments).
     channels = x.shape[-1]
     _, batch_mean, batch_std = _fused_train(
         tf.stop_gradient(x), tf.ones([channels]), tf.zeros([channels]), epsilon)
-    r = tf.stop_gradient(
-        tf.clip_by_value(batch_std / std, 1.0 / rmax, rmax), name="r")
-    d = tf.stop_gradient(
-        tf.clip_by_value((batch_mean - mean) / std, -dmax, dmax), name="d")
+    r, d = _corrections(batch_mean, batch_std, mean, std, clip)
     # gamma * ((x - mu_B) / sigma_B * r + d) + beta as one fused kernel:
     # its gradient flows through mu_B and sigma_B, with r and d constant.
     y, _, _ = _fused_train(x, gamma * r, gamma * d + beta, epsilon)
@@ -201,15 +197,22 @@ def _grouped_train_branch(x, gamma, beta, mean, std, clip, epsilon,
     group_std = tf.sqrt(group_var + epsilon)
     x_hat = (groups - group_mean) / group_std
     if clip is not None:
-        rmax, dmax = clip
-        r = tf.stop_gradient(tf.clip_by_value(group_std / std, 1.0 / rmax,
-                                              rmax), name="r")
-        d = tf.stop_gradient(tf.clip_by_value((group_mean - mean) / std,
-                                              -dmax, dmax), name="d")
+        r, d = _corrections(group_mean, group_std, mean, std, clip)
         x_hat = x_hat * r + d
     y = tf.reshape(gamma * x_hat + beta, shape)
     return (y, tf.reduce_mean(group_mean, axis=[0, 1, 2, 3]),
             tf.reduce_mean(group_std, axis=[0, 1, 2, 3]))
+
+
+def _corrections(batch_mean, batch_std, mean, std, clip):
+    """r and d of Algorithm 1, constants for backprop: the batch statistics
+    against the moving ones, clipped to (rmax, dmax) = clip."""
+    rmax, dmax = clip
+    r = tf.stop_gradient(
+        tf.clip_by_value(batch_std / std, 1.0 / rmax, rmax), name="r")
+    d = tf.stop_gradient(
+        tf.clip_by_value((batch_mean - mean) / std, -dmax, dmax), name="d")
+    return r, d
 
 
 def _fused_train(x, scale, offset, epsilon):
