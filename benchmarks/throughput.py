@@ -9,6 +9,10 @@ case: images/s (median of the timed repeats, and their min and max) of a
 training step and of inference, with the input generated in the graph
 ("synthetic": compute only) or read through ConvolutionNN's input pipeline
 from in-memory 32x32x3 data with the CIFAR augmentation ("pipeline").
+All cases of a depth and batch size stay open in their sessions and take
+turns, one timed repeat each per round; the step time ratios of batch renorm
+to batch norm and of the pipeline to synthetic input are taken round by
+round, so that the machine's slow and fast spells cancel out of them.
 --memory also measures the peak resident memory of training ResNet-110.
 """
 import argparse
@@ -66,36 +70,89 @@ def build(depth, norm, batch, input_kind, mode, seed=0):
     return graph, init, step, pipeline
 
 
-def measure(depth, norm, batch, input_kind, mode, config, steps, repeats,
-            warmup=5):
-    graph, init, step, pipeline = build(depth, norm, batch, input_kind, mode)
-    with tf1.Session(graph=graph, config=config) as session:
-        session.run(init)
+class Case:
+    """One benchmark case in its own open session, timed a step at a time."""
+
+    def __init__(self, depth, norm, batch, input_kind, mode, config,
+                 warmup=5):
+        self.key = {"depth": depth, "norm": norm or "none", "batch": batch,
+                    "input": input_kind, "mode": mode}
+        self.batch, self.seconds = batch, []
+        graph, init, self.step, pipeline = build(depth, norm, batch,
+                                                 input_kind, mode)
+        self.session = tf1.Session(graph=graph, config=config)
+        self.session.run(init)
+        self.pipeline, self.epoch, self.batches_left = pipeline, 0, None
         if pipeline:
-            pipeline.load(session)
-            # One long epoch: enough batches for warm-up and every repeat.
-            pipeline.start_epoch(session, 0, batch, 0, 0)
+            pipeline.load(self.session)
         for _ in range(warmup):
-            session.run(step)
-        rates = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(steps):
-                session.run(step)
-            rates.append(batch * steps / (time.perf_counter() - start))
-    return {"depth": depth, "norm": norm or "none", "batch": batch,
-            "input": input_kind, "mode": mode,
-            "images_per_second": round(statistics.median(rates), 1),
-            "min": round(min(rates), 1), "max": round(max(rates), 1),
-            "steps": steps, "repeats": repeats}
+            self.time_step()
+
+    def time_step(self):
+        if self.pipeline and not self.batches_left:
+            # A new epoch between steps, as ConvolutionNN starts one: untimed.
+            self.batches_left = self.pipeline.start_epoch(
+                self.session, self.epoch, self.batch, 0, 0)
+            self.epoch += 1
+        start = time.perf_counter()
+        self.session.run(self.step)
+        seconds = time.perf_counter() - start
+        if self.pipeline:
+            self.batches_left -= 1
+        return seconds
+
+    def result(self, steps):
+        rates = [self.batch * steps / s for s in self.seconds]
+        return dict(self.key, images_per_second=round(statistics.median(rates), 1),
+                    min=round(min(rates), 1), max=round(max(rates), 1),
+                    steps=steps, repeats=len(rates))
+
+
+def measure(cases, steps, repeats):
+    """Times every case `repeats` times, `steps` steps each, the cases taking
+    turns step by step: a slow spell of the machine falls on all of them
+    alike, so their ratios hold better than their rates."""
+    for _ in range(repeats):
+        seconds = [0.0] * len(cases)
+        for _ in range(steps):
+            for i, case in enumerate(cases):
+                seconds[i] += case.time_step()
+        for case, s in zip(cases, seconds):
+            case.seconds.append(s)
+    for case in cases:
+        case.session.close()
+
+
+def paired_ratio(case, reference):
+    """Median and range over rounds of case's step time / reference's."""
+    ratios = [a / b for a, b in zip(case.seconds, reference.seconds)]
+    return (round(statistics.median(ratios), 3), round(min(ratios), 3),
+            round(max(ratios), 3))
+
+
+def ratios(cases):
+    """Batch renorm against batch norm, and the input pipeline against
+    synthetic input, each paired round by round."""
+    by_key = {tuple(c.key.values()): c for c in cases}
+    pairs = []
+    for case in cases:
+        depth, norm, batch, input_kind, mode = case.key.values()
+        if norm == "batch_renorm":
+            pairs.append(("batch_renorm/batch_norm", case,
+                          by_key.get((depth, "batch_norm", batch, input_kind, mode))))
+        if input_kind == "pipeline":
+            pairs.append(("pipeline/synthetic", case,
+                          by_key.get((depth, norm, batch, "synthetic", mode))))
+    return [dict(case.key, ratio=name, step_time_ratio=paired_ratio(case, ref))
+            for name, case, ref in pairs if ref is not None]
 
 
 def peak_memory_mib(depth=110, batch=128, steps=3):
     """Peak RSS of a fresh process training ResNet-`depth` for a few steps."""
-    code = (f"import sys; sys.argv=['x']; from benchmarks.throughput import measure;"
+    code = (f"from benchmarks.throughput import Case, measure;"
             f"from resnet.session_config import session_config;"
-            f"measure({depth}, 'batch_renorm', {batch}, 'synthetic', 'train',"
-            f" session_config(), {steps}, 1, warmup=1)")
+            f"measure([Case({depth}, 'batch_renorm', {batch}, 'synthetic', "
+            f"'train', session_config(), warmup=1)], {steps}, 1)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
                    env=dict(os.environ, PYTHONPATH=root))
@@ -118,9 +175,9 @@ def main(argv=None):
     p.add_argument("--batch", type=int, nargs="+", default=[128, 8])
     p.add_argument("--input", nargs="+", default=["synthetic", "pipeline"])
     p.add_argument("--mode", nargs="+", default=["train", "inference"])
-    p.add_argument("--images", type=int, default=1024,
-                   help="images per timed repeat (default 1024)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--images", type=int, default=512,
+                   help="images per timed repeat (default 512)")
+    p.add_argument("--repeats", type=int, default=6)
     p.add_argument("--precision", default="auto",
                    choices=("auto", "float32", "bfloat16"))
     p.add_argument("--xla", action="store_true")
@@ -142,20 +199,31 @@ def main(argv=None):
     print("# " + json.dumps(settings))
     print(f"{'depth':>5} {'norm':>12} {'batch':>5} {'input':>9} {'mode':>9} "
           f"{'img/s':>8} {'min':>8} {'max':>8}")
-    results = []
-    for depth, batch, input_kind, mode, norm in itertools.product(
-            args.depth, args.batch, args.input, args.mode, args.norm):
-        if mode == "inference" and input_kind == "pipeline":
-            continue  # inference reads no training pipeline
-        norm = None if norm == "none" else norm
+    results, paired = [], []
+    for depth, batch in itertools.product(args.depth, args.batch):
         steps = max(2, args.images // batch)
-        result = measure(depth, norm, batch, input_kind, mode, config, steps,
-                         args.repeats)
-        results.append(result)
-        print(f"{depth:>5} {result['norm']:>12} {batch:>5} {input_kind:>9} "
-              f"{mode:>9} {result['images_per_second']:>8.1f} "
-              f"{result['min']:>8.1f} {result['max']:>8.1f}", flush=True)
-    for result in results:
+        cases = [Case(depth, None if norm == "none" else norm, batch,
+                      input_kind, mode, config)
+                 for input_kind, mode, norm in itertools.product(
+                     args.input, args.mode, args.norm)
+                 # inference reads no training pipeline
+                 if not (mode == "inference" and input_kind == "pipeline")]
+        measure(cases, steps, args.repeats)
+        for case in cases:
+            result = case.result(steps)
+            results.append(result)
+            print(f"{depth:>5} {result['norm']:>12} {batch:>5} "
+                  f"{result['input']:>9} {result['mode']:>9} "
+                  f"{result['images_per_second']:>8.1f} "
+                  f"{result['min']:>8.1f} {result['max']:>8.1f}", flush=True)
+        paired += ratios(cases)
+    print("# step time ratios, paired round by round: median (min-max)")
+    for pair in paired:
+        median, low, high = pair["step_time_ratio"]
+        print(f"{pair['depth']:>5} {pair['batch']:>5} {pair['input']:>9} "
+              f"{pair['mode']:>9} {pair['ratio']:>24} "
+              f"{median:.3f} ({low:.3f}-{high:.3f})")
+    for result in results + paired:
         print(json.dumps(dict(result, **{k: settings[k] for k in ("precision", "xla")})))
     if args.memory:
         print(json.dumps({"peak_rss_mib_resnet110_train_batch128":
