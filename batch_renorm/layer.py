@@ -33,15 +33,17 @@ from batch_renorm.step import step_value
 
 tf1 = tf.compat.v1
 
+DATA_FORMATS = ("NHWC", "NCHW")
+
 
 def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
                  epsilon=1e-3, center=True, scale=True, group_size=None,
-                 name=None):
+                 data_format="NHWC", name=None):
     """Batch renormalization (Ioffe 2017, Algorithm 1).
 
     Args:
-      inputs: float32 tensor, 4-D NHWC (statistics over N, H, W) or 2-D
-        [N, C] (statistics over N).
+      inputs: float32 tensor, 4-D (statistics over N, H, W) or 2-D [N, C]
+        (statistics over N).
       training: Python bool, or a scalar bool tensor choosing at run time.
       rmax, dmax: clipping bounds for r and d, floats or scalar tensors. When
         None, `renorm_schedule` of the graph's global step gives them.
@@ -53,6 +55,8 @@ def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
         the paper's section 4.2); the moving statistics move toward the
         groups' mean statistics. The batch size must be a multiple of it.
         Inference is unchanged.
+      data_format: "NHWC" (channels last) or "NCHW" (channels first, the
+        faster layout on a GPU) for 4-D inputs.
       name: variable scope of the layer; reuse it (`reuse=True` in an outer
         scope) to share the variables, e.g. between a training and an
         inference graph. Default: a unique "batch_renorm", "batch_renorm_1"...
@@ -66,33 +70,38 @@ def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
         rmax = rmax_t if rmax is None else rmax
         dmax = dmax_t if dmax is None else dmax
     return _normalize(inputs, training, (rmax, dmax), momentum, epsilon,
-                      center, scale, group_size, name, "batch_renorm")
+                      center, scale, group_size, data_format, name,
+                      "batch_renorm")
 
 
 def batch_norm(inputs, training, momentum=0.99, epsilon=1e-3, center=True,
-               scale=True, group_size=None, name=None):
+               scale=True, group_size=None, data_format="NHWC", name=None):
     """Batch normalization: `batch_renorm` with r = 1 and d = 0.
 
     Same arguments, variables and update ops as `batch_renorm`, whose
     moving standard deviation it keeps too.
     """
     return _normalize(inputs, training, None, momentum, epsilon, center,
-                      scale, group_size, name, "batch_norm")
+                      scale, group_size, data_format, name, "batch_norm")
 
 
 def _graph_of(inputs):
     return getattr(inputs, "graph", None) or tf1.get_default_graph()
 
 
-def _check_arguments(inputs, clip, momentum, epsilon, group_size, name):
+def _check_arguments(inputs, clip, momentum, epsilon, group_size,
+                     data_format, name):
     if inputs.dtype != tf.float32:
         raise ValueError(f"{name}: inputs must be float32, got {inputs.dtype.name}")
     if inputs.shape.rank not in (2, 4):
-        raise ValueError(f"{name}: inputs must be 2-D [N, C] or 4-D NHWC, "
+        raise ValueError(f"{name}: inputs must be 2-D [N, C] or 4-D, "
                          f"got shape {inputs.shape}")
-    if inputs.shape[-1] is None:
-        raise ValueError(f"{name}: the channel (last) dimension of inputs "
-                         f"must be known, got shape {inputs.shape}")
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"{name}: data_format must be one of "
+                         f"{DATA_FORMATS}, got {data_format!r}")
+    if inputs.shape[_channel_axis(inputs, data_format)] is None:
+        raise ValueError(f"{name}: the channel dimension of {data_format} "
+                         f"inputs must be known, got shape {inputs.shape}")
     if not 0 <= momentum < 1:
         raise ValueError(f"{name}: momentum must be in [0, 1), got {momentum}")
     if not epsilon > 0:
@@ -109,13 +118,17 @@ def _check_arguments(inputs, clip, momentum, epsilon, group_size, name):
             raise ValueError(f"{name}: dmax must be >= 0, got {dmax}")
 
 
+def _channel_axis(inputs, data_format):
+    return 1 if inputs.shape.rank == 4 and data_format == "NCHW" else -1
+
+
 def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
-               group_size, name, default_name):
+               group_size, data_format, name, default_name):
     """The layer; `clip` is (rmax, dmax) for renorm, None for batch norm."""
     inputs = tf.convert_to_tensor(inputs)
     _check_arguments(inputs, clip, momentum, epsilon, group_size,
-                     name or default_name)
-    channels = inputs.shape[-1]
+                     data_format, name or default_name)
+    channels = inputs.shape[_channel_axis(inputs, data_format)]
     with tf1.variable_scope(name, default_name=default_name):
         gamma = _variable("gamma", channels, 1.0) if scale else tf.ones([channels])
         beta = _variable("beta", channels, 0.0) if center else tf.zeros([channels])
@@ -125,16 +138,21 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
         # cannot overtake them in the same run.
         mean, std = moving_mean.read_value(), moving_std.read_value()
 
-        x = inputs if inputs.shape.rank == 4 else tf.reshape(inputs, [-1, 1, 1, channels])
+        if inputs.shape.rank == 4:
+            x = inputs
+        else:
+            x, data_format = tf.reshape(inputs, [-1, 1, 1, channels]), "NHWC"
 
         def train():
             if group_size:
                 return _grouped_train_branch(x, gamma, beta, mean, std, clip,
-                                             epsilon, group_size)
-            return _train_branch(x, gamma, beta, mean, std, clip, epsilon)
+                                             epsilon, group_size, data_format)
+            return _train_branch(x, gamma, beta, mean, std, clip, epsilon,
+                                 data_format)
 
         def infer():
-            return _infer_branch(x, gamma, beta, mean, std, epsilon), mean, std
+            return (_infer_branch(x, gamma, beta, mean, std, epsilon,
+                                  data_format), mean, std)
 
         if isinstance(training, bool):
             y, batch_mean, batch_std = train() if training else infer()
@@ -161,31 +179,37 @@ def _variable(name, channels, value, trainable=True):
                             trainable=trainable, use_resource=True)
 
 
-def _train_branch(x, gamma, beta, mean, std, clip, epsilon):
+def _train_branch(x, gamma, beta, mean, std, clip, epsilon, data_format):
     """Returns (y, batch mean, batch std) of Algorithm 1's training step."""
     if clip is None:
-        return _fused_train(x, gamma, beta, epsilon)
+        return _fused_train(x, gamma, beta, epsilon, data_format)
     # r and d need the batch statistics before the normalisation that uses
     # them: a first, gradient-free pass of the fused kernel computes them
     # (several times faster on oneDNN than tf.nn.moments).
-    channels = x.shape[-1]
-    _, batch_mean, batch_std = _fused_train(
-        tf.stop_gradient(x), tf.ones([channels]), tf.zeros([channels]), epsilon)
+    ones, zeros = tf.ones(gamma.shape), tf.zeros(gamma.shape)
+    _, batch_mean, batch_std = _fused_train(tf.stop_gradient(x), ones, zeros,
+                                            epsilon, data_format)
     r, d = _corrections(batch_mean, batch_std, mean, std, clip)
     # gamma * ((x - mu_B) / sigma_B * r + d) + beta as one fused kernel:
     # its gradient flows through mu_B and sigma_B, with r and d constant.
-    y, _, _ = _fused_train(x, gamma * r, gamma * d + beta, epsilon)
+    y, _, _ = _fused_train(x, gamma * r, gamma * d + beta, epsilon,
+                           data_format)
     return y, batch_mean, batch_std
 
 
 def _grouped_train_branch(x, gamma, beta, mean, std, clip, epsilon,
-                          group_size):
+                          group_size, data_format):
     """Algorithm 1 per group of `group_size` consecutive examples; returns
     (y, mean of the groups' means, mean of the groups' stds).
 
     Unfused: the fused kernel cannot keep statistics per group. Gradients
     flow through each group's statistics, with r and d constant.
     """
+    if data_format == "NCHW":
+        y, group_mean, group_std = _grouped_train_branch(
+            tf.transpose(x, [0, 2, 3, 1]), gamma, beta, mean, std, clip,
+            epsilon, group_size, "NHWC")
+        return tf.transpose(y, [0, 3, 1, 2]), group_mean, group_std
     shape = tf.shape(x)
     check = tf.debugging.assert_equal(
         shape[0] % group_size, 0, message=f"the batch size must be a "
@@ -215,22 +239,23 @@ def _corrections(batch_mean, batch_std, mean, std, clip):
     return r, d
 
 
-def _fused_train(x, scale, offset, epsilon):
+def _fused_train(x, scale, offset, epsilon, data_format):
     """The fused kernel in training mode: (y, batch mean, batch std)."""
     y, batch_mean, bessel_var = tf1.nn.fused_batch_norm(
-        x, scale, offset, epsilon=epsilon, is_training=True)
+        x, scale, offset, epsilon=epsilon, data_format=data_format,
+        is_training=True)
     # The kernel normalises with the biased variance but returns the
     # unbiased one; sigma_B is the biased one.
-    n = tf.cast(tf.size(x) // x.shape[-1], tf.float32)
+    n = tf.cast(tf.size(x) // scale.shape[0], tf.float32)
     batch_var = bessel_var * (n - 1.0) / n
     return y, batch_mean, tf.sqrt(batch_var + epsilon)
 
 
-def _infer_branch(x, gamma, beta, mean, std, epsilon):
+def _infer_branch(x, gamma, beta, mean, std, epsilon, data_format):
     """gamma * (x - mu) / sigma + beta with the moving statistics."""
     # The fused kernel divides by sqrt(variance + epsilon); sigma already
     # holds epsilon, so hand it sigma^2 - epsilon.
     y, _, _ = tf1.nn.fused_batch_norm(
         x, gamma, beta, mean=mean, variance=tf.square(std) - epsilon,
-        epsilon=epsilon, is_training=False)
+        epsilon=epsilon, data_format=data_format, is_training=False)
     return y

@@ -42,13 +42,13 @@ IMAGE_SHAPE = (32, 32, 3)
 PIPELINE_IMAGES = 4096  # in-memory images for the pipeline cases
 
 
-def build(depth, norm, batch, input_kind, mode, seed=0):
+def build(depth, norm, batch, input_kind, mode, data_format="NHWC", seed=0):
     """A graph and the op one timed step runs."""
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(seed)
         _, increment = global_step()
-        network = models.resnet(depth, 10, norm=norm)
+        network = models.resnet(depth, 10, norm=norm, data_format=data_format)
         pipeline = None
         if input_kind == "synthetic":
             images = tf.random.uniform([batch, *IMAGE_SHAPE])
@@ -74,12 +74,12 @@ class Case:
     """One benchmark case in its own open session, timed a step at a time."""
 
     def __init__(self, depth, norm, batch, input_kind, mode, config,
-                 warmup=5):
+                 data_format="NHWC", warmup=5):
         self.key = {"depth": depth, "norm": norm or "none", "batch": batch,
                     "input": input_kind, "mode": mode}
         self.batch, self.seconds = batch, []
         graph, init, self.step, pipeline = build(depth, norm, batch,
-                                                 input_kind, mode)
+                                                 input_kind, mode, data_format)
         self.session = tf1.Session(graph=graph, config=config)
         self.session.run(init)
         self.pipeline, self.epoch, self.batches_left = pipeline, 0, None
@@ -181,6 +181,7 @@ def main(argv=None):
     p.add_argument("--precision", default="auto",
                    choices=("auto", "float32", "bfloat16"))
     p.add_argument("--xla", action="store_true")
+    p.add_argument("--data-format", default="NHWC", choices=("NHWC", "NCHW"))
     p.add_argument("--intra-threads", type=int)
     p.add_argument("--inter-threads", type=int)
     p.add_argument("--memory", action="store_true",
@@ -195,6 +196,7 @@ def main(argv=None):
     settings = dict(machine(), intra_threads=config.intra_op_parallelism_threads,
                     inter_threads=config.inter_op_parallelism_threads,
                     precision=args.precision, xla=args.xla,
+                    data_format=args.data_format,
                     bfloat16_native=cpu_has_bfloat16())
     print("# " + json.dumps(settings))
     print(f"{'depth':>5} {'norm':>12} {'batch':>5} {'input':>9} {'mode':>9} "
@@ -203,7 +205,7 @@ def main(argv=None):
     for depth, batch in itertools.product(args.depth, args.batch):
         steps = max(2, args.images // batch)
         cases = [Case(depth, None if norm == "none" else norm, batch,
-                      input_kind, mode, config)
+                      input_kind, mode, config, args.data_format)
                  for input_kind, mode, norm in itertools.product(
                      args.input, args.mode, args.norm)
                  # inference reads no training pipeline
@@ -224,7 +226,8 @@ def main(argv=None):
               f"{pair['mode']:>9} {pair['ratio']:>24} "
               f"{median:.3f} ({low:.3f}-{high:.3f})")
     for result in results + paired:
-        print(json.dumps(dict(result, **{k: settings[k] for k in ("precision", "xla")})))
+        print(json.dumps(dict(result, **{k: settings[k] for k in
+                                         ("precision", "xla", "data_format")})))
     if args.memory:
         print(json.dumps({"peak_rss_mib_resnet110_train_batch128":
                           round(peak_memory_mib(), 1)}))

@@ -363,10 +363,12 @@ class _NoSignals:
 
 def _signature(network, dataset):
     """What checkpoints of this model must agree on: the architecture and
-    the data (not training hyperparameters such as the renorm schedule)."""
+    the data (not training hyperparameters such as the renorm schedule, nor
+    the layout the layers compute in)."""
     if dataclasses.is_dataclass(network):
         architecture = dataclasses.asdict(network)
-        for key in ("renorm_schedule", "norm_momentum", "norm_group_size"):
+        for key in ("renorm_schedule", "norm_momentum", "norm_group_size",
+                    "data_format"):
             architecture.pop(key, None)
     else:
         architecture = getattr(network, "__qualname__", type(network).__name__)

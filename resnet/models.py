@@ -13,6 +13,7 @@ from typing import Optional
 import tensorflow as tf
 
 from batch_renorm import renorm_schedule, step_value
+from batch_renorm.layer import DATA_FORMATS
 from batch_renorm.schedule import check_schedule
 from resnet import full_layers
 
@@ -54,6 +55,8 @@ class Network:
     `norm` ("batch_norm", "batch_renorm" or None) applies to every conv layer
     and block (and hidden dense layer); `renorm_schedule` holds the keyword
     arguments of `batch_renorm.renorm_schedule` (None: the paper's).
+    `data_format` is the layout the layers compute in: "NHWC", or "NCHW"
+    (faster on a GPU), with the same variables; images come in NHWC either way.
     """
     layers: tuple
     num_classes: int
@@ -62,6 +65,7 @@ class Network:
     norm_momentum: float = 0.99
     renorm_schedule: Optional[dict] = None
     norm_group_size: Optional[int] = None
+    data_format: str = "NHWC"
     name: str = "network"
 
     def __post_init__(self):
@@ -70,6 +74,9 @@ class Network:
         if self.shortcut not in full_layers.SHORTCUTS:
             raise ValueError(f"shortcut must be one of "
                              f"{full_layers.SHORTCUTS}, got {self.shortcut!r}")
+        if self.data_format not in DATA_FORMATS:
+            raise ValueError(f"data_format must be one of {DATA_FORMATS}, "
+                             f"got {self.data_format!r}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
         if not 0.0 <= self.norm_momentum < 1.0:
@@ -95,34 +102,36 @@ class Network:
                          renorm_clip=(self.renorm_clip()
                                       if renorm and training is not False
                                       else None))
-            h = images
+            channels_first = self.data_format == "NCHW"
+            h = tf.transpose(images, [0, 3, 1, 2]) if channels_first else images
             for index, layer in enumerate(self.layers):
                 h = _build(layer, h, training, self.shortcut, flags,
-                           f"{index:02d}_{layer.kind}")
+                           self.data_format, f"{index:02d}_{layer.kind}")
             if h.shape.rank == 4:
-                h = tf.reduce_mean(h, axis=[1, 2], name="global_pool")
+                h = tf.reduce_mean(h, axis=[2, 3] if channels_first else [1, 2],
+                                   name="global_pool")
             logits = full_layers.dense_layer(h, self.num_classes, training,
                                              activation=None, name="logits")
             return tf.identity(logits, name="output")
 
 
-def _build(layer, h, training, shortcut, flags, name):
+def _build(layer, h, training, shortcut, flags, data_format, name):
     common = dict(training=training, dropout_rate=layer.dropout_rate,
                   name=name, **flags)
     if layer.kind == "conv":
         return full_layers.conv_layer(h, layer.size, kernel_size=layer.kernel_size,
                                       strides=layer.strides, pool=layer.pool,
-                                      **common)
+                                      data_format=data_format, **common)
     if layer.kind == "block":
         return full_layers.resnet_block(h, layer.size, strides=layer.strides,
                                         shortcut=shortcut, pool=layer.pool,
-                                        **common)
+                                        data_format=data_format, **common)
     return full_layers.dense_layer(h, layer.size, **common)
 
 
 def resnet(depth, num_classes, norm="batch_norm", shortcut="A",
            base_filters=16, dropout_rate=0.0, norm_momentum=0.99,
-           renorm_schedule=None, norm_group_size=None):
+           renorm_schedule=None, norm_group_size=None, data_format="NHWC"):
     """The CIFAR ResNet of He et al. 2015: depth = 6n + 2.
 
     A 3x3 conv, then 3 stages of n basic blocks with base_filters x 1, 2, 4
@@ -142,7 +151,8 @@ def resnet(depth, num_classes, norm="batch_norm", shortcut="A",
     return Network(tuple(layers), num_classes, norm=norm, shortcut=shortcut,
                    norm_momentum=norm_momentum,
                    renorm_schedule=renorm_schedule,
-                   norm_group_size=norm_group_size, name=f"resnet{depth}")
+                   norm_group_size=norm_group_size, data_format=data_format,
+                   name=f"resnet{depth}")
 
 
 def parse_layers(text):

@@ -85,6 +85,10 @@ def build_parser():
     model.add_argument("--microbatch", type=int, metavar="M",
                        help="norm statistics per group of M examples in "
                        "training (the batch size must be a multiple of M)")
+    model.add_argument("--data-format", default="NHWC",
+                       choices=("NHWC", "NCHW"),
+                       help="the layers' layout: NCHW is faster on a GPU "
+                       "(default NHWC); checkpoints fit either")
     renorm = p.add_argument_group(
         "batch renorm schedule (default: r = 1, d = 0 for the first half of "
         "the run, then a linear ramp to rmax, dmax; see scaled_schedule)")
@@ -156,7 +160,8 @@ def run(args):
     norm = None if args.norm == "none" else args.norm
     options = dict(norm=norm, shortcut=args.shortcut,
                    norm_momentum=args.norm_momentum,
-                   norm_group_size=args.microbatch)
+                   norm_group_size=args.microbatch,
+                   data_format=args.data_format)
     # Checked now, completed below once the dataset gives its sizes (every
     # dataset here has 10 classes).
     if args.layers:

@@ -73,6 +73,49 @@ def test_training_and_inference_follow_algorithm_1(graph, shape, clip):
             rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("group_size", [None, 2], ids=["batch", "groups"])
+def test_channels_first_follows_algorithm_1(graph, group_size):
+    """NCHW: the reference on the NHWC view of the same batches; gradients
+    equal to those of the NHWC layer with the same state."""
+    nhwc_shape, nchw = (4, 3, 5, 3), [0, 3, 1, 2]
+    x = tf1.placeholder(tf.float32, [4, 3, 3, 5])  # NCHW
+    y_train = batch_renorm(x, True, rmax=1.2, dmax=0.5, momentum=MOMENTUM,
+                           epsilon=EPS, group_size=group_size,
+                           data_format="NCHW", name="bn")
+    with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
+        y_infer = batch_renorm(x, False, data_format="NCHW", name="bn")
+        y_nhwc = batch_renorm(tf.transpose(x, [0, 2, 3, 1]), True, rmax=1.2,
+                              dmax=0.5, group_size=group_size, name="bn")
+    weights = np.random.RandomState(5).normal(size=nhwc_shape)
+    grads = [tf.gradients(tf.reduce_sum(weights.astype(np.float32) * y), x)[0]
+             for y in (tf.transpose(y_train, [0, 2, 3, 1]), y_nhwc)]
+    updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)[:2]
+    step = (reference.renorm_train_step if group_size is None else
+            lambda *a: reference.grouped_train_step(*a, group_size))
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        gamma, beta = set_affine(session, 3)
+        state = (np.zeros(3), np.ones(3))
+        for batch in batches(nhwc_shape, 3):
+            want, _, _, state = step(batch.astype(np.float64), state, gamma,
+                                     beta, 1.2, 0.5, MOMENTUM, EPS)
+            feed = {x: batch.transpose(nchw)}
+            grad, grad_nhwc = session.run(grads, feed)
+            got, _ = session.run([y_train, updates], feed)
+            np.testing.assert_allclose(got, want.transpose(nchw),
+                                       rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(grad, grad_nhwc, rtol=1e-4, atol=1e-4)
+        moving = session.run([v for v in tf1.global_variables()
+                              if v.op.name.startswith("bn/moving")])
+        np.testing.assert_allclose(moving, state, rtol=1e-5)
+        test_batch = batches(nhwc_shape, 1, seed=7)[0]
+        np.testing.assert_allclose(
+            session.run(y_infer, {x: test_batch.transpose(nchw)}),
+            reference.renorm_inference(test_batch, state, gamma,
+                                       beta).transpose(nchw),
+            rtol=1e-5, atol=1e-5)
+
+
 def test_training_tensor_chooses_the_branch_at_run_time(graph):
     x = tf1.placeholder(tf.float32, (8, 2, 2, 3))
     training = tf1.placeholder(tf.bool, [])
@@ -239,6 +282,8 @@ def test_state_variables_are_saved_and_restored(graph, tmp_path):
     (lambda: batch_renorm(tf.zeros([2, 3]), True, rmax=0.5), "rmax"),
     (lambda: batch_renorm(tf.zeros([2, 3]), True, dmax=-1.0), "dmax"),
     (lambda: batch_norm(tf.zeros([2, 3, 4, 5, 6]), True), "2-D"),
+    (lambda: batch_norm(tf.zeros([2, 3, 4, 5]), True, data_format="NCWH"),
+     "data_format"),
     (lambda: renorm_schedule(tf.constant(0), rmax=0.9), "rmax"),
     (lambda: renorm_schedule(tf.constant(0), warmup_steps=10, dmax_steps=5),
      "dmax_steps"),

@@ -1,4 +1,6 @@
 """ConvolutionNN end to end on the embedded digits dataset."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -6,6 +8,7 @@ import tensorflow as tf
 from batch_renorm.schedule import scaled_schedule
 from resnet import datasets, models
 from resnet.convolution_nn import ConvolutionNN
+from resnet.session_config import session_config
 
 tf1 = tf.compat.v1
 
@@ -90,3 +93,20 @@ def test_predict_checks_the_image_shape(digits):
                        progress=False) as cnn:
         with pytest.raises(ValueError, match=r"shape \[N, 8, 8, 1\]"):
             cnn.predict(np.zeros((2, 28, 28, 1)))
+
+
+def test_a_checkpoint_serves_both_layouts(digits, tmp_path):
+    """Trained channels-last, restored channels-first: the same test loss."""
+    network = small_resnet("batch_renorm", 12)
+    float32 = session_config(precision="float32")
+    with ConvolutionNN(network, digits, model_dir=str(tmp_path),
+                       session_config=float32, progress=False) as cnn:
+        cnn.train(batch_size=128, num_epoch=1)
+        want = cnn.evaluate()
+    channels_first = dataclasses.replace(network, data_format="NCHW")
+    with ConvolutionNN(channels_first, digits, model_dir=str(tmp_path),
+                       session_config=float32, progress=False) as cnn:
+        assert cnn.epochs_done == 1
+        got = cnn.evaluate()
+    assert got["accuracy"] == want["accuracy"]
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)

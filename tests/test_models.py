@@ -1,4 +1,6 @@
 """Layer wrappers and networks: sizes, parameter counts, what flags add."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -132,3 +134,31 @@ def test_layer_specs_parse_and_build(graph):
     for bad in ("conv", "conv:x", "pool:3", "conv:8:colour=red", "conv:8:pool=min"):
         with pytest.raises(ValueError):
             models.parse_layers(bad)
+
+
+@pytest.mark.parametrize("network", [
+    models.resnet(8, 10, norm="batch_renorm"),
+    models.custom("conv:8:pool=max,block:16:strides=2,block:16:pool=avg", 10,
+                  norm=None, shortcut="B"),
+], ids=["resnet8-renorm", "pools-projection-bias"])
+def test_channels_first_computes_the_same_function(graph, network):
+    """NCHW shares the NHWC network's variables and gives its logits and
+    gradients, in training and in inference."""
+    images = tf.constant(np.random.RandomState(0).rand(4, 16, 16, 3),
+                         tf.float32)
+    nchw = dataclasses.replace(network, data_format="NCHW")
+    pairs = []
+    for training in (True, False):
+        logits = [net(images, training) for net in (network, nchw)]
+        pairs.append(logits)
+        grads = [tf.gradients(tf.reduce_sum(y ** 2), tf1.trainable_variables())
+                 for y in logits]
+        pairs += zip(*grads)
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        for nhwc_value, nchw_value in session.run(pairs):
+            np.testing.assert_allclose(nchw_value, nhwc_value, rtol=1e-4,
+                                       atol=1e-5)
+    assert len(tf1.trainable_variables()) == len(pairs) // 2 - 1  # shared
+    with pytest.raises(ValueError, match="data_format"):
+        dataclasses.replace(network, data_format="CHWN")
