@@ -191,19 +191,20 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.depth, args.batch, args.input = [20], [128], ["synthetic"]
-    config = session_config(args.intra_threads, args.inter_threads,
-                            args.precision, args.xla)
-    settings = dict(machine(), intra_threads=config.intra_op_parallelism_threads,
-                    inter_threads=config.inter_op_parallelism_threads,
-                    precision=args.precision, xla=args.xla,
+    settings = dict(machine(), precision=args.precision, xla=args.xla,
                     data_format=args.data_format,
                     bfloat16_native=cpu_has_bfloat16())
     print("# " + json.dumps(settings))
     print(f"{'depth':>5} {'norm':>12} {'batch':>5} {'input':>9} {'mode':>9} "
-          f"{'img/s':>8} {'min':>8} {'max':>8}")
+          f"{'img/s':>8} {'min':>8} {'max':>8} threads")
     results, paired = [], []
     for depth, batch in itertools.product(args.depth, args.batch):
         steps = max(2, args.images // batch)
+        # Threads sized to the step, as resnet-run sizes them.
+        config = session_config(args.intra_threads, args.inter_threads,
+                                args.precision, args.xla, batch, IMAGE_SHAPE)
+        threads = {"intra_threads": config.intra_op_parallelism_threads,
+                   "inter_threads": config.inter_op_parallelism_threads}
         cases = [Case(depth, None if norm == "none" else norm, batch,
                       input_kind, mode, config, args.data_format)
                  for input_kind, mode, norm in itertools.product(
@@ -212,12 +213,14 @@ def main(argv=None):
                  if not (mode == "inference" and input_kind == "pipeline")]
         measure(cases, steps, args.repeats)
         for case in cases:
-            result = case.result(steps)
+            result = dict(case.result(steps), **threads)
             results.append(result)
             print(f"{depth:>5} {result['norm']:>12} {batch:>5} "
                   f"{result['input']:>9} {result['mode']:>9} "
                   f"{result['images_per_second']:>8.1f} "
-                  f"{result['min']:>8.1f} {result['max']:>8.1f}", flush=True)
+                  f"{result['min']:>8.1f} {result['max']:>8.1f} "
+                  f"{threads['intra_threads']}x{threads['inter_threads']}",
+                  flush=True)
         paired += ratios(cases)
     print("# step time ratios, paired round by round: median (min-max)")
     for pair in paired:

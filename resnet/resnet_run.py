@@ -115,6 +115,11 @@ def build_parser():
                        "compute it natively, else float32")
     train.add_argument("--xla", action="store_true",
                        help="XLA JIT compilation")
+    train.add_argument("--intra-threads", type=int, metavar="N",
+                       help="threads inside one op (default: the cores, or "
+                       "half of them for small steps)")
+    train.add_argument("--inter-threads", type=int, metavar="N",
+                       help="ops run side by side (default 2)")
     train.add_argument("--deterministic", action="store_true",
                        help="TensorFlow's op determinism: bitwise "
                        "reproducible runs, a little slower")
@@ -145,7 +150,7 @@ def run(args):
     """Trains as `args` say; returns (test metrics, global step)."""
     from resnet import checkpoints, models, training
     from resnet.convolution_nn import ConvolutionNN
-    from resnet.session_config import session_config
+    from resnet.session_config import check_threads, session_config
 
     batch_size, epochs = DEFAULTS[args.dataset]
     batch_size = batch_size if args.batch_size is None else args.batch_size
@@ -157,6 +162,7 @@ def run(args):
                                        args.lr_boundaries or (),
                                        training.LR_DECAY)
     checkpoints.check_model_dir(args.model_dir)
+    check_threads(args.intra_threads, args.inter_threads)
     norm = None if args.norm == "none" else args.norm
     options = dict(norm=norm, shortcut=args.shortcut,
                    norm_momentum=args.norm_momentum,
@@ -192,7 +198,9 @@ def run(args):
                        checkpoint_steps=args.checkpoint_steps,
                        classes_per_batch=args.classes_per_batch,
                        session_config=session_config(
-                           precision=args.precision, xla=args.xla)) as cnn:
+                           args.intra_threads, args.inter_threads,
+                           args.precision, args.xla, batch_size,
+                           ds.image_shape)) as cnn:
         if cnn.epochs_done >= epochs:
             logging.info("%s: all %d epochs are done already",
                          args.model_dir, epochs)

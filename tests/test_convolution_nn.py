@@ -110,3 +110,22 @@ def test_a_checkpoint_serves_both_layouts(digits, tmp_path):
         got = cnn.evaluate()
     assert got["accuracy"] == want["accuracy"]
     assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+
+
+def test_threads_are_sized_to_the_step(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+
+    def threads(**kwargs):
+        config = session_config(**kwargs)
+        return (config.intra_op_parallelism_threads,
+                config.inter_op_parallelism_threads)
+
+    assert threads() == (4, 2)
+    # 8 * 32 * 32 pixels per core at most: half the cores per op.
+    assert threads(batch_size=32, image_shape=(32, 32, 3)) == (2, 2)
+    assert threads(batch_size=33, image_shape=(32, 32, 3)) == (4, 2)
+    assert threads(batch_size=512, image_shape=(8, 8, 1)) == (2, 2)
+    assert threads(batch_size=8, image_shape=(32, 32, 3), intra_threads=3,
+                   inter_threads=1) == (3, 1)
+    with pytest.raises(ValueError, match="inter_threads must be"):
+        session_config(inter_threads=0)

@@ -208,7 +208,9 @@ def test_other_cli_arguments_are_checked_before_any_graph():
     for args, message in ((["--dropout", "1.5"], "dropout_rate must be in [0, 1)"),
                           (["--norm-momentum", "1"], "norm_momentum must be in [0, 1)"),
                           (["--rmax", "0.5"], "rmax must be >= 1"),
-                          (["--depth", "9"], "6n + 2")):
+                          (["--depth", "9"], "6n + 2"),
+                          (["--intra-threads", "0"], "intra_threads must be an integer >= 1"),
+                          (["--data-format", "NCWH"], "invalid choice")):
         result = run("-m", "resnet.resnet_run", *args)
         assert result.returncode == 2 and message in result.stderr, result.stderr
 
