@@ -9,10 +9,12 @@ case: images/s (median of the timed repeats, and their min and max) of a
 training step and of inference, with the input generated in the graph
 ("synthetic": compute only) or read through ConvolutionNN's input pipeline
 from in-memory 32x32x3 data with the CIFAR augmentation ("pipeline").
-All cases of a depth and batch size stay open in their sessions and take
-turns, one timed repeat each per round; the step time ratios of batch renorm
-to batch norm and of the pipeline to synthetic input are taken round by
-round, so that the machine's slow and fast spells cancel out of them.
+All cases of a depth and batch size run in one fresh process (TensorFlow
+keeps the intra-op threads of a process's first session), with the threads
+resnet-run would pick for the step, each case in its own open session; they
+take turns step by step, and the step time ratios of batch renorm to batch
+norm and of the pipeline to synthetic input are taken round by round, so
+that the machine's slow and fast spells cancel out of them.
 --memory also measures the peak resident memory of training ResNet-110.
 """
 import argparse
@@ -168,6 +170,27 @@ def machine():
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")}
 
 
+def run_group(args):
+    """Every case of one depth and batch size, in this process; prints a
+    JSON line per case and per ratio."""
+    depth, batch = args.depth[0], args.batch[0]
+    steps = max(2, args.images // batch)
+    # Threads sized to the step, as resnet-run sizes them.
+    config = session_config(args.intra_threads, args.inter_threads,
+                            args.precision, args.xla, batch, IMAGE_SHAPE)
+    threads = {"intra_threads": config.intra_op_parallelism_threads,
+               "inter_threads": config.inter_op_parallelism_threads}
+    cases = [Case(depth, None if norm == "none" else norm, batch, input_kind,
+                  mode, config, args.data_format)
+             for input_kind, mode, norm in itertools.product(
+                 args.input, args.mode, args.norm)
+             # inference reads no training pipeline
+             if not (mode == "inference" and input_kind == "pipeline")]
+    measure(cases, steps, args.repeats)
+    for line in [dict(case.result(steps), **threads) for case in cases] + ratios(cases):
+        print(json.dumps(line))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--depth", type=int, nargs="+", default=[20, 56])
@@ -188,9 +211,13 @@ def main(argv=None):
                    help="also the peak memory of training ResNet-110")
     p.add_argument("--quick", action="store_true",
                    help="ResNet-20, batch 128, synthetic input only")
+    p.add_argument("--group", action="store_true", help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     if args.quick:
         args.depth, args.batch, args.input = [20], [128], ["synthetic"]
+    if args.group:
+        return run_group(args)
     settings = dict(machine(), precision=args.precision, xla=args.xla,
                     data_format=args.data_format,
                     bfloat16_native=cpu_has_bfloat16())
@@ -199,29 +226,26 @@ def main(argv=None):
           f"{'img/s':>8} {'min':>8} {'max':>8} threads")
     results, paired = [], []
     for depth, batch in itertools.product(args.depth, args.batch):
-        steps = max(2, args.images // batch)
-        # Threads sized to the step, as resnet-run sizes them.
-        config = session_config(args.intra_threads, args.inter_threads,
-                                args.precision, args.xla, batch, IMAGE_SHAPE)
-        threads = {"intra_threads": config.intra_op_parallelism_threads,
-                   "inter_threads": config.inter_op_parallelism_threads}
-        cases = [Case(depth, None if norm == "none" else norm, batch,
-                      input_kind, mode, config, args.data_format)
-                 for input_kind, mode, norm in itertools.product(
-                     args.input, args.mode, args.norm)
-                 # inference reads no training pipeline
-                 if not (mode == "inference" and input_kind == "pipeline")]
-        measure(cases, steps, args.repeats)
-        for case in cases:
-            result = dict(case.result(steps), **threads)
-            results.append(result)
-            print(f"{depth:>5} {result['norm']:>12} {batch:>5} "
-                  f"{result['input']:>9} {result['mode']:>9} "
-                  f"{result['images_per_second']:>8.1f} "
-                  f"{result['min']:>8.1f} {result['max']:>8.1f} "
-                  f"{threads['intra_threads']}x{threads['inter_threads']}",
-                  flush=True)
-        paired += ratios(cases)
+        # A fresh process per group: TensorFlow keeps the intra-op threads
+        # of a process's first session for all its later sessions.
+        group = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), *argv, "--depth",
+             str(depth), "--batch", str(batch), "--group"],
+            capture_output=True, text=True)
+        if group.returncode:
+            sys.exit(f"ResNet-{depth} at batch {batch} failed:\n"
+                     f"{group.stderr[-3000:]}")
+        for result in map(json.loads, group.stdout.splitlines()):
+            if "images_per_second" in result:
+                results.append(result)
+                print(f"{depth:>5} {result['norm']:>12} {batch:>5} "
+                      f"{result['input']:>9} {result['mode']:>9} "
+                      f"{result['images_per_second']:>8.1f} "
+                      f"{result['min']:>8.1f} {result['max']:>8.1f} "
+                      f"{result['intra_threads']}x{result['inter_threads']}",
+                      flush=True)
+            else:
+                paired.append(result)
     print("# step time ratios, paired round by round: median (min-max)")
     for pair in paired:
         median, low, high = pair["step_time_ratio"]

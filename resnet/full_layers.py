@@ -94,14 +94,15 @@ def resnet_block(inputs, filters, training, strides=1, shortcut="A",
         if strides == 1 and in_filters == filters:
             skip = inputs
         elif shortcut == "A":
+            # inputs[:, ::strides, ::strides] as a 1x1 pooling: the same
+            # values, an order of magnitude faster than a strided slice.
+            skip = tf.nn.avg_pool2d(inputs, 1, strides, "VALID",
+                                    data_format=data_format)
             extra = filters - in_filters
-            if data_format == "NHWC":
-                skip = inputs[:, ::strides, ::strides, :]
-                padding = [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]]
-            else:
-                skip = inputs[:, :, ::strides, ::strides]
-                padding = [[0, 0], [extra // 2, extra - extra // 2], [0, 0], [0, 0]]
-            skip = tf.pad(skip, padding)
+            channels = [extra // 2, extra - extra // 2]
+            skip = tf.pad(skip, [[0, 0], [0, 0], [0, 0], channels]
+                          if data_format == "NHWC" else
+                          [[0, 0], channels, [0, 0], [0, 0]])
         else:
             skip = conv_layer(inputs, filters, kernel_size=1, strides=strides,
                               activation=None, name="projection", **norm)

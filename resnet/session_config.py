@@ -44,7 +44,8 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
       gets half the cores per op: its ops are too small to share out, and
       two at a time run side by side (a conv's input and filter gradients).
       So split, ResNet-20 trains 1.4x faster at batch 8 here, and would be
-      1.2x slower at batch 128.
+      1.2x slower at batch 128. TensorFlow keeps the intra-op threads of a
+      process's first session for all its later sessions.
     precision: "bfloat16" turns on oneDNN's automatic mixed precision
       (bfloat16 compute, float32 variables and loss); "auto" does so on CPUs
       that compute bfloat16 natively (AVX512_BF16, AMX), where it trains
