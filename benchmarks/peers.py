@@ -1,7 +1,7 @@
 """ResNet-20 training throughput: this library against what a user would
 otherwise pick, side by side on this machine.
 
-    python benchmarks/peers.py                  # batch 128 and 8, ~6 min
+    python benchmarks/peers.py                  # batch 128 and 8, ~5 min
     python benchmarks/peers.py --batch 8 --precision float32
 
 Peers (each skipped, with a note, when not installed):
@@ -16,9 +16,13 @@ parameters), SGD with momentum and softmax cross-entropy, on random
 in-memory 32x32x3 images; the peers use as many threads as the machine has
 cores, ours the threads resnet-run picks for the step (session_config);
 "bfloat16" is each framework's own mixed precision (Keras "mixed_bfloat16",
-`torch.autocast`, our oneDNN rewrite). Each case runs in a fresh process:
-warm-up steps, then `--repeats` timed runs of `--images` images; images/s is
-the median, with min and max. The peers need their own environment:
+`torch.autocast`, our oneDNN rewrite). Each case runs in its own process,
+warms up, then times blocks of `--images` images: the cases of a batch size
+and precision take turns, a block each per round for `--repeats` rounds, so
+that the machine's slow spells fall on all of them. images/s is the median
+block, with min and max; the last column is how many times faster our batch
+renorm ran than the case, the median over rounds of their time ratio. The
+peers need their own environment:
 
     python -m venv peers && . peers/bin/activate
     pip install -e . tf-keras==2.21.0 torch
@@ -29,6 +33,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,7 +84,7 @@ def keras_resnet20(keras, tf, renorm):
     return keras.Model(images, logits)
 
 
-def keras_rates(keras, tf, norm, batch, precision, steps, repeats, warmup):
+def keras_serve(keras, tf, norm, batch, precision, steps, warmup):
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     tf.config.threading.set_inter_op_parallelism_threads(2)
     if precision == "bfloat16":
@@ -90,20 +95,26 @@ def keras_rates(keras, tf, norm, batch, precision, steps, repeats, warmup):
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = random_data()
     data = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(batch)
-    ends = []
 
-    class StepEnds(keras.callbacks.Callback):
-        def on_train_batch_end(self, step, logs=None):
-            ends.append(time.perf_counter())
+    class Blocks(keras.callbacks.Callback):
+        """Times every `steps` steps after the warm-up, waiting for its turn
+        before each block."""
+        start = None
 
-    model.fit(data.prefetch(2), steps_per_epoch=warmup + steps * repeats,
-              epochs=1, verbose=0, callbacks=[StepEnds()])
-    timed = ends[warmup - 1:]  # from the end of the last warm-up step
-    return [batch * steps / (timed[(i + 1) * steps] - timed[i * steps])
-            for i in range(repeats)]
+        def on_train_batch_end(self, index, logs=None):
+            done = index + 1 - warmup
+            if done < 0 or done % steps:
+                return
+            report(time.perf_counter() - self.start if done else None)
+            if not my_turn():
+                self.model.stop_training = True
+            self.start = time.perf_counter()
+
+    model.fit(data.prefetch(2), steps_per_epoch=2 ** 31 - 1, epochs=1,
+              verbose=0, callbacks=[Blocks()])
 
 
-def torch_rates(norm, batch, precision, steps, repeats, warmup):
+def torch_serve(norm, batch, precision, steps, warmup):
     import torch
     from torch import nn
     torch.set_num_threads(THREADS)
@@ -158,31 +169,38 @@ def torch_rates(norm, batch, precision, steps, repeats, warmup):
         loss.backward()
         optimizer.step()
 
-    return timed_rates(step, batch, steps, repeats, warmup)
+    serve(step, steps, warmup)
 
 
-def our_rates(norm, batch, precision, steps, repeats, warmup):
+def our_serve(norm, batch, precision, steps, warmup):
     sys.path.insert(0, ROOT)
     from benchmarks.throughput import Case
     from resnet.session_config import session_config
     config = session_config(precision=precision, batch_size=batch,
                             image_shape=(32, 32, 3))  # resnet-run's threads
     case = Case(20, norm, batch, "synthetic", "train", config, warmup=warmup)
-    rates = timed_rates(case.time_step, batch, steps, repeats, 0)
-    case.session.close()
-    return rates
+    serve(case.time_step, steps, 0)
 
 
-def timed_rates(step, batch, steps, repeats, warmup):
+def serve(step, steps, warmup):
+    """Warm-up steps, then a timed block of `steps` steps at each turn."""
     for _ in range(warmup):
         step()
-    rates = []
-    for _ in range(repeats):
+    report(None)
+    while my_turn():
         start = time.perf_counter()
         for _ in range(steps):
             step()
-        rates.append(batch * steps / (time.perf_counter() - start))
-    return rates
+        report(time.perf_counter() - start)
+
+
+def report(seconds):
+    """To the parent: "ready" after the warm-up, then each block's seconds."""
+    print("ready" if seconds is None else repr(seconds), flush=True)
+
+
+def my_turn():
+    return sys.stdin.readline().strip() == "go"
 
 
 def check_parameters(count):
@@ -191,25 +209,60 @@ def check_parameters(count):
                              f"want {PARAMETERS}")
 
 
-def child(peer, norm, batch, precision, steps, repeats, warmup):
-    """One case, in this process; prints its JSON line."""
+def child(peer, norm, batch, precision, steps, warmup):
+    """One case in this process, timed a block at a time when the parent
+    says "go" on stdin."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if peer == "torch":
-        rates = torch_rates(norm, batch, precision, steps, repeats, warmup)
+        torch_serve(norm, batch, precision, steps, warmup)
     elif peer == "ours":
-        rates = our_rates(norm, batch, precision, steps, repeats, warmup)
+        our_serve(norm, batch, precision, steps, warmup)
     else:
         if peer == "tf_keras":
             import tf_keras as keras
         else:
             import keras
         import tensorflow as tf
-        rates = keras_rates(keras, tf, norm, batch, precision, steps, repeats,
-                            warmup)
-    print(json.dumps({"peer": peer, "norm": norm, "batch": batch,
-                      "precision": precision,
-                      "images_per_second": round(statistics.median(rates), 1),
-                      "min": round(min(rates), 1), "max": round(max(rates), 1)}))
+        keras_serve(keras, tf, norm, batch, precision, steps, warmup)
+
+
+class Running:
+    """A case in its own process, waiting for its turns."""
+
+    def __init__(self, peer, norm, batch, precision, args):
+        self.key = {"peer": peer, "norm": norm, "batch": batch,
+                    "precision": precision}
+        self.batch, self.steps = batch, max(2, args.images // batch)
+        self.seconds, self.log = [], tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--child", peer, norm,
+             str(batch), precision, "--images", str(args.images),
+             "--warmup", str(args.warmup)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+            text=True, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+    def answer(self):
+        for line in self.process.stdout:  # skipping anything else printed
+            if line.strip() == "ready":
+                return None
+            try:
+                return float(line)
+            except ValueError:
+                continue
+        self.log.seek(0)
+        sys.exit(f"{self.key} failed:\n{self.log.read()[-3000:]}")
+
+    def turn(self):
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        self.seconds.append(self.answer())
+
+    def stop(self):
+        self.process.stdin.close()
+        self.process.wait()
+        rates = [self.batch * self.steps / s for s in self.seconds]
+        return dict(self.key, images_per_second=round(statistics.median(rates), 1),
+                    min=round(min(rates), 1), max=round(max(rates), 1))
 
 
 def installed(peer):
@@ -236,33 +289,35 @@ def main(argv=None):
         peer, norm, batch, precision = args.child
         batch = int(batch)
         child(peer, norm, batch, precision, max(2, args.images // batch),
-              args.repeats, args.warmup)
+              args.warmup)
         return
     missing = [peer for peer in args.peers if not installed(peer)]
     for peer in missing:
         print(f"# {peer}: not installed here, skipped (see --help)")
     print(f"{'peer':>9} {'norm':>12} {'batch':>5} {'precision':>9} "
-          f"{'img/s':>8} {'min':>8} {'max':>8}", flush=True)
+          f"{'img/s':>8} {'min':>8} {'max':>8}  ours renorm / this", flush=True)
     results = []
     for batch in args.batch:
         for precision in args.precision:
-            for peer, norm in CASES:
-                if peer not in args.peers or peer in missing:
-                    continue
-                out = subprocess.run(
-                    [sys.executable, os.path.abspath(__file__), "--child", peer,
-                     norm, str(batch), precision, "--images", str(args.images),
-                     "--repeats", str(args.repeats), "--warmup", str(args.warmup)],
-                    capture_output=True, text=True, cwd=ROOT,
-                    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-                if out.returncode:
-                    sys.exit(f"{peer} {norm} batch {batch} {precision} failed:\n"
-                             f"{out.stderr[-2000:]}")
-                result = json.loads(out.stdout.strip().splitlines()[-1])
+            group = [Running(peer, norm, batch, precision, args)
+                     for peer, norm in CASES
+                     if peer in args.peers and peer not in missing]
+            for case in group:
+                case.answer()  # ready: built and warmed up
+            for _ in range(args.repeats):
+                for case in group:  # in turns: slow spells hit all alike
+                    case.turn()
+            ours = group[0] if group[0].key["peer"] == "ours" else None
+            for case in group:
+                result = case.stop()
+                if ours:  # step-time ratio of the peer to ours, round by round
+                    result["speedup_of_our_renorm"] = round(statistics.median(
+                        b / a for a, b in zip(ours.seconds, case.seconds)), 3)
                 results.append(result)
-                print(f"{peer:>9} {norm:>12} {batch:>5} {precision:>9} "
-                      f"{result['images_per_second']:>8.1f} "
-                      f"{result['min']:>8.1f} {result['max']:>8.1f}", flush=True)
+                print(f"{result['peer']:>9} {result['norm']:>12} {batch:>5} "
+                      f"{precision:>9} {result['images_per_second']:>8.1f} "
+                      f"{result['min']:>8.1f} {result['max']:>8.1f}  "
+                      f"{result.get('speedup_of_our_renorm', '')}", flush=True)
     for result in results:
         print(json.dumps(result))
 
