@@ -22,7 +22,6 @@ import itertools
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -151,14 +150,17 @@ def ratios(cases):
 
 def peak_memory_mib(depth=110, batch=128, steps=3):
     """Peak RSS of a fresh process training ResNet-`depth` for a few steps."""
-    code = (f"from benchmarks.throughput import Case, measure;"
+    code = (f"import resource;"
+            f"from benchmarks.throughput import Case, measure;"
             f"from resnet.session_config import session_config;"
             f"measure([Case({depth}, 'batch_renorm', {batch}, 'synthetic', "
-            f"'train', session_config(), warmup=1)], {steps}, 1)")
+            f"'train', session_config(), warmup=1)], {steps}, 1);"
+            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
-                   env=dict(os.environ, PYTHONPATH=root))
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
+                         env=dict(os.environ, PYTHONPATH=root),
+                         capture_output=True, text=True).stdout
+    return int(out.split()[-1]) / 1024  # KiB on Linux
 
 
 def machine():
@@ -249,8 +251,8 @@ def main(argv=None):
     print("# step time ratios, paired round by round: median (min-max)")
     for pair in paired:
         median, low, high = pair["step_time_ratio"]
-        print(f"{pair['depth']:>5} {pair['batch']:>5} {pair['input']:>9} "
-              f"{pair['mode']:>9} {pair['ratio']:>24} "
+        print(f"{pair['depth']:>5} {pair['norm']:>12} {pair['batch']:>5} "
+              f"{pair['input']:>9} {pair['mode']:>9} {pair['ratio']:>24} "
               f"{median:.3f} ({low:.3f}-{high:.3f})")
     for result in results + paired:
         print(json.dumps(dict(result, **{k: settings[k] for k in
