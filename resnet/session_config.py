@@ -24,6 +24,22 @@ def cpu_has_bfloat16():
     return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
+def check_data_format(data_format):
+    """NCHW runs on a GPU, or on a CPU through oneDNN: TensorFlow's own CPU
+    kernels for pooling and convolution gradients are NHWC only."""
+    if (data_format == "NCHW" and not onednn_enabled()
+            and not tf.config.list_physical_devices("GPU")):
+        raise ValueError("data_format NCHW needs a GPU, or oneDNN on the CPU "
+                         "(TF_ENABLE_ONEDNN_OPTS=0 turns it off): use NHWC")
+
+
+def onednn_enabled():
+    """Whether TensorFlow runs its CPU ops through oneDNN (the default on
+    x86 Linux; TF_ENABLE_ONEDNN_OPTS=0 turns it off)."""
+    from tensorflow.python.util import _pywrap_util_port
+    return _pywrap_util_port.IsMklEnabled()
+
+
 def check_threads(intra_threads, inter_threads):
     for name, value in (("intra_threads", intra_threads),
                         ("inter_threads", inter_threads)):

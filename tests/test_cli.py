@@ -11,8 +11,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--depth", "8", "--epochs", "1", "--no-progress"]
 
 
-def run(*args):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+def run(*args, **environment):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2",
+               **environment)
     return subprocess.run([sys.executable, *args], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=600)
 
@@ -41,6 +42,16 @@ def test_usage_errors_exit_2_with_one_line(args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("resnet-run: error: ")
     assert message in lines[0]
+
+
+def test_channels_first_without_onednn_or_gpu_is_a_usage_error():
+    # TensorFlow's own CPU kernels are NHWC only; oneDNN's take NCHW too.
+    result = run("-m", "resnet.resnet_run", "--data-format", "NCHW",
+                 TF_ENABLE_ONEDNN_OPTS="0", CUDA_VISIBLE_DEVICES="")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "resnet-run: error: data_format NCHW needs a GPU, or oneDNN on the "
+        "CPU (TF_ENABLE_ONEDNN_OPTS=0 turns it off): use NHWC"]
 
 
 def test_missing_dataset_files_are_a_usage_error(tmp_path):

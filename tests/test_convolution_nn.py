@@ -129,3 +129,11 @@ def test_threads_are_sized_to_the_step(monkeypatch):
                    inter_threads=1) == (3, 1)
     with pytest.raises(ValueError, match="inter_threads must be"):
         session_config(inter_threads=0)
+
+
+def test_channels_first_needs_onednn_or_a_gpu(digits, monkeypatch):
+    monkeypatch.setattr("resnet.session_config.onednn_enabled", lambda: False)
+    network = dataclasses.replace(small_resnet("batch_norm", 10),
+                                  data_format="NCHW")
+    with pytest.raises(ValueError, match="NCHW needs a GPU, or oneDNN"):
+        ConvolutionNN(network, digits)
