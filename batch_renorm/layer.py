@@ -99,7 +99,7 @@ def _check_arguments(inputs, clip, momentum, epsilon, group_size,
     if data_format not in DATA_FORMATS:
         raise ValueError(f"{name}: data_format must be one of "
                          f"{DATA_FORMATS}, got {data_format!r}")
-    if inputs.shape[_channel_axis(inputs, data_format)] is None:
+    if channels(inputs, data_format) is None:
         raise ValueError(f"{name}: the channel dimension of {data_format} "
                          f"inputs must be known, got shape {inputs.shape}")
     if not 0 <= momentum < 1:
@@ -118,8 +118,17 @@ def _check_arguments(inputs, clip, momentum, epsilon, group_size,
             raise ValueError(f"{name}: dmax must be >= 0, got {dmax}")
 
 
-def _channel_axis(inputs, data_format):
-    return 1 if inputs.shape.rank == 4 and data_format == "NCHW" else -1
+def check_data_format(data_format):
+    """Raises ValueError unless `data_format` is one of DATA_FORMATS."""
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be one of {DATA_FORMATS}, "
+                         f"got {data_format!r}")
+
+
+def channels(inputs, data_format):
+    """The channel count of 2-D [N, C] or 4-D `data_format` inputs."""
+    return inputs.shape[1 if inputs.shape.rank == 4 and data_format == "NCHW"
+                        else -1]
 
 
 def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
@@ -128,12 +137,12 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
     inputs = tf.convert_to_tensor(inputs)
     _check_arguments(inputs, clip, momentum, epsilon, group_size,
                      data_format, name or default_name)
-    channels = inputs.shape[_channel_axis(inputs, data_format)]
+    size = channels(inputs, data_format)
     with tf1.variable_scope(name, default_name=default_name):
-        gamma = _variable("gamma", channels, 1.0) if scale else tf.ones([channels])
-        beta = _variable("beta", channels, 0.0) if center else tf.zeros([channels])
-        moving_mean = _variable("moving_mean", channels, 0.0, trainable=False)
-        moving_std = _variable("moving_std", channels, 1.0, trainable=False)
+        gamma = _variable("gamma", size, 1.0) if scale else tf.ones([size])
+        beta = _variable("beta", size, 0.0) if center else tf.zeros([size])
+        moving_mean = _variable("moving_mean", size, 0.0, trainable=False)
+        moving_std = _variable("moving_std", size, 1.0, trainable=False)
         # One read of each, shared by r, d and the update, so the update
         # cannot overtake them in the same run.
         mean, std = moving_mean.read_value(), moving_std.read_value()
@@ -141,7 +150,7 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
         if inputs.shape.rank == 4:
             x = inputs
         else:
-            x, data_format = tf.reshape(inputs, [-1, 1, 1, channels]), "NHWC"
+            x, data_format = tf.reshape(inputs, [-1, 1, 1, size]), "NHWC"
 
         def train():
             if group_size:
@@ -169,7 +178,7 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
                                   read_value=False, name="update_std")]
             for op in updates:
                 tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, op)
-        y = y if inputs.shape.rank == 4 else tf.reshape(y, [-1, channels])
+        y = y if inputs.shape.rank == 4 else tf.reshape(y, [-1, size])
         return tf.identity(y, name="output")
 
 

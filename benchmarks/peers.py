@@ -45,11 +45,12 @@ CASES = [("ours", "batch_renorm"), ("ours", "batch_norm"),
 THREADS = os.cpu_count() or 1
 
 
-def random_data(batch_dims=(IMAGES_IN_MEMORY,)):
+def random_data():
+    """IMAGES_IN_MEMORY random 32x32x3 images and labels."""
     import numpy as np
     rng = np.random.RandomState(0)
-    return (rng.rand(*batch_dims, 32, 32, 3).astype(np.float32),
-            rng.randint(0, 10, batch_dims).astype(np.int64))
+    return (rng.rand(IMAGES_IN_MEMORY, 32, 32, 3).astype(np.float32),
+            rng.randint(0, 10, IMAGES_IN_MEMORY).astype(np.int64))
 
 
 def keras_resnet20(keras, tf, renorm):

@@ -24,7 +24,7 @@ from batch_renorm import global_step, step_value
 from resnet import training
 from resnet.checkpoints import Checkpoints, check_model_dir
 from resnet.input_pipeline import TrainInput, per_channel_normalizer
-from resnet.session_config import check_data_format
+from resnet.session_config import check_device_supports
 from resnet.session_config import session_config as default_session_config
 from resnet.signals import StopOnSignal
 
@@ -96,7 +96,7 @@ class ConvolutionNN:
                                            weight_decay, lr_boundaries,
                                            lr_decay)
         check_model_dir(model_dir)
-        check_data_format(getattr(network, "data_format", "NHWC"))
+        check_device_supports(getattr(network, "data_format", "NHWC"))
         if not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         if classes_per_batch is not None and not (

@@ -24,7 +24,7 @@ import tensorflow as tf
 from batch_renorm import batch_norm as _batch_norm
 from batch_renorm import batch_renorm as _batch_renorm
 from batch_renorm import step_value
-from batch_renorm.layer import DATA_FORMATS
+from batch_renorm.layer import channels, check_data_format
 
 tf1 = tf.compat.v1
 
@@ -47,7 +47,7 @@ def conv_layer(inputs, filters, training, kernel_size=3, strides=1,
     _check_flags(batch_norm, batch_renorm, dropout_rate, pool, data_format)
     with tf1.variable_scope(name, default_name="conv"):
         kernel = _kernel([kernel_size, kernel_size,
-                          _channels(inputs, data_format), filters])
+                          channels(inputs, data_format), filters])
         h = tf.nn.conv2d(inputs, kernel, strides, padding="SAME",
                          data_format=data_format)
         return _bias_norm_activation(
@@ -90,7 +90,7 @@ def resnet_block(inputs, filters, training, strides=1, shortcut="A",
     with tf1.variable_scope(name, default_name="block"):
         h = conv_layer(inputs, filters, strides=strides, name="conv1", **norm)
         h = conv_layer(h, filters, activation=None, name="conv2", **norm)
-        in_filters = _channels(inputs, data_format)
+        in_filters = channels(inputs, data_format)
         if strides == 1 and in_filters == filters:
             skip = inputs
         elif shortcut == "A":
@@ -99,20 +99,16 @@ def resnet_block(inputs, filters, training, strides=1, shortcut="A",
             skip = tf.nn.avg_pool2d(inputs, 1, strides, "VALID",
                                     data_format=data_format)
             extra = filters - in_filters
-            channels = [extra // 2, extra - extra // 2]
-            skip = tf.pad(skip, [[0, 0], [0, 0], [0, 0], channels]
+            padding = [extra // 2, extra - extra // 2]
+            skip = tf.pad(skip, [[0, 0], [0, 0], [0, 0], padding]
                           if data_format == "NHWC" else
-                          [[0, 0], channels, [0, 0], [0, 0]])
+                          [[0, 0], padding, [0, 0], [0, 0]])
         else:
             skip = conv_layer(inputs, filters, kernel_size=1, strides=strides,
                               activation=None, name="projection", **norm)
         h = tf.nn.relu(h + skip)
         h = _dropout_and_pool(h, training, dropout_rate, pool, data_format)
         return tf.identity(h, name="output")
-
-
-def _channels(images, data_format):
-    return images.shape[-1 if data_format == "NHWC" else 1]
 
 
 def _check_flags(batch_norm, batch_renorm, dropout_rate, pool, data_format):
@@ -123,9 +119,7 @@ def _check_flags(batch_norm, batch_renorm, dropout_rate, pool, data_format):
         raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-    if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format must be one of {DATA_FORMATS}, "
-                         f"got {data_format!r}")
+    check_data_format(data_format)
 
 
 def _kernel(shape):
@@ -150,7 +144,7 @@ def _bias_norm_activation(h, training, batch_norm, batch_renorm, renorm_clip,
     """What follows a conv or dense layer's product: a bias (without a
     norm), the norm, the activation, dropout and pooling."""
     if not (batch_norm or batch_renorm):
-        h = tf.nn.bias_add(h, _bias(_channels(h, data_format)),
+        h = tf.nn.bias_add(h, _bias(channels(h, data_format)),
                            data_format=data_format)
     norm = dict(momentum=momentum, group_size=group_size,
                 data_format=data_format)

@@ -13,7 +13,7 @@ from typing import Optional
 import tensorflow as tf
 
 from batch_renorm import renorm_schedule, step_value
-from batch_renorm.layer import DATA_FORMATS
+from batch_renorm.layer import check_data_format
 from batch_renorm.schedule import check_schedule
 from resnet import full_layers
 
@@ -74,9 +74,7 @@ class Network:
         if self.shortcut not in full_layers.SHORTCUTS:
             raise ValueError(f"shortcut must be one of "
                              f"{full_layers.SHORTCUTS}, got {self.shortcut!r}")
-        if self.data_format not in DATA_FORMATS:
-            raise ValueError(f"data_format must be one of {DATA_FORMATS}, "
-                             f"got {self.data_format!r}")
+        check_data_format(self.data_format)
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
         if not 0.0 <= self.norm_momentum < 1.0:

@@ -150,7 +150,7 @@ def run(args):
     """Trains as `args` say; returns (test metrics, global step)."""
     from resnet import checkpoints, models, training
     from resnet.convolution_nn import ConvolutionNN
-    from resnet.session_config import (check_data_format, check_threads,
+    from resnet.session_config import (check_device_supports, check_threads,
                                        session_config)
 
     batch_size, epochs = DEFAULTS[args.dataset]
@@ -164,7 +164,7 @@ def run(args):
                                        training.LR_DECAY)
     checkpoints.check_model_dir(args.model_dir)
     check_threads(args.intra_threads, args.inter_threads)
-    check_data_format(args.data_format)
+    check_device_supports(args.data_format)
     norm = None if args.norm == "none" else args.norm
     options = dict(norm=norm, shortcut=args.shortcut,
                    norm_momentum=args.norm_momentum,

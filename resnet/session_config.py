@@ -24,7 +24,7 @@ def cpu_has_bfloat16():
     return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
-def check_data_format(data_format):
+def check_device_supports(data_format):
     """NCHW runs on a GPU, or on a CPU through oneDNN: TensorFlow's own CPU
     kernels for pooling and convolution gradients are NHWC only."""
     if (data_format == "NCHW" and not onednn_enabled()
