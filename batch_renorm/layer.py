@@ -24,6 +24,7 @@ Typical use:
     update_ops = tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)
     train_op = tf.group(optimizer.minimize(loss), *update_ops, increment)
 """
+import collections
 import numbers
 
 import tensorflow as tf
@@ -34,10 +35,23 @@ from batch_renorm.step import step_value
 tf1 = tf.compat.v1
 
 DATA_FORMATS = ("NHWC", "NCHW")
+_LAYERS_KEY = "batch_renorm_layers"
+
+NormLayer = collections.namedtuple(
+    "NormLayer", "name gamma beta moving_mean moving_std r d")
+NormLayer.__doc__ = """A norm layer built for training: its scope name, its
+variables, and its r and d tensors (None for batch norm, and when `training`
+is a tensor: they live inside a conditional)."""
+
+
+def norm_layers(graph=None):
+    """The `NormLayer`s built for training in `graph` (default: the default
+    graph), in build order: one per layer, however often it is reused."""
+    return (graph or tf1.get_default_graph()).get_collection(_LAYERS_KEY)
 
 
 def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
-                 epsilon=1e-3, center=True, scale=True, group_size=None,
+                 epsilon=1e-3, center=True, scale=True, microbatch=None,
                  data_format="NHWC", name=None):
     """Batch renormalization (Ioffe 2017, Algorithm 1).
 
@@ -50,11 +64,12 @@ def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
       momentum: the moving statistics move by (1 - momentum) each step.
       epsilon: added to the batch variance.
       center, scale: whether to learn beta and gamma.
-      group_size: if set, training normalises each group of `group_size`
-        consecutive examples with its own statistics, r and d ("microbatches",
-        the paper's section 4.2); the moving statistics move toward the
-        groups' mean statistics. The batch size must be a multiple of it.
-        Inference is unchanged.
+      microbatch: if set, training normalises each group of `microbatch`
+        consecutive examples with its own statistics, r and d (the paper's
+        microbatches, section 4.2; what others call ghost batch norm or
+        `virtual_batch_size`); the moving statistics move toward the groups'
+        mean statistics. The batch size must be a multiple of it. Inference
+        is unchanged.
       data_format: "NHWC" (channels last) or "NCHW" (channels first, the
         faster layout on a GPU) for 4-D inputs.
       name: variable scope of the layer; reuse it (`reuse=True` in an outer
@@ -62,34 +77,34 @@ def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
         inference graph. Default: a unique "batch_renorm", "batch_renorm_1"...
 
     Returns:
-      A tensor of the same shape as `inputs`. Its scope also holds the
-      tensors `r` and `d` when `training` is true.
+      A tensor of the same shape as `inputs`. With `training` true, the
+      layer's variables and its r and d tensors are in `norm_layers()`.
     """
     if rmax is None or dmax is None:
         rmax_t, dmax_t = renorm_schedule(step_value(_graph_of(inputs)))
         rmax = rmax_t if rmax is None else rmax
         dmax = dmax_t if dmax is None else dmax
     return _normalize(inputs, training, (rmax, dmax), momentum, epsilon,
-                      center, scale, group_size, data_format, name,
+                      center, scale, microbatch, data_format, name,
                       "batch_renorm")
 
 
 def batch_norm(inputs, training, momentum=0.99, epsilon=1e-3, center=True,
-               scale=True, group_size=None, data_format="NHWC", name=None):
+               scale=True, microbatch=None, data_format="NHWC", name=None):
     """Batch normalization: `batch_renorm` with r = 1 and d = 0.
 
     Same arguments, variables and update ops as `batch_renorm`, whose
     moving standard deviation it keeps too.
     """
     return _normalize(inputs, training, None, momentum, epsilon, center,
-                      scale, group_size, data_format, name, "batch_norm")
+                      scale, microbatch, data_format, name, "batch_norm")
 
 
 def _graph_of(inputs):
     return getattr(inputs, "graph", None) or tf1.get_default_graph()
 
 
-def _check_arguments(inputs, clip, momentum, epsilon, group_size,
+def _check_arguments(inputs, clip, momentum, epsilon, microbatch,
                      data_format, name):
     if inputs.dtype != tf.float32:
         raise ValueError(f"{name}: inputs must be float32, got {inputs.dtype.name}")
@@ -106,10 +121,10 @@ def _check_arguments(inputs, clip, momentum, epsilon, group_size,
         raise ValueError(f"{name}: momentum must be in [0, 1), got {momentum}")
     if not epsilon > 0:
         raise ValueError(f"{name}: epsilon must be > 0, got {epsilon}")
-    if group_size is not None and (not isinstance(group_size, int)
-                                   or group_size < 1):
-        raise ValueError(f"{name}: group_size must be an integer >= 1 or "
-                         f"None, got {group_size!r}")
+    if microbatch is not None and (not isinstance(microbatch, int)
+                                   or microbatch < 1):
+        raise ValueError(f"{name}: microbatch must be an integer >= 1 or "
+                         f"None, got {microbatch!r}")
     if clip is not None:
         rmax, dmax = clip
         if isinstance(rmax, numbers.Real) and rmax < 1:
@@ -132,10 +147,10 @@ def channels(inputs, data_format):
 
 
 def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
-               group_size, data_format, name, default_name):
+               microbatch, data_format, name, default_name):
     """The layer; `clip` is (rmax, dmax) for renorm, None for batch norm."""
     inputs = tf.convert_to_tensor(inputs)
-    _check_arguments(inputs, clip, momentum, epsilon, group_size,
+    _check_arguments(inputs, clip, momentum, epsilon, microbatch,
                      data_format, name or default_name)
     size = channels(inputs, data_format)
     with tf1.variable_scope(name, default_name=default_name):
@@ -153,9 +168,9 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
             x, data_format = tf.reshape(inputs, [-1, 1, 1, size]), "NHWC"
 
         def train():
-            if group_size:
+            if microbatch:
                 return _grouped_train_branch(x, gamma, beta, mean, std, clip,
-                                             epsilon, group_size, data_format)
+                                             epsilon, microbatch, data_format)
             return _train_branch(x, gamma, beta, mean, std, clip, epsilon,
                                  data_format)
 
@@ -163,12 +178,16 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
             return (_infer_branch(x, gamma, beta, mean, std, epsilon,
                                   data_format), mean, std)
 
-        if isinstance(training, bool):
-            y, batch_mean, batch_std = train() if training else infer()
+        r = d = None
+        if training is True:
+            y, batch_mean, batch_std, r, d = train()
+        elif training is False:
+            y, batch_mean, batch_std = infer()
         else:
             # In inference the "batch" statistics are the moving ones, so the
             # update below leaves them as they are.
-            y, batch_mean, batch_std = tf.cond(training, train, infer)
+            y, batch_mean, batch_std = tf.cond(training,
+                                               lambda: train()[:3], infer)
         if training is not False:
             alpha = 1.0 - momentum
             updates = [
@@ -178,6 +197,9 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
                                   read_value=False, name="update_std")]
             for op in updates:
                 tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, op)
+            tf1.add_to_collection(_LAYERS_KEY, NormLayer(
+                tf1.get_variable_scope().name, gamma, beta, moving_mean,
+                moving_std, r, d))
         y = y if inputs.shape.rank == 4 else tf.reshape(y, [-1, size])
         return tf.identity(y, name="output")
 
@@ -189,9 +211,11 @@ def _variable(name, channels, value, trainable=True):
 
 
 def _train_branch(x, gamma, beta, mean, std, clip, epsilon, data_format):
-    """Returns (y, batch mean, batch std) of Algorithm 1's training step."""
+    """Returns (y, batch mean, batch std, r, d) of Algorithm 1's training
+    step; r and d are None for batch norm (clip None)."""
     if clip is None:
-        return _fused_train(x, gamma, beta, epsilon, data_format)
+        return (*_fused_train(x, gamma, beta, epsilon, data_format), None,
+                None)
     # r and d need the batch statistics before the normalisation that uses
     # them: a first, gradient-free pass of the fused kernel computes them
     # (several times faster on oneDNN than tf.nn.moments).
@@ -203,38 +227,40 @@ def _train_branch(x, gamma, beta, mean, std, clip, epsilon, data_format):
     # its gradient flows through mu_B and sigma_B, with r and d constant.
     y, _, _ = _fused_train(x, gamma * r, gamma * d + beta, epsilon,
                            data_format)
-    return y, batch_mean, batch_std
+    return y, batch_mean, batch_std, r, d
 
 
 def _grouped_train_branch(x, gamma, beta, mean, std, clip, epsilon,
-                          group_size, data_format):
-    """Algorithm 1 per group of `group_size` consecutive examples; returns
-    (y, mean of the groups' means, mean of the groups' stds).
+                          microbatch, data_format):
+    """Algorithm 1 per group of `microbatch` consecutive examples; returns
+    (y, mean of the groups' means, mean of the groups' stds, r, d), r and d
+    [groups, 1, 1, 1, C] (None for batch norm).
 
     Unfused: the fused kernel cannot keep statistics per group. Gradients
     flow through each group's statistics, with r and d constant.
     """
     if data_format == "NCHW":
-        y, group_mean, group_std = _grouped_train_branch(
+        y, *rest = _grouped_train_branch(
             tf.transpose(x, [0, 2, 3, 1]), gamma, beta, mean, std, clip,
-            epsilon, group_size, "NHWC")
-        return tf.transpose(y, [0, 3, 1, 2]), group_mean, group_std
+            epsilon, microbatch, "NHWC")
+        return (tf.transpose(y, [0, 3, 1, 2]), *rest)
     shape = tf.shape(x)
     check = tf.debugging.assert_equal(
-        shape[0] % group_size, 0, message=f"the batch size must be a "
-        f"multiple of group_size={group_size}")
+        shape[0] % microbatch, 0, message=f"the batch size must be a "
+        f"multiple of microbatch={microbatch}")
     with tf.control_dependencies([check]):
-        groups = tf.reshape(x, [-1, group_size, *x.shape[1:]])
+        groups = tf.reshape(x, [-1, microbatch, *x.shape[1:]])
     group_mean, group_var = tf.nn.moments(groups, axes=[1, 2, 3],
                                           keepdims=True)
     group_std = tf.sqrt(group_var + epsilon)
     x_hat = (groups - group_mean) / group_std
+    r = d = None
     if clip is not None:
         r, d = _corrections(group_mean, group_std, mean, std, clip)
         x_hat = x_hat * r + d
     y = tf.reshape(gamma * x_hat + beta, shape)
     return (y, tf.reduce_mean(group_mean, axis=[0, 1, 2, 3]),
-            tf.reduce_mean(group_std, axis=[0, 1, 2, 3]))
+            tf.reduce_mean(group_std, axis=[0, 1, 2, 3]), r, d)
 
 
 def _corrections(batch_mean, batch_std, mean, std, clip):

@@ -33,14 +33,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from batch_renorm import global_step  # noqa: E402
-from resnet import models, training  # noqa: E402
+from resnet import graphs, models, training  # noqa: E402
 from resnet.input_pipeline import TrainInput  # noqa: E402
 from resnet.session_config import cpu_has_bfloat16, session_config  # noqa: E402
 
 tf1 = tf.compat.v1
 IMAGE_SHAPE = (32, 32, 3)
 PIPELINE_IMAGES = 4096  # in-memory images for the pipeline cases
+CONFIG = training.TrainConfig(learning_rate=0.01, momentum=0.9,
+                              weight_decay=1e-4)
 
 
 def build(depth, norm, batch, input_kind, mode, data_format="NHWC", seed=0):
@@ -48,25 +49,22 @@ def build(depth, norm, batch, input_kind, mode, data_format="NHWC", seed=0):
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(seed)
-        _, increment = global_step()
         network = models.resnet(depth, 10, norm=norm, data_format=data_format)
         pipeline = None
         if input_kind == "synthetic":
-            images = tf.random.uniform([batch, *IMAGE_SHAPE])
-            labels = tf.random.uniform([batch], 0, 10, tf.int64)
+            batch_input = graphs.Batch(
+                tf.random.uniform([batch, *IMAGE_SHAPE]),
+                tf.random.uniform([batch], 0, 10, tf.int64))
         else:
             rng = np.random.RandomState(seed)
-            pipeline = TrainInput(
+            batch_input = pipeline = TrainInput(
                 rng.rand(PIPELINE_IMAGES, *IMAGE_SHAPE).astype(np.float32),
                 rng.randint(0, 10, PIPELINE_IMAGES).astype(np.int64),
                 seed, augment=True)
-            images, labels = pipeline.images, pipeline.labels
-        logits = network(images, training=mode == "train")
         if mode == "train":
-            loss, _ = training.classification_loss(logits, labels, 1e-4)
-            step = training.train_op(loss, 0.01, 0.9, increment)
+            step = graphs.build_training(network, batch_input, CONFIG).train_op
         else:
-            step = tf.reduce_sum(logits)
+            step = tf.reduce_sum(network(batch_input.images, training=False))
         init = tf1.global_variables_initializer()
     return graph, init, step, pipeline
 

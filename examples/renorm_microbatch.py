@@ -28,8 +28,8 @@ from experiment_cli import main  # noqa: E402
 from resnet.experiment import Arm, Setup  # noqa: E402
 
 ARMS = [Arm("batch norm, full batch", "batch_norm"),
-        Arm("batch norm, microbatches of 4", "batch_norm", group_size=4),
-        Arm("batch renorm, microbatches of 4", "batch_renorm", group_size=4)]
+        Arm("batch norm, microbatches of 4", "batch_norm", microbatch=4),
+        Arm("batch renorm, microbatches of 4", "batch_renorm", microbatch=4)]
 SETUP = Setup(dataset="fashion_mnist", depth=8, batch_size=128, epochs=4)
 
 if __name__ == "__main__":

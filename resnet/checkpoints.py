@@ -44,7 +44,18 @@ class Checkpoints:
         self.saver = tf1.train.Saver(list(self._variables.values()),
                                      max_to_keep=keep,
                                      save_relative_paths=True)
+        # Whether every float variable it saves is finite: the moving
+        # statistics and optimizer slots as well as the weights.
+        self.all_finite = tf.reduce_all(
+            [tf.reduce_all(tf.math.is_finite(v))
+             for v in self._variables.values() if v.dtype.is_floating],
+            name="all_finite")
         self.latest = None  # the path of the newest good checkpoint
+
+    @property
+    def latest_step(self):
+        """The global step of `latest`, or None."""
+        return int(self.latest.rsplit("-", 1)[1]) if self.latest else None
 
     def save(self, session, step):
         os.makedirs(self.model_dir, exist_ok=True)

@@ -8,7 +8,7 @@ interrupted experiment picks up where it stopped.
 
 Typical use (see examples/renorm_microbatch.py):
     arms = [Arm("batch norm", "batch_norm"),
-            Arm("batch renorm, microbatches of 4", "batch_renorm", group_size=4)]
+            Arm("batch renorm, microbatches of 4", "batch_renorm", microbatch=4)]
     run(arms, Setup(dataset="fashion_mnist", epochs=10), "results/microbatch")
 """
 import dataclasses
@@ -31,7 +31,7 @@ class Arm:
     """One configuration compared: its norm and how its batches are made."""
     name: str
     norm: Optional[str]
-    group_size: Optional[int] = None         # microbatches of the norms
+    microbatch: Optional[int] = None         # microbatches of the norms
     classes_per_batch: Optional[int] = None  # non-i.i.d. batches
 
 
@@ -103,24 +103,19 @@ def _train(arm, setup, ds, seed, out_dir):
     total = setup.epochs * steps_per_epoch
     network = models.resnet(setup.depth, ds.num_classes, norm=arm.norm,
                             norm_momentum=setup.norm_momentum,
-                            norm_group_size=arm.group_size,
+                            microbatch=arm.microbatch,
                             renorm_schedule=scaled_schedule(total))
     run_dir = os.path.join(out_dir, "runs",
                            f"{arm.name}-seed{seed}".replace(" ", "_")
                            .replace(",", "").replace("/", "_"))
-    curve = []
     with ConvolutionNN(network, ds, learning_rate=setup.learning_rate,
                        lr_boundaries=(total // 2, total * 3 // 4),
                        model_dir=run_dir, seed=seed, progress=False,
                        classes_per_batch=arm.classes_per_batch) as cnn:
-        while cnn.epochs_done < setup.epochs:
-            history = cnn.train(setup.batch_size, 1)
-            metrics = cnn.evaluate()
-            curve.append({"step": history[-1]["step"],
-                          "test_accuracy": metrics["accuracy"],
-                          "train_accuracy": history[-1]["accuracy"]})
-            log.info("%s seed %d, step %d: test accuracy %.4f", arm.name,
-                     seed, curve[-1]["step"], metrics["accuracy"])
+        history = cnn.train(setup.batch_size, setup.epochs - cnn.epochs_done,
+                            hooks=[cnn.evaluation_hook(every_epochs=1)])
+    curve = [{"step": epoch["step"], "test_accuracy": epoch["test_accuracy"],
+              "train_accuracy": epoch["accuracy"]} for epoch in history]
     return curve
 
 

@@ -2,7 +2,8 @@
 
 Each wrapper takes the input tensor, its sizes, `training` (a Python bool or
 a scalar bool tensor) and flags that add, in this order: batch norm or batch
-renorm, an activation, dropout and pooling. `name` is its variable scope;
+renorm (the flags, or a `normalizer` from `normalizer_for` that carries the
+norm's settings), an activation, dropout and pooling. `name` is its variable scope;
 build the same layers again under `reuse` to share their variables.
 Images are NHWC, or NCHW with `data_format="NCHW"` (faster on a GPU); the
 variables are the same in both layouts.
@@ -12,11 +13,13 @@ applies to; biases and the norms' gamma and beta are left out of it.
 
 Typical use:
     h = conv_layer(images, 16, training, batch_renorm=True, name="conv")
-    h = resnet_block(h, 32, training, strides=2, batch_renorm=True, name="b1")
+    norm = normalizer_for("batch_renorm", momentum=0.9, microbatch=4)
+    h = resnet_block(h, 32, training, strides=2, normalizer=norm, name="b1")
     logits = dense_layer(h, 10, training, activation=None, name="logits")
 
 Reference: He et al. 2015, "Deep Residual Learning for Image Recognition".
 """
+import functools
 import zlib
 
 import tensorflow as tf
@@ -30,49 +33,72 @@ tf1 = tf.compat.v1
 
 POOLS = (None, "max", "avg")
 SHORTCUTS = ("A", "B")
+NORMS = (None, "batch_norm", "batch_renorm")
+
+
+def normalizer_for(norm, momentum=0.99, microbatch=None, renorm_clip=None):
+    """The norm every layer of a network applies, chosen once: a function
+    `(h, training, data_format) -> h`, or None for `norm=None`.
+
+    norm: "batch_norm", "batch_renorm" or None.
+    momentum: the moving statistics move by (1 - momentum) each step.
+    microbatch: normalise groups of this many consecutive examples in
+      training (ghost batch norm; see `batch_renorm.batch_renorm`).
+    renorm_clip: `(rmax, dmax)` for batch renorm (None: the default
+      schedule of the global step).
+    """
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if norm is None:
+        return None
+    if norm == "batch_norm":
+        return functools.partial(_batch_norm, momentum=momentum,
+                                 microbatch=microbatch, name="batch_norm")
+    rmax, dmax = renorm_clip or (None, None)
+    return functools.partial(_batch_renorm, rmax=rmax, dmax=dmax,
+                             momentum=momentum, microbatch=microbatch,
+                             name="batch_renorm")
 
 
 def conv_layer(inputs, filters, training, kernel_size=3, strides=1,
-               batch_norm=False, batch_renorm=False, activation=tf.nn.relu,
-               dropout_rate=0.0, pool=None, renorm_clip=None,
-               norm_momentum=0.99, norm_group_size=None, data_format="NHWC",
-               name=None):
+               batch_norm=False, batch_renorm=False, normalizer=None,
+               activation=tf.nn.relu, dropout_rate=0.0, pool=None,
+               data_format="NHWC", name=None):
     """A 'SAME'-padded 2-D convolution of `inputs`, then the flags' ops.
 
-    It has a bias only without a norm (the norm's beta takes its place).
-    `renorm_clip` is `(rmax, dmax)` for batch renorm (None: the default
-    schedule of the global step); `norm_momentum` and `norm_group_size`
-    (microbatches) go to the norm.
+    The flags `batch_norm` and `batch_renorm` add the norm with its
+    defaults; `normalizer` (from `normalizer_for`) is the same choice with
+    its settings. It has a bias only without a norm (the norm's beta takes
+    its place).
     """
-    _check_flags(batch_norm, batch_renorm, dropout_rate, pool, data_format)
+    norm = _choose_norm(batch_norm, batch_renorm, normalizer)
+    _check_flags(dropout_rate, pool, data_format)
     with tf1.variable_scope(name, default_name="conv"):
         kernel = _kernel([kernel_size, kernel_size,
                           channels(inputs, data_format), filters])
         h = tf.nn.conv2d(inputs, kernel, strides, padding="SAME",
                          data_format=data_format)
-        return _bias_norm_activation(
-            h, training, batch_norm, batch_renorm, renorm_clip, norm_momentum,
-            norm_group_size, activation, dropout_rate, pool, data_format)
+        return _bias_norm_activation(h, training, norm, activation,
+                                     dropout_rate, pool, data_format)
 
 
 def dense_layer(inputs, units, training, batch_norm=False, batch_renorm=False,
-                activation=tf.nn.relu, dropout_rate=0.0, renorm_clip=None,
-                norm_momentum=0.99, norm_group_size=None, name=None):
+                normalizer=None, activation=tf.nn.relu, dropout_rate=0.0,
+                name=None):
     """A fully connected layer; a 4-D input is flattened first."""
-    _check_flags(batch_norm, batch_renorm, dropout_rate, None, "NHWC")
+    norm = _choose_norm(batch_norm, batch_renorm, normalizer)
+    _check_flags(dropout_rate, None, "NHWC")
     with tf1.variable_scope(name, default_name="dense"):
         if inputs.shape.rank != 2:
             inputs = tf.reshape(inputs, [-1, inputs.shape[1:].num_elements()])
         h = tf.matmul(inputs, _kernel([inputs.shape[-1], units]))
-        return _bias_norm_activation(
-            h, training, batch_norm, batch_renorm, renorm_clip, norm_momentum,
-            norm_group_size, activation, dropout_rate, None, "NHWC")
+        return _bias_norm_activation(h, training, norm, activation,
+                                     dropout_rate, None, "NHWC")
 
 
 def resnet_block(inputs, filters, training, strides=1, shortcut="A",
-                 batch_norm=False, batch_renorm=False, dropout_rate=0.0,
-                 pool=None, renorm_clip=None, norm_momentum=0.99,
-                 norm_group_size=None, data_format="NHWC", name=None):
+                 batch_norm=False, batch_renorm=False, normalizer=None,
+                 dropout_rate=0.0, pool=None, data_format="NHWC", name=None):
     """The basic residual block: two 3x3 convolutions and a shortcut.
 
     y = relu(norm(conv(relu(norm(conv(x))))) + shortcut(x)), then dropout and
@@ -82,14 +108,13 @@ def resnet_block(inputs, filters, training, strides=1, shortcut="A",
     """
     if shortcut not in SHORTCUTS:
         raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
-    _check_flags(batch_norm, batch_renorm, dropout_rate, pool, data_format)
-    norm = dict(training=training, batch_norm=batch_norm,
-                batch_renorm=batch_renorm, renorm_clip=renorm_clip,
-                norm_momentum=norm_momentum, norm_group_size=norm_group_size,
-                data_format=data_format)
+    conv = functools.partial(
+        conv_layer, training=training, data_format=data_format,
+        normalizer=_choose_norm(batch_norm, batch_renorm, normalizer))
+    _check_flags(dropout_rate, pool, data_format)
     with tf1.variable_scope(name, default_name="block"):
-        h = conv_layer(inputs, filters, strides=strides, name="conv1", **norm)
-        h = conv_layer(h, filters, activation=None, name="conv2", **norm)
+        h = conv(inputs, filters, strides=strides, name="conv1")
+        h = conv(h, filters, activation=None, name="conv2")
         in_filters = channels(inputs, data_format)
         if strides == 1 and in_filters == filters:
             skip = inputs
@@ -104,17 +129,24 @@ def resnet_block(inputs, filters, training, strides=1, shortcut="A",
                           if data_format == "NHWC" else
                           [[0, 0], padding, [0, 0], [0, 0]])
         else:
-            skip = conv_layer(inputs, filters, kernel_size=1, strides=strides,
-                              activation=None, name="projection", **norm)
+            skip = conv(inputs, filters, kernel_size=1, strides=strides,
+                        activation=None, name="projection")
         h = tf.nn.relu(h + skip)
         h = _dropout_and_pool(h, training, dropout_rate, pool, data_format)
         return tf.identity(h, name="output")
 
 
-def _check_flags(batch_norm, batch_renorm, dropout_rate, pool, data_format):
-    if batch_norm and batch_renorm:
-        raise ValueError("batch_norm and batch_renorm are exclusive: "
-                         "choose one")
+def _choose_norm(batch_norm, batch_renorm, normalizer):
+    if bool(batch_norm) + bool(batch_renorm) + (normalizer is not None) > 1:
+        raise ValueError("batch_norm, batch_renorm and normalizer are "
+                         "exclusive: choose one")
+    if normalizer is not None:
+        return normalizer
+    return normalizer_for("batch_norm" if batch_norm else
+                          "batch_renorm" if batch_renorm else None)
+
+
+def _check_flags(dropout_rate, pool, data_format):
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
     if pool not in POOLS:
@@ -138,22 +170,15 @@ def _bias(size):
                             tf1.zeros_initializer(), use_resource=True)
 
 
-def _bias_norm_activation(h, training, batch_norm, batch_renorm, renorm_clip,
-                          momentum, group_size, activation, dropout_rate,
-                          pool, data_format):
+def _bias_norm_activation(h, training, norm, activation, dropout_rate, pool,
+                          data_format):
     """What follows a conv or dense layer's product: a bias (without a
     norm), the norm, the activation, dropout and pooling."""
-    if not (batch_norm or batch_renorm):
+    if norm is None:
         h = tf.nn.bias_add(h, _bias(channels(h, data_format)),
                            data_format=data_format)
-    norm = dict(momentum=momentum, group_size=group_size,
-                data_format=data_format)
-    if batch_norm:
-        h = _batch_norm(h, training, name="batch_norm", **norm)
-    elif batch_renorm:
-        rmax, dmax = renorm_clip or (None, None)
-        h = _batch_renorm(h, training, rmax=rmax, dmax=dmax,
-                          name="batch_renorm", **norm)
+    else:
+        h = norm(h, training, data_format=data_format)
     h = activation(h) if activation is not None else h
     return _dropout_and_pool(h, training, dropout_rate, pool, data_format)
 

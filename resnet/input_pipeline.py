@@ -54,6 +54,21 @@ def non_iid_order(seed, epoch, labels, batch_size, classes_per_batch):
     return np.concatenate(batches) if batches else np.zeros([0], np.int64)
 
 
+def check_batches(batch_size, train_size, microbatch=None,
+                  classes_per_batch=None):
+    """Raises ValueError unless microbatches divide every batch of an epoch
+    of `train_size` examples, and classes_per_batch divides the batch."""
+    last = train_size % batch_size or batch_size
+    if microbatch and (batch_size % microbatch or last % microbatch):
+        raise ValueError(
+            f"with microbatches of {microbatch}, batch_size ({batch_size}) "
+            f"and the epoch's last batch ({last}) must be multiples of "
+            f"{microbatch}")
+    if classes_per_batch and batch_size % classes_per_batch:
+        raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
+                         f"classes_per_batch ({classes_per_batch})")
+
+
 def pad_crop_flip(images, seed, pad=PAD):
     """Pads a batch of NHWC images by `pad` zero pixels, crops each back to
     its size at a random offset and flips half of them left-right: the

@@ -8,7 +8,7 @@ Typical use:
 Reference: He et al. 2015, section 4.2 (the CIFAR-10 ResNets).
 """
 import dataclasses
-from typing import Optional
+from typing import Optional, Protocol, runtime_checkable
 
 import tensorflow as tf
 
@@ -19,8 +19,26 @@ from resnet import full_layers
 
 tf1 = tf.compat.v1
 
-NORMS = (None, "batch_norm", "batch_renorm")
+NORMS = full_layers.NORMS
 KINDS = ("conv", "block", "dense")
+
+
+@runtime_checkable
+class NetworkLike(Protocol):
+    """What `ConvolutionNN` needs of a network (`Network` is one)."""
+    data_format: str             # the layout its layers compute in
+    microbatch: Optional[int]    # its norms' microbatch size, or None
+
+    def __call__(self, images, training):
+        """Logits [N, classes] of NHWC float32 images; called twice
+        (training, inference), sharing the variables between the calls."""
+
+    def signature(self):
+        """A JSON-able dict: what its checkpoints must agree on."""
+
+    def renorm_clip(self):
+        """(rmax, dmax) tensors at the global step, or None without batch
+        renorm."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +65,13 @@ class Layer:
             raise ValueError(f"pool must be one of {full_layers.POOLS}: {self}")
 
 
+def _field(default, checkpoint):
+    """A Network field; `checkpoint` says whether checkpoints of networks
+    that differ in it are incompatible. Every field must say so."""
+    return dataclasses.field(default=default,
+                             metadata={"checkpoint": checkpoint})
+
+
 @dataclasses.dataclass(frozen=True)
 class Network:
     """A stack of layers, a global average pool if the stack ends 4-D, and a
@@ -55,18 +80,20 @@ class Network:
     `norm` ("batch_norm", "batch_renorm" or None) applies to every conv layer
     and block (and hidden dense layer); `renorm_schedule` holds the keyword
     arguments of `batch_renorm.renorm_schedule` (None: the paper's).
-    `data_format` is the layout the layers compute in: "NHWC", or "NCHW"
-    (faster on a GPU), with the same variables; images come in NHWC either way.
+    `microbatch` normalises groups of that many examples in training (the
+    paper's microbatches; ghost batch norm). `data_format` is the layout the
+    layers compute in: "NHWC", or "NCHW" (faster on a GPU), with the same
+    variables; images come in NHWC either way.
     """
-    layers: tuple
-    num_classes: int
-    norm: Optional[str] = "batch_renorm"
-    shortcut: str = "A"
-    norm_momentum: float = 0.99
-    renorm_schedule: Optional[dict] = None
-    norm_group_size: Optional[int] = None
-    data_format: str = "NHWC"
-    name: str = "network"
+    layers: tuple = _field(dataclasses.MISSING, checkpoint=True)
+    num_classes: int = _field(dataclasses.MISSING, checkpoint=True)
+    norm: Optional[str] = _field("batch_renorm", checkpoint=True)
+    shortcut: str = _field("A", checkpoint=True)
+    norm_momentum: float = _field(0.99, checkpoint=False)
+    renorm_schedule: Optional[dict] = _field(None, checkpoint=False)
+    microbatch: Optional[int] = _field(None, checkpoint=False)
+    data_format: str = _field("NHWC", checkpoint=False)
+    name: str = _field("network", checkpoint=True)
 
     def __post_init__(self):
         if self.norm not in NORMS:
@@ -82,28 +109,35 @@ class Network:
                              f"{self.norm_momentum}")
         if self.renorm_schedule:
             check_schedule(**self.renorm_schedule)
-        if self.norm_group_size is not None and self.norm_group_size < 1:
-            raise ValueError(f"norm_group_size must be >= 1, got "
-                             f"{self.norm_group_size}")
+        if self.microbatch is not None and self.microbatch < 1:
+            raise ValueError(f"microbatch must be >= 1, got "
+                             f"{self.microbatch}")
+
+    def signature(self):
+        """The fields its checkpoints must agree on: the architecture (not
+        the training settings, such as the renorm schedule, nor the layout
+        the layers compute in)."""
+        return {field.name: _jsonable(getattr(self, field.name))
+                for field in dataclasses.fields(self)
+                if field.metadata["checkpoint"]}
 
     def renorm_clip(self):
-        """(rmax, dmax) at the graph's global step, for batch renorm."""
+        """(rmax, dmax) at the graph's global step, or None without batch
+        renorm."""
+        if self.norm != "batch_renorm":
+            return None
         return renorm_schedule(step_value(), **(self.renorm_schedule or {}))
 
     def __call__(self, images, training):
         """Returns the logits [N, num_classes] of NHWC float32 `images`."""
         with tf1.variable_scope(self.name, reuse=tf1.AUTO_REUSE):
-            renorm = self.norm == "batch_renorm"
-            flags = dict(batch_norm=self.norm == "batch_norm",
-                         batch_renorm=renorm, norm_momentum=self.norm_momentum,
-                         norm_group_size=self.norm_group_size,
-                         renorm_clip=(self.renorm_clip()
-                                      if renorm and training is not False
-                                      else None))
+            normalizer = full_layers.normalizer_for(
+                self.norm, self.norm_momentum, self.microbatch,
+                self.renorm_clip() if training is not False else None)
             channels_first = self.data_format == "NCHW"
             h = tf.transpose(images, [0, 3, 1, 2]) if channels_first else images
             for index, layer in enumerate(self.layers):
-                h = _build(layer, h, training, self.shortcut, flags,
+                h = _build(layer, h, training, self.shortcut, normalizer,
                            self.data_format, f"{index:02d}_{layer.kind}")
             if h.shape.rank == 4:
                 h = tf.reduce_mean(h, axis=[2, 3] if channels_first else [1, 2],
@@ -113,9 +147,20 @@ class Network:
             return tf.identity(logits, name="output")
 
 
-def _build(layer, h, training, shortcut, flags, data_format, name):
+def _jsonable(value):
+    """Dataclasses as dicts, tuples as lists: the form JSON gives back."""
+    if dataclasses.is_dataclass(value):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def _build(layer, h, training, shortcut, normalizer, data_format, name):
     common = dict(training=training, dropout_rate=layer.dropout_rate,
-                  name=name, **flags)
+                  normalizer=normalizer, name=name)
     if layer.kind == "conv":
         return full_layers.conv_layer(h, layer.size, kernel_size=layer.kernel_size,
                                       strides=layer.strides, pool=layer.pool,
@@ -129,7 +174,7 @@ def _build(layer, h, training, shortcut, flags, data_format, name):
 
 def resnet(depth, num_classes, norm="batch_norm", shortcut="A",
            base_filters=16, dropout_rate=0.0, norm_momentum=0.99,
-           renorm_schedule=None, norm_group_size=None, data_format="NHWC"):
+           renorm_schedule=None, microbatch=None, data_format="NHWC"):
     """The CIFAR ResNet of He et al. 2015: depth = 6n + 2.
 
     A 3x3 conv, then 3 stages of n basic blocks with base_filters x 1, 2, 4
@@ -149,7 +194,7 @@ def resnet(depth, num_classes, norm="batch_norm", shortcut="A",
     return Network(tuple(layers), num_classes, norm=norm, shortcut=shortcut,
                    norm_momentum=norm_momentum,
                    renorm_schedule=renorm_schedule,
-                   norm_group_size=norm_group_size, data_format=data_format,
+                   microbatch=microbatch, data_format=data_format,
                    name=f"resnet{depth}")
 
 

@@ -55,7 +55,7 @@ def import_tensorflow_quietly():
 def build_parser():
     from batch_renorm import schedule
     from resnet import models, training
-    from resnet.convolution_nn import CHECKPOINT_SECS
+    from resnet.hooks import CHECKPOINT_SECS
 
     p = _Parser(prog="resnet-run", description=__doc__.split("\n\n")[0])
     data = p.add_argument_group("data")
@@ -150,6 +150,7 @@ def run(args):
     """Trains as `args` say; returns (test metrics, global step)."""
     from resnet import checkpoints, models, training
     from resnet.convolution_nn import ConvolutionNN
+    from resnet.hooks import check_checkpoint_schedule
     from resnet.session_config import (check_device_supports, check_threads,
                                        session_config)
 
@@ -158,17 +159,19 @@ def run(args):
     epochs = epochs if args.epochs is None else args.epochs
     # Every argument is checked before any data is read or graph built.
     training.check_run_arguments(batch_size, epochs)
-    training.check_optimizer_arguments(args.lr, args.momentum,
-                                       args.weight_decay,
-                                       args.lr_boundaries or (),
-                                       training.LR_DECAY)
+    config = training.TrainConfig(
+        learning_rate=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, lr_boundaries=args.lr_boundaries or (),
+        augment=args.augment, seed=args.seed,
+        classes_per_batch=args.classes_per_batch)
+    check_checkpoint_schedule(args.checkpoint_secs, args.checkpoint_steps)
     checkpoints.check_model_dir(args.model_dir)
     check_threads(args.intra_threads, args.inter_threads)
     check_device_supports(args.data_format)
     norm = None if args.norm == "none" else args.norm
     options = dict(norm=norm, shortcut=args.shortcut,
                    norm_momentum=args.norm_momentum,
-                   norm_group_size=args.microbatch,
+                   microbatch=args.microbatch,
                    data_format=args.data_format)
     # Checked now, completed below once the dataset gives its sizes (every
     # dataset here has 10 classes).
@@ -188,17 +191,13 @@ def run(args):
     network = dataclasses.replace(
         network, num_classes=ds.num_classes,
         renorm_schedule=renorm_schedule_for(args, total_steps))
-    boundaries = (args.lr_boundaries if args.lr_boundaries is not None
-                  else (total_steps // 2, total_steps * 3 // 4))
-    with ConvolutionNN(network, ds, learning_rate=args.lr,
-                       momentum=args.momentum,
-                       weight_decay=args.weight_decay,
-                       lr_boundaries=boundaries, augment=args.augment,
-                       model_dir=args.model_dir, seed=args.seed,
+    if args.lr_boundaries is None:
+        config = dataclasses.replace(config, lr_boundaries=(
+            total_steps // 2, total_steps * 3 // 4))
+    with ConvolutionNN(network, ds, config, model_dir=args.model_dir,
                        progress=False if args.no_progress else None,
                        checkpoint_secs=args.checkpoint_secs,
                        checkpoint_steps=args.checkpoint_steps,
-                       classes_per_batch=args.classes_per_batch,
                        session_config=session_config(
                            args.intra_threads, args.inter_threads,
                            args.precision, args.xla, batch_size,
@@ -213,7 +212,7 @@ def run(args):
 
 def main(argv=None):
     import_tensorflow_quietly()
-    from resnet.convolution_nn import TrainingDiverged, TrainingInterrupted
+    from resnet.hooks import TrainingDiverged, TrainingInterrupted
 
     parser = build_parser()
     args = parser.parse_args(argv)

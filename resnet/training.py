@@ -1,9 +1,12 @@
-"""The optimisation side of the graph: learning rate, loss, train op.
+"""The optimisation side of training: its hyperparameters (`TrainConfig`),
+the learning rate, the loss and the train op.
 
 Every schedule is a pure function of the global step (official r1
 `learning_rate_with_decay`, airbench `get_lr`): a resumed run continues it.
 """
+import dataclasses
 import numbers
+from typing import Optional
 
 import tensorflow as tf
 
@@ -15,6 +18,43 @@ LR_BOUNDARIES = (32000, 48000)  # steps
 LR_DECAY = 0.1                  # factor applied at each boundary
 MOMENTUM = 0.9
 WEIGHT_DECAY = 1e-4             # on kernels only
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """What a training run computes, besides the network and the data.
+
+    learning_rate, lr_boundaries, lr_decay: the step schedule
+      (`step_learning_rate`); boundaries are global steps.
+    momentum: SGD momentum. weight_decay: L2 on the kernels.
+    augment: pad-crop-flip the training images (None: for 32x32 RGB).
+    seed: weight initialisation, data order, augmentation and dropout.
+    classes_per_batch: build each training batch from this many classes
+      only (non-i.i.d. batches; `input_pipeline.non_iid_order`).
+    """
+    learning_rate: float = LEARNING_RATE
+    momentum: float = MOMENTUM
+    weight_decay: float = WEIGHT_DECAY
+    lr_boundaries: tuple = LR_BOUNDARIES
+    lr_decay: float = LR_DECAY
+    augment: Optional[bool] = None
+    seed: int = 0
+    classes_per_batch: Optional[int] = None
+
+    def __post_init__(self):
+        check_optimizer_arguments(self.learning_rate, self.momentum,
+                                  self.weight_decay, self.lr_boundaries,
+                                  self.lr_decay)
+        object.__setattr__(self, "lr_boundaries", tuple(self.lr_boundaries))
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.augment not in (None, True, False):
+            raise ValueError(f"augment must be True, False or None, got "
+                             f"{self.augment!r}")
+        if self.classes_per_batch is not None and not (
+                _is_int(self.classes_per_batch) and self.classes_per_batch >= 1):
+            raise ValueError(f"classes_per_batch must be an integer >= 1 or "
+                             f"None, got {self.classes_per_batch!r}")
 
 
 def step_learning_rate(step, base=LEARNING_RATE, boundaries=LR_BOUNDARIES,

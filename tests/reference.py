@@ -49,16 +49,16 @@ def numeric_gradient(f, value, delta=1e-6):
 
 
 def grouped_train_step(x, state, gamma, beta, rmax, dmax, momentum, epsilon,
-                       group_size):
-    """Algorithm 1 on each group of `group_size` consecutive examples; the
+                       microbatch):
+    """Algorithm 1 on each group of `microbatch` consecutive examples; the
     moving statistics move toward the mean of the groups' statistics.
     Returns (y, r per group, d per group, new_state)."""
     mu, sigma = state
     ys, rs, ds, means, stds = [], [], [], [], []
-    for start in range(0, len(x), group_size):
+    for start in range(0, len(x), microbatch):
         # momentum 0: the "new state" is the group's own mean and std.
         y, r, d, (mean, std) = renorm_train_step(
-            x[start:start + group_size], state, gamma, beta, rmax, dmax,
+            x[start:start + microbatch], state, gamma, beta, rmax, dmax,
             0.0, epsilon)
         ys.append(y), rs.append(r), ds.append(d)
         means.append(mean), stds.append(std)

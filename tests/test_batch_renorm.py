@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from batch_renorm import batch_norm, batch_renorm, global_step, renorm_schedule
+from batch_renorm import (batch_norm, batch_renorm, global_step, norm_layers,
+                          renorm_schedule)
 from tests import reference
 
 tf1 = tf.compat.v1
@@ -32,8 +33,36 @@ def set_affine(session, channels, seed=1):
     return gamma, beta
 
 
-def fetch(name):
-    return tf1.get_default_graph().get_tensor_by_name(name)
+def follows_the_reference(session, x, y_train, y_infer, reference_step,
+                          shape, clip, updates=None, layout=lambda a: a,
+                          on_step=None):
+    """Trains the first norm layer of the graph on 3 batches of NHWC `shape`
+    and checks each output against `reference_step` (a NumPy float64 step
+    of `reference`), then the moving statistics and the inference output.
+    `updates` (default: all) are the update ops a step runs; `layout` maps
+    NHWC arrays to the layer's layout; `on_step(feed, want_r, want_d)`
+    checks more before each step. Returns the last (r, d) wanted."""
+    layer = norm_layers()[0]
+    if updates is None:
+        updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    gamma, beta = set_affine(session, shape[-1])
+    state = (np.zeros(shape[-1]), np.ones(shape[-1]))
+    for batch in batches(shape, 3):
+        want, want_r, want_d, state = reference_step(
+            batch.astype(np.float64), state, gamma, beta, *clip, MOMENTUM, EPS)
+        feed = {x: layout(batch)}
+        if on_step:
+            on_step(feed, want_r, want_d)
+        got, _ = session.run([y_train, updates], feed)
+        np.testing.assert_allclose(got, layout(want), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        session.run([layer.moving_mean, layer.moving_std]), state, rtol=1e-5)
+    test_batch = batches(shape, 1, seed=7)[0]
+    np.testing.assert_allclose(
+        session.run(y_infer, {x: layout(test_batch)}),
+        layout(reference.renorm_inference(test_batch, state, gamma, beta)),
+        rtol=1e-5, atol=1e-5)
+    return want_r, want_d
 
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
@@ -45,75 +74,54 @@ def test_training_and_inference_follow_algorithm_1(graph, shape, clip):
                            epsilon=EPS, name="bn")
     with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
         y_infer = batch_renorm(x, False, name="bn")
-    r, d = fetch("bn/r:0"), fetch("bn/d:0")
-    updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
-    assert len(updates) == 2
+    layer, = norm_layers()
+    assert len(tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)) == 2
+
+    def r_and_d(feed, want_r, want_d):
+        got_r, got_d = session.run([layer.r, layer.d], feed)
+        np.testing.assert_allclose(got_r, want_r, rtol=1e-5)
+        np.testing.assert_allclose(got_d, want_d, rtol=1e-5, atol=1e-6)
+
     with tf1.Session() as session:
         session.run(tf1.global_variables_initializer())
-        gamma, beta = set_affine(session, shape[-1])
-        state = (np.zeros(shape[-1]), np.ones(shape[-1]))
-        for batch in batches(shape, 4):
-            want_y, want_r, want_d, state = reference.renorm_train_step(
-                batch.astype(np.float64), state, gamma, beta, rmax, dmax,
-                MOMENTUM, EPS)
-            got_y, got_r, got_d, _ = session.run([y_train, r, d, updates],
-                                                 {x: batch})
-            np.testing.assert_allclose(got_y, want_y, rtol=1e-5, atol=1e-5)
-            np.testing.assert_allclose(got_r, want_r, rtol=1e-5)
-            np.testing.assert_allclose(got_d, want_d, rtol=1e-5, atol=1e-6)
-        clipped = np.any(want_r == rmax) and np.any(np.abs(want_d) == dmax)
-        assert clipped == (rmax < 100)
-        moving = session.run([v for v in tf1.global_variables()
-                              if v.op.name.startswith("bn/moving")])
-        np.testing.assert_allclose(moving, state, rtol=1e-5)
-        test_batch = batches(shape, 1, seed=7)[0]
-        np.testing.assert_allclose(
-            session.run(y_infer, {x: test_batch}),
-            reference.renorm_inference(test_batch, state, gamma, beta),
-            rtol=1e-5, atol=1e-5)
+        want_r, want_d = follows_the_reference(
+            session, x, y_train, y_infer, reference.renorm_train_step, shape,
+            clip, on_step=r_and_d)
+    clipped = np.any(want_r == rmax) and np.any(np.abs(want_d) == dmax)
+    assert clipped == (rmax < 100)
 
 
-@pytest.mark.parametrize("group_size", [None, 2], ids=["batch", "groups"])
-def test_channels_first_follows_algorithm_1(graph, group_size):
+@pytest.mark.parametrize("microbatch", [None, 2], ids=["batch", "groups"])
+def test_channels_first_follows_algorithm_1(graph, microbatch):
     """NCHW: the reference on the NHWC view of the same batches; gradients
     equal to those of the NHWC layer with the same state."""
-    nhwc_shape, nchw = (4, 3, 5, 3), [0, 3, 1, 2]
+    nhwc_shape = (4, 3, 5, 3)
     x = tf1.placeholder(tf.float32, [4, 3, 3, 5])  # NCHW
     y_train = batch_renorm(x, True, rmax=1.2, dmax=0.5, momentum=MOMENTUM,
-                           epsilon=EPS, group_size=group_size,
+                           epsilon=EPS, microbatch=microbatch,
                            data_format="NCHW", name="bn")
     with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
         y_infer = batch_renorm(x, False, data_format="NCHW", name="bn")
         y_nhwc = batch_renorm(tf.transpose(x, [0, 2, 3, 1]), True, rmax=1.2,
-                              dmax=0.5, group_size=group_size, name="bn")
+                              dmax=0.5, microbatch=microbatch, name="bn")
     weights = np.random.RandomState(5).normal(size=nhwc_shape)
     grads = [tf.gradients(tf.reduce_sum(weights.astype(np.float32) * y), x)[0]
              for y in (tf.transpose(y_train, [0, 2, 3, 1]), y_nhwc)]
+    # The NCHW layer's updates only: the NHWC view shares its variables.
     updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)[:2]
-    step = (reference.renorm_train_step if group_size is None else
-            lambda *a: reference.grouped_train_step(*a, group_size))
+    step = (reference.renorm_train_step if microbatch is None else
+            lambda *a: reference.grouped_train_step(*a, microbatch))
+
+    def same_gradients(feed, want_r, want_d):
+        grad, grad_nhwc = session.run(grads, feed)
+        np.testing.assert_allclose(grad, grad_nhwc, rtol=1e-4, atol=1e-4)
+
     with tf1.Session() as session:
         session.run(tf1.global_variables_initializer())
-        gamma, beta = set_affine(session, 3)
-        state = (np.zeros(3), np.ones(3))
-        for batch in batches(nhwc_shape, 3):
-            want, _, _, state = step(batch.astype(np.float64), state, gamma,
-                                     beta, 1.2, 0.5, MOMENTUM, EPS)
-            feed = {x: batch.transpose(nchw)}
-            grad, grad_nhwc = session.run(grads, feed)
-            got, _ = session.run([y_train, updates], feed)
-            np.testing.assert_allclose(got, want.transpose(nchw),
-                                       rtol=1e-5, atol=1e-5)
-            np.testing.assert_allclose(grad, grad_nhwc, rtol=1e-4, atol=1e-4)
-        moving = session.run([v for v in tf1.global_variables()
-                              if v.op.name.startswith("bn/moving")])
-        np.testing.assert_allclose(moving, state, rtol=1e-5)
-        test_batch = batches(nhwc_shape, 1, seed=7)[0]
-        np.testing.assert_allclose(
-            session.run(y_infer, {x: test_batch.transpose(nchw)}),
-            reference.renorm_inference(test_batch, state, gamma,
-                                       beta).transpose(nchw),
-            rtol=1e-5, atol=1e-5)
+        follows_the_reference(session, x, y_train, y_infer, step, nhwc_shape,
+                              (1.2, 0.5), updates,
+                              lambda a: a.transpose([0, 3, 1, 2]),
+                              same_gradients)
 
 
 def test_training_tensor_chooses_the_branch_at_run_time(graph):
@@ -122,7 +130,8 @@ def test_training_tensor_chooses_the_branch_at_run_time(graph):
     y = batch_renorm(x, training, rmax=1.5, dmax=1.0, momentum=MOMENTUM,
                      epsilon=EPS)
     updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
-    moving = [v for v in tf1.global_variables() if "moving" in v.op.name]
+    layer, = norm_layers()
+    moving = [layer.moving_mean, layer.moving_std]
     batch = batches((8, 2, 2, 3), 1)[0]
     with tf1.Session() as session:
         session.run(tf1.global_variables_initializer())
@@ -150,10 +159,10 @@ def test_gradients_hold_r_and_d_constant(graph, shape):
     # Start the moving statistics away from the batch's so r, d != 1, 0.
     y = batch_renorm(x, True, rmax=1.5, dmax=0.3, epsilon=EPS, name="bn")
     loss = tf.reduce_sum(weights.astype(np.float32) * y)
-    gamma, beta = [v for v in tf1.trainable_variables()]
+    layer, = norm_layers()
+    gamma, beta, r, d = layer.gamma, layer.beta, layer.r, layer.d
     grads = tf.gradients(loss, [x, gamma, beta])
     # The unfused formula, built from unfused ops.
-    r, d = fetch("bn/r:0"), fetch("bn/d:0")
     mean, var = tf.nn.moments(x, axes=list(range(len(shape) - 1)))
     y_unfused = gamma * ((x - mean) / tf.sqrt(var + EPS) * r + d) + beta
     grads_unfused = tf.gradients(
@@ -196,9 +205,8 @@ def test_rmax_1_dmax_0_is_plain_batch_norm(graph, shape):
             np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(b, c, rtol=1e-5, atol=1e-5)
         renorm_state, norm_state = [
-            session.run([v for v in tf1.global_variables()
-                         if v.op.name.startswith(scope + "/moving")])
-            for scope in ("batch_renorm", "batch_norm")]
+            session.run([layer.moving_mean, layer.moving_std])
+            for layer in norm_layers()]
     np.testing.assert_allclose(renorm_state, norm_state, rtol=1e-5)
 
 
@@ -301,36 +309,29 @@ def test_microbatches_normalise_each_group(graph, shape, renorm):
     clip = (1.2, 0.5) if renorm else (1.0, 0.0)
     if renorm:
         y = batch_renorm(x, True, *clip, momentum=MOMENTUM, epsilon=EPS,
-                         group_size=group, name="bn")
+                         microbatch=group, name="bn")
     else:
         y = batch_norm(x, True, momentum=MOMENTUM, epsilon=EPS,
-                       group_size=group, name="bn")
+                       microbatch=group, name="bn")
     with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
         y_infer = batch_norm(x, False, name="bn")
-    updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
-    r = fetch("bn/r:0") if renorm else tf.constant(1.0)
-    moving = [v for v in tf1.global_variables() if "moving" in v.op.name]
+    layer, = norm_layers()
+    assert (layer.r is None) == (not renorm)
+
+    def r_per_group(feed, want_r, want_d):
+        if renorm:
+            got_r = session.run(layer.r, feed)
+            np.testing.assert_allclose(got_r.reshape(want_r.shape), want_r,
+                                       rtol=1e-5)
+
     with tf1.Session() as session:
         session.run(tf1.global_variables_initializer())
-        gamma, beta = set_affine(session, shape[-1])
-        state = (np.zeros(shape[-1]), np.ones(shape[-1]))
-        for batch in batches(shape, 3):
-            want, want_r, want_d, state = reference.grouped_train_step(
-                batch.astype(np.float64), state, gamma, beta, *clip,
-                MOMENTUM, EPS, group)
-            got, got_r, _ = session.run([y, r, updates], {x: batch})
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-            if renorm:
-                np.testing.assert_allclose(got_r.reshape(want_r.shape),
-                                           want_r, rtol=1e-5)
+        want_r, _ = follows_the_reference(
+            session, x, y, y_infer,
+            lambda *a: reference.grouped_train_step(*a, group), shape, clip,
+            on_step=r_per_group)
         if renorm:  # the clipping was exercised
             assert np.any(want_r == 1.2)
-        np.testing.assert_allclose(session.run(moving), state, rtol=1e-5)
-        test_batch = batches(shape, 1, seed=7)[0]
-        np.testing.assert_allclose(
-            session.run(y_infer, {x: test_batch}),
-            reference.renorm_inference(test_batch, state, gamma, beta),
-            rtol=1e-5, atol=1e-5)
         with pytest.raises(tf.errors.InvalidArgumentError, match="multiple"):
             session.run(y, {x: np.zeros((shape[0] - 1, *shape[1:]))})
 

@@ -1,21 +1,12 @@
 """resnet-run and the example scripts, end to end in subprocesses."""
 import os
-import subprocess
-import sys
 
 import pytest
 
 from tests import formats
+from tests.conftest import assert_usage_error, run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--depth", "8", "--epochs", "1", "--no-progress"]
-
-
-def run(*args, **environment):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2",
-               **environment)
-    return subprocess.run([sys.executable, *args], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=600)
 
 
 def test_cli_trains_on_digits_and_reports_test_accuracy(tmp_path):
@@ -37,30 +28,23 @@ def test_cli_trains_on_digits_and_reports_test_accuracy(tmp_path):
     (["--lr-boundaries", "1,b"], "comma-separated steps"),
 ])
 def test_usage_errors_exit_2_with_one_line(args, message):
-    result = run("-m", "resnet.resnet_run", *args)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("resnet-run: error: ")
-    assert message in lines[0]
+    assert_usage_error(run("-m", "resnet.resnet_run", *args), message)
 
 
 def test_channels_first_without_onednn_or_gpu_is_a_usage_error():
     # TensorFlow's own CPU kernels are NHWC only; oneDNN's take NCHW too.
     result = run("-m", "resnet.resnet_run", "--data-format", "NCHW",
                  TF_ENABLE_ONEDNN_OPTS="0", CUDA_VISIBLE_DEVICES="")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    # Before it, TensorFlow with CUDA libraries may log its failed cuInit.
-    assert result.stderr.strip().splitlines()[-1] == (
-        "resnet-run: error: data_format NCHW needs a GPU, or oneDNN on the "
-        "CPU (TF_ENABLE_ONEDNN_OPTS=0 turns it off): use NHWC")
+    assert_usage_error(result, "data_format NCHW needs a GPU, or oneDNN on "
+                       "the CPU (TF_ENABLE_ONEDNN_OPTS=0 turns it off): use "
+                       "NHWC")
 
 
 def test_missing_dataset_files_are_a_usage_error(tmp_path):
     # An empty data dir and a file in the way of the download: no network.
     result = run("-m", "resnet.resnet_run", "--dataset", "mnist",
                  "--data-dir", str(tmp_path / "train-images-idx3-ubyte.gz" / "x"))
-    assert result.returncode == 2
-    assert "train-images-idx3-ubyte.gz" in result.stderr.strip().splitlines()[-1]
+    assert_usage_error(result, "train-images-idx3-ubyte.gz")
 
 
 @pytest.mark.parametrize("script, writer, extra", [

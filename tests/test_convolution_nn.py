@@ -1,21 +1,18 @@
 """ConvolutionNN end to end on the embedded digits dataset."""
 import dataclasses
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from batch_renorm import norm_layers, step_value
 from batch_renorm.schedule import scaled_schedule
-from resnet import datasets, models
-from resnet.convolution_nn import ConvolutionNN
+from resnet import models, training
+from resnet.convolution_nn import ConvolutionNN, TrainingDiverged
 from resnet.session_config import session_config
 
 tf1 = tf.compat.v1
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return datasets.load("digits")
 
 
 def small_resnet(norm, total_steps, depth=8):
@@ -24,9 +21,9 @@ def small_resnet(norm, total_steps, depth=8):
 
 
 def moving_statistics(cnn):
-    names = [v for v in cnn.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
-             if "/moving_" in v.op.name]
-    return names, cnn.session.run(names)
+    variables = [v for layer in norm_layers(cnn.graph)
+                 for v in (layer.moving_mean, layer.moving_std)]
+    return variables, cnn.session.run(variables)
 
 
 @pytest.mark.parametrize("norm", ["batch_renorm", "batch_norm"])
@@ -137,3 +134,141 @@ def test_channels_first_needs_onednn_or_a_gpu(digits, monkeypatch):
                                   data_format="NCHW")
     with pytest.raises(ValueError, match="NCHW needs a GPU, or oneDNN"):
         ConvolutionNN(network, digits)
+
+
+class Recorder(tf1.train.SessionRunHook):
+    """A user's hook: records every call and the step of every run, and
+    asks to stop after `stop_at` steps."""
+
+    def __init__(self, stop_at=None):
+        self.calls, self.steps, self.stop_at = [], [], stop_at
+
+    def begin(self):
+        self.calls.append("begin")
+        self.step = step_value()
+
+    def after_create_session(self, session, coord):
+        self.calls.append("after_create_session")
+
+    def before_run(self, run_context):
+        return tf1.train.SessionRunArgs(self.step)
+
+    def after_run(self, run_context, run_values):
+        self.steps.append(int(run_values.results))
+        if self.stop_at and run_values.results + 1 >= self.stop_at:
+            run_context.request_stop()
+
+    def end(self, session):
+        self.calls.append("end")
+
+
+def test_a_hook_sees_every_step_and_can_stop_training(digits, tmp_path):
+    with ConvolutionNN(small_resnet("batch_renorm", 46), digits, seed=0,
+                       model_dir=str(tmp_path), progress=False) as cnn:
+        hook = Recorder(stop_at=30)
+        history = cnn.train(batch_size=64, num_epoch=3, hooks=[hook])
+        assert hook.calls == ["begin", "after_create_session", "end"]
+        assert hook.steps == list(range(30))
+        # Epoch 1 whole (23 steps), epoch 2 stopped after 7 of its steps.
+        assert [(h["epoch"], h["step"], h["batches"]) for h in history] == [
+            (1, 23, 23), (2, 30, 7)]
+        assert cnn.epochs_done == 1
+        assert cnn.session.run(cnn.global_step) == 30
+        # Saved where it stopped; the next call finishes epoch 2.
+        assert (tmp_path / "model.ckpt-30.index").exists()
+        rest = Recorder()
+        assert cnn.train(batch_size=64, num_epoch=1, hooks=[rest])[0]["step"] == 46
+        assert rest.steps == list(range(30, 46))
+
+
+def test_tensorflows_own_hooks_run_in_the_loop(digits):
+    with ConvolutionNN(small_resnet("batch_norm", 10), digits,
+                       progress=False) as cnn:
+        stop = tf1.train.StopAtStepHook(last_step=5)
+        cnn.train(batch_size=64, num_epoch=1, hooks=[stop])
+        assert cnn.session.run(cnn.global_step) == 5
+
+
+def test_the_evaluation_hook_equals_evaluate_at_the_same_step(digits, tmp_path):
+    class EvaluateToo(tf1.train.SessionRunHook):
+        """Calls cnn.evaluate() at the steps the evaluation hook does."""
+        seen = []
+
+        def begin(self):
+            self.step = step_value()
+
+        def before_run(self, run_context):
+            return tf1.train.SessionRunArgs(self.step)
+
+        def after_run(self, run_context, run_values):
+            if (run_values.results + 1) % 10 == 0:
+                self.seen.append({"step": run_values.results + 1,
+                                  **cnn.evaluate()})
+
+    with ConvolutionNN(small_resnet("batch_renorm", 46), digits, seed=0,
+                       model_dir=str(tmp_path), progress=False) as cnn:
+        hook = cnn.evaluation_hook(every_steps=10, every_epochs=1)
+        history = cnn.train(batch_size=64, num_epoch=2,
+                            hooks=[hook, EvaluateToo()])
+        final = cnn.evaluate()
+    assert [h["step"] for h in hook.history] == [10, 20, 23, 30, 40, 46]
+    by_step = {h["step"]: h for h in hook.history}
+    assert [by_step[h["step"]] for h in EvaluateToo.seen] == EvaluateToo.seen
+    assert by_step[46] == {"step": 46, **final}
+    assert [h["test_accuracy"] for h in history] == [
+        by_step[23]["accuracy"], final["accuracy"]]
+    steps = [event.step for path in tmp_path.glob("events.out.tfevents.*")
+             for event in tf1.train.summary_iterator(str(path))
+             for value in event.summary.value if value.tag == "test/accuracy"]
+    assert sorted(set(steps)) == [10, 20, 23, 30, 40, 46]
+    with pytest.raises(ValueError, match="every_steps"):
+        cnn.evaluation_hook(every_steps=0)
+
+
+def test_no_checkpoint_of_a_diverged_state(digits, tmp_path):
+    """A moving std gone infinite leaves the loss finite while r and d are
+    held at 1 and 0; the checkpoint would still be poison. None is written."""
+    with ConvolutionNN(small_resnet("batch_renorm", 1000), digits,
+                       model_dir=str(tmp_path), progress=False) as cnn:
+        cnn.train(batch_size=128, num_epoch=1)
+        files = sorted(os.listdir(tmp_path))
+        layer = norm_layers(cnn.graph)[0]
+        with cnn.graph.as_default():
+            layer.moving_std.load(np.full(layer.moving_std.shape, np.inf),
+                                  cnn.session)
+        with pytest.raises(TrainingDiverged,
+                           match=r"not finite at step 24.*model\.ckpt-12"):
+            cnn.train(batch_size=128, num_epoch=1)
+    assert sorted(f for f in os.listdir(tmp_path) if "tfevents" not in f) == \
+        [f for f in files if "tfevents" not in f]
+
+
+def test_hyperparameters_are_one_validated_config(digits):
+    config = training.TrainConfig(learning_rate=0.05, seed=3)
+    with ConvolutionNN(small_resnet("batch_norm", 10), digits, config,
+                       momentum=0.8, progress=False) as cnn:
+        assert cnn.config == training.TrainConfig(learning_rate=0.05, seed=3,
+                                                  momentum=0.8)
+    with pytest.raises(ValueError, match="seed must be"):
+        training.TrainConfig(seed=-1)
+    with pytest.raises(ValueError, match="classes_per_batch must be at most"):
+        ConvolutionNN(small_resnet("batch_norm", 10), digits,
+                      classes_per_batch=11)
+    with pytest.raises(TypeError, match="NetworkLike"):
+        ConvolutionNN(lambda images, training: images, digits)
+
+
+def test_the_network_says_what_its_checkpoints_must_agree_on():
+    fields = dataclasses.fields(models.Network)
+    assert all("checkpoint" in field.metadata for field in fields)
+    a = models.resnet(8, 10, norm="batch_renorm")
+    b = dataclasses.replace(a, norm_momentum=0.9, microbatch=4,
+                            data_format="NCHW",
+                            renorm_schedule=scaled_schedule(100))
+    assert a.signature() == b.signature()
+    assert set(a.signature()) == {"layers", "num_classes", "norm",
+                                  "shortcut", "name"}
+    assert a.signature() != models.resnet(14, 10).signature()
+    assert a.signature()["layers"][0] == {
+        "kind": "conv", "size": 16, "strides": 1, "kernel_size": 3,
+        "dropout_rate": 0.0, "pool": None}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from resnet import datasets, experiment
-from tests.test_cli import run
+from tests.conftest import run
 
 
 def test_summary_and_table_by_hand():

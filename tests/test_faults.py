@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from resnet import datasets, models
+from resnet import models
 from resnet.checkpoints import CheckpointMismatchError
 from resnet.convolution_nn import ConvolutionNN, TrainingDiverged
-from tests.test_cli import ROOT, run
+from tests.conftest import ROOT, assert_usage_error, run
 
 # digits, 3 epochs of 23 steps, a checkpoint every 5 steps and at epoch ends.
 TRAIN = ["-m", "resnet.resnet_run", "--depth", "8", "--epochs", "3",
@@ -93,17 +93,12 @@ def test_sigint_and_sigterm_save_and_exit(tmp_path, uninterrupted, signum, code)
     assert_same_weights(final_weights(tmp_path), uninterrupted)
 
 
-def test_rerunning_a_finished_run_trains_nothing_more(tmp_path, uninterrupted):
+def test_rerunning_a_finished_run_trains_nothing_more(tmp_path):
     first = run(*TRAIN, "--epochs", "1", "--model-dir", str(tmp_path))
     assert first.returncode == 0 and "after 23 steps" in first.stdout
     again = run(*TRAIN, "--epochs", "1", "--model-dir", str(tmp_path))
     assert again.returncode == 0 and "after 23 steps" in again.stdout
     assert "all 1 epochs are done already" in again.stderr
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return datasets.load("digits")
 
 
 def small(depth=8):
@@ -167,22 +162,27 @@ BAD_ARGUMENTS = [  # (ConvolutionNN / train keyword, value, CLI flag, message)
     ("momentum", 1.0, "--momentum", "momentum must be a number >= 0.0 and < 1.0"),
     ("weight_decay", -1e-4, "--weight-decay", "weight_decay must be a number >= 0"),
     ("lr_boundaries", (30, 20), "--lr-boundaries", "lr_boundaries must be increasing"),
+    ("checkpoint_secs", float("nan"), "--checkpoint-secs",
+     "checkpoint_secs must be a number > 0"),
+    ("checkpoint_secs", -1.0, "--checkpoint-secs",
+     "checkpoint_secs must be a number > 0"),
 ]
 
 
 @pytest.mark.parametrize("keyword, value, flag, message", BAD_ARGUMENTS)
 def test_bad_arguments_python_and_cli(digits, keyword, value, flag, message):
-    with pytest.raises(ValueError, match=message):
-        if keyword in ("batch_size", "num_epoch"):
-            ConvolutionNN.__new__(ConvolutionNN).train(
-                **dict(dict(batch_size=32, num_epoch=1), **{keyword: value}))
-        else:
+    if keyword in ("batch_size", "num_epoch"):
+        with ConvolutionNN(small(), digits, progress=False) as cnn:
+            with pytest.raises(ValueError, match=message):
+                cnn.train(**dict(dict(batch_size=32, num_epoch=1),
+                                 **{keyword: value}))
+            assert cnn.session.run(cnn.global_step) == 0
+    else:
+        with pytest.raises(ValueError, match=message):
             ConvolutionNN(small(), digits, **{keyword: value})
     text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-    result = run("-m", "resnet.resnet_run", f"{flag}={text}")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"resnet-run: error: {message}"
-                                                  + result.stderr.split(message, 1)[1].rstrip()]
+    assert_usage_error(run("-m", "resnet.resnet_run", f"{flag}={text}"),
+                       message)
 
 
 def test_model_dir_in_the_way_of_a_file(tmp_path, digits):
@@ -190,8 +190,8 @@ def test_model_dir_in_the_way_of_a_file(tmp_path, digits):
     path = str(tmp_path / "file" / "run")
     with pytest.raises(ValueError, match="is a file, not a directory"):
         ConvolutionNN(small(), digits, model_dir=path)
-    result = run("-m", "resnet.resnet_run", "--model-dir", path)
-    assert result.returncode == 2 and "is a file" in result.stderr
+    assert_usage_error(run("-m", "resnet.resnet_run", "--model-dir", path),
+                       "is a file")
 
 
 def test_unwritable_model_dir(tmp_path, digits, monkeypatch):
@@ -211,12 +211,11 @@ def test_other_cli_arguments_are_checked_before_any_graph():
                           (["--depth", "9"], "6n + 2"),
                           (["--intra-threads", "0"], "intra_threads must be an integer >= 1"),
                           (["--data-format", "NCWH"], "invalid choice")):
-        result = run("-m", "resnet.resnet_run", *args)
-        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert_usage_error(run("-m", "resnet.resnet_run", *args), message)
 
 
 def test_batches_that_microbatches_or_classes_cannot_divide(digits):
-    network = models.resnet(8, 10, norm="batch_renorm", norm_group_size=4)
+    network = models.resnet(8, 10, norm="batch_renorm", microbatch=4)
     with ConvolutionNN(network, digits, progress=False) as cnn:
         # 1437 = 22 * 64 + 29: the last batch is no multiple of 4.
         with pytest.raises(ValueError, match=r"last batch \(29\)"):

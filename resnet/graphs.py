@@ -1,0 +1,117 @@
+"""Graph builders: the training graph and the inference graph of a network,
+each a plain function that returns a small named tuple of what a run fetches.
+
+They build into the default graph and share its one global step
+(`batch_renorm.global_step`); call them once each, training first.
+
+Typical use:
+    graph = tf.Graph()
+    with graph.as_default():
+        pipeline = TrainInput(x, y, seed=0, augment=False)
+        train = build_training(network, pipeline, TrainConfig())
+        infer = build_inference(network, x.shape[1:])
+        epochs = build_epoch_state()
+    session.run(train.train_op)                       # one step
+    session.run(infer.predictions, {infer.images: x[:10]})
+
+Reference: official r1 `resnet_model_fn` (the graph for a mode) beside
+`resnet_run_loop` (the loop).
+"""
+import collections
+
+import tensorflow as tf
+
+from batch_renorm import global_step, step_value
+from resnet import training
+
+tf1 = tf.compat.v1
+
+Batch = collections.namedtuple("Batch", "images labels")
+Batch.__doc__ = """A training batch: images [B, H, W, C] float32, labels [B]
+int64 (a `TrainInput` has the same two fields)."""
+
+TrainGraph = collections.namedtuple(
+    "TrainGraph", "logits loss cross_entropy learning_rate train_op fetches "
+    "summary")
+TrainGraph.__doc__ = """What `build_training` returns.
+
+logits [B, classes]; loss (cross-entropy + weight decay); cross_entropy;
+learning_rate; train_op (the SGD step, the norms' updates and the step's
+increment); fetches: a dict for `Session.run` of one step ("train",
+"loss": the cross-entropy, "correct" and "count": right labels and images
+in the batch); summary: the merged training scalars (TensorBoard)."""
+
+InferenceGraph = collections.namedtuple(
+    "InferenceGraph", "images labels logits probabilities predictions "
+    "loss_sum correct")
+InferenceGraph.__doc__ = """What `build_inference` returns.
+
+images [N, H, W, C] float32 and labels [N] int64 placeholders; logits,
+probabilities [N, classes]; predictions [N] int64; loss_sum (the summed
+cross-entropy) and correct (right labels) of a batch."""
+
+EpochState = collections.namedtuple("EpochState", "epoch start_step end_epoch")
+EpochState.__doc__ = """Where training is in the data, saved with the
+checkpoints: the epoch under way, the global step it started at, and the op
+that ends it (epoch + 1, start_step = the global step)."""
+
+
+def build_training(network, batch, config, preprocess=None):
+    """The training graph of `network` on `batch` (a `Batch` or a
+    `TrainInput`) with the hyperparameters of `config`, a
+    `training.TrainConfig`. `preprocess` maps images before the network
+    (e.g. `input_pipeline.per_channel_normalizer`)."""
+    _, increment = global_step()
+    images = preprocess(batch.images) if preprocess else batch.images
+    logits = network(images, training=True)
+    loss, cross_entropy = training.classification_loss(
+        logits, batch.labels, config.weight_decay)
+    learning_rate = training.step_learning_rate(
+        step_value(), config.learning_rate, config.lr_boundaries,
+        config.lr_decay)
+    train_op = training.train_op(loss, learning_rate, config.momentum,
+                                 increment)
+    correct = tf.reduce_sum(tf.cast(tf.equal(
+        tf.argmax(logits, axis=1), batch.labels), tf.int64))
+    count = tf.size(batch.labels)
+    scalars = {"train/loss": cross_entropy,
+               "train/accuracy": tf.cast(correct, tf.float32)
+               / tf.cast(count, tf.float32),
+               "train/learning_rate": learning_rate}
+    clip = network.renorm_clip()
+    if clip is not None:
+        scalars.update({"renorm/rmax": clip[0], "renorm/dmax": clip[1]})
+    summary = tf1.summary.merge(
+        [tf1.summary.scalar(name, value) for name, value in scalars.items()])
+    fetches = {"train": train_op, "loss": cross_entropy, "correct": correct,
+               "count": count}
+    return TrainGraph(logits, loss, cross_entropy, learning_rate, train_op,
+                      fetches, summary)
+
+
+def build_inference(network, image_shape, preprocess=None):
+    """The inference graph of `network` (moving statistics, no dropout) on
+    fed images of `image_shape` [H, W, C]."""
+    images = tf1.placeholder(tf.float32, [None, *image_shape], name="images")
+    labels = tf1.placeholder(tf.int64, [None], name="labels")
+    logits = network(preprocess(images) if preprocess else images,
+                     training=False)
+    predictions = tf.argmax(logits, axis=1, name="predictions")
+    loss_sum = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=labels, logits=logits))
+    correct = tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int64))
+    return InferenceGraph(images, labels, logits,
+                          tf.nn.softmax(logits, name="probabilities"),
+                          predictions, loss_sum, correct)
+
+
+def build_epoch_state():
+    """The epoch counter and the step the epoch under way started at."""
+    step, _ = global_step()
+    with tf1.name_scope("train_state"):
+        epoch = tf1.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        start_step = tf1.Variable(0, dtype=tf.int64, trainable=False,
+                                  name="epoch_start_step")
+        end_epoch = tf.group(epoch.assign_add(1), start_step.assign(step),
+                             name="end_epoch")
+    return EpochState(epoch, start_step, end_epoch)

@@ -1,0 +1,157 @@
+"""The run loops: training epochs with hooks, and batched inference.
+
+`train` is short on purpose: every side job (checkpoints, summaries,
+divergence, signals, progress, evaluation) is a hook (`resnet.hooks`) called
+through TensorFlow 1's `SessionRunHook` interface.
+
+Why not `tf.compat.v1.train.MonitoredSession`: it owns its session (ours
+outlives a `train` call for `evaluate`, `predict` and the next `train`),
+fixes its hooks when it is made (ours are per call), and restores with a
+plain `Saver` (ours refuses another model's checkpoints and falls back past
+a damaged one); it has no epochs. The interface is the same, so TensorFlow's
+own hooks (`StepCounterHook`, `LoggingTensorHook`, ...) run here too.
+
+Typical use:
+    history = train(session, train_graph, epoch_state, pipeline,
+                    batch_size=128, num_epoch=2, hooks=[...])
+    metrics = evaluate(session, inference_graph, x_test, y_test)
+"""
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from batch_renorm import step_value
+from resnet.hooks import EpochHook
+
+tf1 = tf.compat.v1
+
+EVAL_BATCH_SIZE = 500   # images per inference run
+
+
+def train(session, train_graph, epoch_state, train_input, batch_size,
+          num_epoch, hooks=()):
+    """Trains `num_epoch` more epochs (finishing first an epoch under way)
+    of `train_graph` (a `graphs.TrainGraph`) on `train_input` (a
+    `TrainInput`); `epoch_state` is the graph's `graphs.EpochState`.
+
+    Returns a list of one dict per epoch: epoch, step, loss, accuracy (on
+    the training batches), seconds, images_per_second, and what hooks add.
+    If a hook stops training mid-epoch, the last dict is that epoch's part.
+    """
+    hooks = list(hooks)
+    epoch_hooks = [hook for hook in hooks if isinstance(hook, EpochHook)]
+    with session.graph.as_default():
+        for hook in hooks:
+            hook.begin()
+        step_variable = tf1.train.get_global_step()
+    history = []
+    try:
+        for hook in hooks:
+            hook.after_create_session(session, None)
+        for _ in range(num_epoch):
+            epoch, step, start_step = (int(value) for value in session.run(
+                [epoch_state.epoch, step_variable, epoch_state.start_step]))
+            batches = train_input.start_epoch(session, epoch, batch_size,
+                                              step - start_step, step)
+            for hook in epoch_hooks:
+                hook.begin_epoch(session, epoch, batches)
+            record, stopped = _train_epoch(session, train_graph.fetches,
+                                           hooks, batches, epoch, step)
+            history.append(record)
+            if record["batches"] == batches:
+                session.run(epoch_state.end_epoch)
+                for hook in epoch_hooks:
+                    hook.end_epoch(session, record)
+            if stopped:
+                break
+        for hook in hooks:
+            hook.end(session)
+    finally:
+        for hook in epoch_hooks:
+            hook.close()
+    return history
+
+
+def _train_epoch(session, fetches, hooks, batches, epoch, step):
+    """Runs up to `batches` steps from global step `step`; returns (the
+    epoch's record, whether a hook asked to stop)."""
+    images = loss_sum = correct = done = 0
+    stopped = False
+    start = time.perf_counter()
+    while done < batches and not stopped:
+        out, stopped = run_step(session, fetches, hooks)
+        step, done = out["step"], done + 1
+        images += out["count"]
+        loss_sum += out["loss"] * out["count"]
+        correct += out["correct"]
+    seconds = time.perf_counter() - start
+    return {"epoch": epoch + 1, "step": step, "batches": done,
+            "loss": loss_sum / images if images else float("nan"),
+            "accuracy": correct / images if images else float("nan"),
+            "seconds": seconds,
+            "images_per_second": images / seconds if seconds else 0.0}, stopped
+
+
+def run_step(session, fetches, hooks):
+    """One `session.run` of `fetches` with what the hooks add to it, as
+    `MonitoredSession` runs it. Returns (fetched values, with "step" the
+    global step after the run; whether a hook asked to stop)."""
+    # The snapshot the run's schedules read: the variable itself may be
+    # read before or after the increment.
+    fetches = dict(fetches, step=step_value(session.graph))
+    context = tf1.train.SessionRunContext(
+        original_args=tf1.train.SessionRunArgs(fetches), session=session)
+    wanted, feed, options = {}, {}, tf1.RunOptions()
+    for index, hook in enumerate(hooks):
+        args = hook.before_run(context)
+        if args is None:
+            continue
+        if args.fetches is not None:
+            wanted[index] = args.fetches
+        for tensor, value in (args.feed_dict or {}).items():
+            if tensor in feed:
+                raise RuntimeError(f"two hooks feed {tensor}")
+            feed[tensor] = value
+        if args.options:
+            options.trace_level = max(options.trace_level,
+                                      args.options.trace_level)
+            options.timeout_in_ms = max(options.timeout_in_ms,
+                                        args.options.timeout_in_ms)
+    traced = options != tf1.RunOptions()
+    metadata = tf1.RunMetadata() if traced else None
+    results = session.run({"step": fetches, "hooks": wanted},
+                          feed_dict=feed or None,
+                          options=options if traced else None,
+                          run_metadata=metadata)
+    for index, hook in enumerate(hooks):
+        hook.after_run(context, tf1.train.SessionRunValues(
+            results=results["hooks"].get(index), options=options,
+            run_metadata=metadata))
+    out = results["step"]
+    out["step"] = int(out["step"]) + 1
+    return out, context.stop_requested
+
+
+def evaluate(session, inference, images, labels, batch_size=EVAL_BATCH_SIZE):
+    """{'loss', 'accuracy'} of `inference` (a `graphs.InferenceGraph`) on
+    the arrays `images` [N, H, W, C] and `labels` [N]."""
+    loss = correct = 0
+    for start in range(0, len(images), batch_size):
+        batch_loss, batch_correct = session.run(
+            [inference.loss_sum, inference.correct],
+            {inference.images: images[start:start + batch_size],
+             inference.labels: labels[start:start + batch_size]})
+        loss += batch_loss
+        correct += batch_correct
+    return {"loss": float(loss / len(images)),
+            "accuracy": float(correct / len(images))}
+
+
+def predict(session, inference, images, batch_size=EVAL_BATCH_SIZE):
+    """The predicted labels (int64 [N]) of float32 `images` [N, H, W, C]."""
+    return np.concatenate([
+        session.run(inference.predictions,
+                    {inference.images: images[i:i + batch_size]})
+        for i in range(0, len(images), batch_size)] or
+        [np.zeros([0], np.int64)])
