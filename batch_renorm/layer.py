@@ -38,10 +38,11 @@ DATA_FORMATS = ("NHWC", "NCHW")
 _LAYERS_KEY = "batch_renorm_layers"
 
 NormLayer = collections.namedtuple(
-    "NormLayer", "name gamma beta moving_mean moving_std r d")
+    "NormLayer", "name gamma beta moving_mean moving_std r d clip")
 NormLayer.__doc__ = """A norm layer built for training: its scope name, its
-variables, and its r and d tensors (None for batch norm, and when `training`
-is a tensor: they live inside a conditional)."""
+variables, its r and d tensors and their bounds `clip` = (rmax, dmax) (r,
+d and clip are None for batch norm; r and d also when `training` is a
+tensor: they live inside a conditional)."""
 
 
 def norm_layers(graph=None):
@@ -133,6 +134,26 @@ def _check_arguments(inputs, clip, momentum, epsilon, microbatch,
             raise ValueError(f"{name}: dmax must be >= 0, got {dmax}")
 
 
+def clipping_statistics(layer):
+    """Scalar tensors of a batch renorm `NormLayer` in a training step:
+    r_mean, d_abs_mean (mean r and mean |d| over channels, and microbatches),
+    r_clipped and d_clipped (the fraction of r at 1/rmax or rmax, and of d
+    at -dmax or dmax). The paper judges its settings by the last two: "a
+    small fraction of r values and no d values" clipped at the end of
+    training. Bounds of 1 and 0 (the warm-up) count as all clipped."""
+    rmax, dmax = (tf.cast(bound, tf.float32) for bound in layer.clip)
+    slack = 1.0 - 1e-6  # a bound computed in float32 or in float64
+
+    def fraction(at_bound):
+        return tf.reduce_mean(tf.cast(at_bound, tf.float32))
+
+    return {"r_mean": tf.reduce_mean(layer.r),
+            "d_abs_mean": tf.reduce_mean(tf.abs(layer.d)),
+            "r_clipped": fraction((layer.r >= rmax * slack)
+                                  | (layer.r * slack <= 1.0 / rmax)),
+            "d_clipped": fraction(tf.abs(layer.d) >= dmax * slack)}
+
+
 def check_data_format(data_format):
     """Raises ValueError unless `data_format` is one of DATA_FORMATS."""
     if data_format not in DATA_FORMATS:
@@ -199,7 +220,7 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
                 tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, op)
             tf1.add_to_collection(_LAYERS_KEY, NormLayer(
                 tf1.get_variable_scope().name, gamma, beta, moving_mean,
-                moving_std, r, d))
+                moving_std, r, d, clip))
         y = y if inputs.shape.rank == 4 else tf.reshape(y, [-1, size])
         return tf.identity(y, name="output")
 

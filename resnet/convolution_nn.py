@@ -22,6 +22,7 @@ import tensorflow as tf
 from batch_renorm import global_step
 from resnet import graphs, hooks as hooks_lib, loop, training
 from resnet.checkpoints import Checkpoints, check_model_dir
+from resnet.export import export_saved_model
 from resnet.hooks import (CHECKPOINT_SECS, TrainingDiverged,  # noqa: F401
                           TrainingInterrupted)
 from resnet.input_pipeline import (TrainInput, check_batches,
@@ -87,13 +88,15 @@ class ConvolutionNN:
         with self.graph.as_default():
             tf1.set_random_seed(self.config.seed)
             self.global_step, self.increment_op = global_step()
-            preprocess = per_channel_normalizer(dataset.x_train)
+            self._preprocess = preprocess = per_channel_normalizer(
+                dataset.x_train)
             self._input = TrainInput(dataset.x_train, dataset.y_train,
                                      self.config.seed, augment,
                                      self.config.classes_per_batch)
-            self._train = graphs.build_training(network, self._input,
+            self.train_graph = graphs.build_training(network, self._input,
                                                 self.config, preprocess)
-            self._inference = graphs.build_inference(
+            # Public: its tensors are what a user fetches in inference.
+            self.inference = graphs.build_inference(
                 network, dataset.image_shape, preprocess)
             self._epochs = graphs.build_epoch_state()
             self._checkpoints = (Checkpoints(model_dir, {
@@ -128,7 +131,7 @@ class ConvolutionNN:
         training.check_run_arguments(batch_size, num_epoch)
         check_batches(batch_size, len(self.dataset.x_train),
                       self.network.microbatch, self.config.classes_per_batch)
-        ours = [hooks_lib.DivergenceHook(self._train.cross_entropy,
+        ours = [hooks_lib.DivergenceHook(self.train_graph.cross_entropy,
                                          self._checkpoints)]
         signals = None
         if self._checkpoints:
@@ -136,9 +139,9 @@ class ConvolutionNN:
             ours += [signals, hooks_lib.CheckpointHook(
                 self._checkpoints, self.checkpoint_secs, self.checkpoint_steps)]
         if self._writer:
-            ours.append(hooks_lib.SummaryHook(self._writer, self._train.summary))
-        ours.append(hooks_lib.ProgressHook(self._train.fetches, self.progress))
-        history = loop.train(self.session, self._train, self._epochs,
+            ours.append(hooks_lib.SummaryHook(self._writer, self.train_graph.summary))
+        ours.append(hooks_lib.ProgressHook(self.train_graph.fetches, self.progress))
+        history = loop.train(self.session, self.train_graph, self._epochs,
                              self._input, batch_size, num_epoch,
                              ours + list(hooks))
         if signals and signals.received:
@@ -154,14 +157,14 @@ class ConvolutionNN:
         test split unless images and labels are given (a held-out split)."""
         images, labels = self._split(images, labels)
         return hooks_lib.EvaluationHook(
-            lambda session: loop.evaluate(session, self._inference, images,
+            lambda session: loop.evaluate(session, self.inference, images,
                                           labels),
             every_steps, every_epochs, self._writer, name)
 
     def evaluate(self, images=None, labels=None):
         """{'loss', 'accuracy'} with the moving statistics (inference mode),
         on the test split unless images and labels are given."""
-        metrics = loop.evaluate(self.session, self._inference,
+        metrics = loop.evaluate(self.session, self.inference,
                                 *self._split(images, labels))
         if self._writer:
             hooks_lib.write_scalars(self._writer, "test", metrics,
@@ -180,7 +183,16 @@ class ConvolutionNN:
             raise ValueError(f"images must have shape [N, "
                              f"{', '.join(map(str, self.dataset.image_shape))}]"
                              f", got {list(images.shape)}")
-        return loop.predict(self.session, self._inference, images)
+        return loop.predict(self.session, self.inference, images)
+
+    def export(self, path):
+        """Writes the inference graph with the current weights as a
+        SavedModel to `path` (see `resnet.export`); returns `path`."""
+        variables = self.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
+        values = dict(zip([v.op.name for v in variables],
+                          self.session.run(variables)))
+        return export_saved_model(self.network, self.dataset.image_shape,
+                                  self._preprocess, values, path)
 
     def close(self):
         if self._writer:

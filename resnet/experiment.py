@@ -22,6 +22,7 @@ import numpy as np
 from batch_renorm.schedule import scaled_schedule
 from resnet import datasets, models
 from resnet.convolution_nn import ConvolutionNN
+from resnet.hooks import LastValuesHook
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,15 @@ def _train(arm, setup, ds, seed, out_dir):
                        lr_boundaries=(total // 2, total * 3 // 4),
                        model_dir=run_dir, seed=seed, progress=False,
                        classes_per_batch=arm.classes_per_batch) as cnn:
+        # At each evaluation, the batch renorm layers' clipping too (the
+        # fractions of r and d at their bounds, mean r and |d|).
+        renorm = LastValuesHook(cnn.train_graph.renorm)
         history = cnn.train(setup.batch_size, setup.epochs - cnn.epochs_done,
-                            hooks=[cnn.evaluation_hook(every_epochs=1)])
+                            hooks=[renorm, cnn.evaluation_hook(every_epochs=1)])
     curve = [{"step": epoch["step"], "test_accuracy": epoch["test_accuracy"],
-              "train_accuracy": epoch["accuracy"]} for epoch in history]
+              "train_accuracy": epoch["accuracy"],
+              **{key: epoch[key] for key in renorm.tensors}}
+             for epoch in history]
     return curve
 
 

@@ -21,7 +21,8 @@ import collections
 
 import tensorflow as tf
 
-from batch_renorm import global_step, step_value
+from batch_renorm import global_step, norm_layers, step_value
+from batch_renorm.layer import clipping_statistics
 from resnet import training
 
 tf1 = tf.compat.v1
@@ -32,14 +33,16 @@ int64 (a `TrainInput` has the same two fields)."""
 
 TrainGraph = collections.namedtuple(
     "TrainGraph", "logits loss cross_entropy learning_rate train_op fetches "
-    "summary")
+    "summary renorm")
 TrainGraph.__doc__ = """What `build_training` returns.
 
 logits [B, classes]; loss (cross-entropy + weight decay); cross_entropy;
 learning_rate; train_op (the SGD step, the norms' updates and the step's
 increment); fetches: a dict for `Session.run` of one step ("train",
 "loss": the cross-entropy, "correct" and "count": right labels and images
-in the batch); summary: the merged training scalars (TensorBoard)."""
+in the batch); summary: the merged training summaries (TensorBoard);
+renorm: the batch renorm layers' `clipping_statistics`, averaged over the
+layers (an empty dict without batch renorm)."""
 
 InferenceGraph = collections.namedtuple(
     "InferenceGraph", "images labels logits probabilities predictions "
@@ -63,7 +66,10 @@ def build_training(network, batch, config, preprocess=None):
     (e.g. `input_pipeline.per_channel_normalizer`)."""
     _, increment = global_step()
     images = preprocess(batch.images) if preprocess else batch.images
+    built = len(norm_layers())
     logits = network(images, training=True)
+    renorm_layers = [layer for layer in norm_layers()[built:]
+                     if layer.r is not None]
     loss, cross_entropy = training.classification_loss(
         logits, batch.labels, config.weight_decay)
     learning_rate = training.step_learning_rate(
@@ -81,12 +87,26 @@ def build_training(network, batch, config, preprocess=None):
     clip = network.renorm_clip()
     if clip is not None:
         scalars.update({"renorm/rmax": clip[0], "renorm/dmax": clip[1]})
-    summary = tf1.summary.merge(
-        [tf1.summary.scalar(name, value) for name, value in scalars.items()])
+    summaries = [tf1.summary.scalar(name, value)
+                 for name, value in scalars.items()]
+    renorm = {}
+    if renorm_layers:
+        # One chart per quantity: its mean over the layers, and its
+        # distribution over the layers (readable at any depth).
+        per_layer = [clipping_statistics(layer) for layer in renorm_layers]
+        for key in per_layer[0]:
+            values = tf.stack([statistics[key] for statistics in per_layer])
+            renorm[key] = tf.reduce_mean(values)
+            # A histogram refuses NaN (and would stop training): the
+            # finite values only; the mean shows what is not.
+            summaries += [tf1.summary.scalar(f"renorm/{key}", renorm[key]),
+                          tf1.summary.histogram(
+                              f"renorm_layers/{key}", tf.boolean_mask(
+                                  values, tf.math.is_finite(values)))]
     fetches = {"train": train_op, "loss": cross_entropy, "correct": correct,
                "count": count}
     return TrainGraph(logits, loss, cross_entropy, learning_rate, train_op,
-                      fetches, summary)
+                      fetches, tf1.summary.merge(summaries), renorm)
 
 
 def build_inference(network, image_shape, preprocess=None):

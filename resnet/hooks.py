@@ -287,6 +287,25 @@ class EvaluationHook(EpochHook):
         return metrics
 
 
+class LastValuesHook(EpochHook):
+    """Fetches a dict of scalar tensors every step and adds their values at
+    an epoch's last step to the epoch's record (e.g. `TrainGraph.renorm`)."""
+
+    def __init__(self, tensors):
+        self.tensors, self.values = dict(tensors), {}
+
+    def before_run(self, run_context):
+        return tf1.train.SessionRunArgs(self.tensors) if self.tensors else None
+
+    def after_run(self, run_context, run_values):
+        if self.tensors:
+            self.values = {key: float(value)
+                           for key, value in run_values.results.items()}
+
+    def end_epoch(self, session, record):
+        record.update(self.values)
+
+
 def write_scalars(writer, prefix, metrics, step):
     """Writes `metrics` as TensorBoard scalars `prefix/name` at `step`."""
     writer.add_summary(tf1.Summary(value=[

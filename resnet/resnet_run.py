@@ -37,15 +37,24 @@ def _steps(text):
             f"expected comma-separated steps, got {text!r}") from None
 
 
-def import_tensorflow_quietly():
-    """Imports TensorFlow without the C++ log lines its start-up writes to
-    stderr (oneDNN notices no setting turns off), so that a usage error or a
-    result is all the terminal shows."""
+def import_tensorflow_quietly(verbose=False):
+    """Imports TensorFlow and looks for GPUs without the C++ log lines their
+    start-up writes to stderr (oneDNN notices no setting turns off, and
+    "failed call to cuInit" on every machine without a GPU), so that a usage
+    error or a result is all the terminal shows. Later errors still show.
+    `verbose`: nothing hidden, and TensorFlow's own logging at INFO."""
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        import tensorflow as tf
+        tf.get_logger().setLevel(logging.INFO)
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401
+        import tensorflow as tf
+        tf.config.list_physical_devices("GPU")  # CUDA's start-up, once
+        tf.get_logger().setLevel(logging.ERROR)  # deprecation notices
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -131,6 +140,11 @@ def build_parser():
     run.add_argument("--checkpoint-steps", type=int, metavar="STEPS")
     run.add_argument("--no-progress", action="store_true",
                      help="no progress bar")
+    run.add_argument("--export", metavar="DIR", help="write the trained "
+                     "network as a SavedModel to DIR (also from a finished "
+                     "--model-dir, without training)")
+    run.add_argument("--verbose", action="store_true",
+                     help="TensorFlow's own logging too")
     return p
 
 
@@ -150,6 +164,7 @@ def run(args):
     """Trains as `args` say; returns (test metrics, global step)."""
     from resnet import checkpoints, models, training
     from resnet.convolution_nn import ConvolutionNN
+    from resnet.export import check_export_path
     from resnet.hooks import check_checkpoint_schedule
     from resnet.session_config import (check_device_supports, check_threads,
                                        session_config)
@@ -166,6 +181,8 @@ def run(args):
         classes_per_batch=args.classes_per_batch)
     check_checkpoint_schedule(args.checkpoint_secs, args.checkpoint_steps)
     checkpoints.check_model_dir(args.model_dir)
+    if args.export:
+        check_export_path(args.export)
     check_threads(args.intra_threads, args.inter_threads)
     check_device_supports(args.data_format)
     norm = None if args.norm == "none" else args.norm
@@ -207,11 +224,14 @@ def run(args):
                          args.model_dir, epochs)
         else:
             cnn.train(batch_size, epochs - cnn.epochs_done)
+        if args.export:
+            logging.info("exported a SavedModel to %s", cnn.export(args.export))
         return cnn.evaluate(), int(cnn.session.run(cnn.global_step))
 
 
 def main(argv=None):
-    import_tensorflow_quietly()
+    argv = sys.argv[1:] if argv is None else argv
+    import_tensorflow_quietly(verbose="--verbose" in argv)
     from resnet.hooks import TrainingDiverged, TrainingInterrupted
 
     parser = build_parser()

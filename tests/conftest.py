@@ -30,9 +30,12 @@ def digits():
 
 def run(*args, **environment):
     """Runs `python ARGS` from the repository's root; returns the
-    CompletedProcess (stdout, stderr as text)."""
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2",
-               **environment)
+    CompletedProcess (stdout, stderr as text). An environment variable
+    given as None is removed."""
+    env = dict(os.environ, **dict(dict(PYTHONPATH=ROOT,
+                                        TF_CPP_MIN_LOG_LEVEL="2"),
+                                   **environment))
+    env = {key: value for key, value in env.items() if value is not None}
     return subprocess.run([sys.executable, *args], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=600)
 

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from batch_renorm import (batch_norm, batch_renorm, global_step, norm_layers,
                           renorm_schedule)
+from batch_renorm.layer import clipping_statistics
 from tests import reference
 
 tf1 = tf.compat.v1
@@ -359,3 +360,34 @@ def test_training_runs_the_fused_kernel(graph):
                         for node in device.node_stats)
     assert executed.count("FusedBatchNorm") >= 2 * 3 + 3
     assert "SquaredDifference" not in executed
+
+
+@pytest.mark.parametrize("microbatch", [None, 4])
+def test_clipping_statistics_against_numpy(graph, microbatch):
+    """The fractions of r and d at their bounds, mean r and mean |d|, on a
+    fixed batch whose channels sit inside and outside the bounds."""
+    rng = np.random.RandomState(0)
+    # Channel scales and shifts spread r and d across the bounds.
+    batch = (rng.normal(size=(16, 2, 2, 6)) * [0.5, 0.9, 1.0, 1.1, 1.6, 3.0]
+             + [0.0, 0.1, -0.3, 0.45, -0.6, 2.0]).astype(np.float32)
+    rmax, dmax = 1.5, 0.4
+    batch_renorm(tf.constant(batch), True, rmax=rmax, dmax=dmax,
+                 epsilon=EPS, microbatch=microbatch, name="bn")
+    layer, = norm_layers()
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        got = session.run(clipping_statistics(layer))
+    state = (np.zeros(6), np.ones(6))
+    if microbatch:
+        _, r, d, _ = reference.grouped_train_step(
+            batch.astype(np.float64), state, 1.0, 0.0, rmax, dmax, 0.0, EPS,
+            microbatch)
+    else:
+        _, r, d, _ = reference.renorm_train_step(
+            batch.astype(np.float64), state, 1.0, 0.0, rmax, dmax, 0.0, EPS)
+    want = {"r_mean": r.mean(), "d_abs_mean": np.abs(d).mean(),
+            "r_clipped": np.mean((r == rmax) | (r == 1 / rmax)),
+            "d_clipped": np.mean(np.abs(d) == dmax)}
+    assert 0.0 < want["r_clipped"] < 1.0 and 0.0 < want["d_clipped"] < 1.0
+    for key in want:
+        assert got[key] == pytest.approx(want[key], rel=1e-5), key

@@ -83,6 +83,9 @@ def test_tensorboard_summaries_are_written(digits, tmp_path):
     assert tags["train/loss"] == [0, 20, 40]
     assert {"train/accuracy", "train/learning_rate", "renorm/rmax",
             "renorm/dmax", "test/accuracy", "test/loss"} <= tags.keys()
+    # Batch renorm's clipping: the mean over layers, and a histogram.
+    for key in ("r_mean", "d_abs_mean", "r_clipped", "d_clipped"):
+        assert tags[f"renorm/{key}"] == tags[f"renorm_layers/{key}"] == [0, 20, 40]
 
 
 def test_predict_checks_the_image_shape(digits):

@@ -52,6 +52,12 @@ def test_quick_mode_writes_curves_table_plot_and_logs(tmp_path, script, arms):
         steps = np.diff([0] + [p["step"] for p in r["curve"]])
         assert len(steps) == 4 and all(45 <= s <= 50 for s in steps)
         assert all(0.0 <= p["test_accuracy"] <= 1.0 for p in r["curve"])
+    renorm = results["runs"][f"{arms[-1]} / seed 0"]["curve"]
+    # Held at r = 1, d = 0 (their bounds) for the first half, then ramped.
+    assert renorm[0]["r_clipped"] == renorm[0]["d_clipped"] == 1.0
+    assert 0.0 <= renorm[-1]["r_clipped"] < 1.0
+    assert renorm[-1]["d_abs_mean"] > 0.0
+    assert "r_clipped" not in results["runs"][f"{arms[0]} / seed 0"]["curve"][0]
     baseline = results["runs"][f"{arms[0]} / seed 0"]["curve"][-1]
     assert baseline["test_accuracy"] > 0.6  # the baseline arm learnt
     table = (tmp_path / "results.md").read_text()

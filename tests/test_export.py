@@ -1,0 +1,118 @@
+"""SavedModel export, loaded by a fresh eager TensorFlow 2 process that
+imports none of this project."""
+import dataclasses
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from resnet import export, models
+from resnet.convolution_nn import ConvolutionNN
+from resnet.session_config import session_config
+from tests.conftest import ROOT, assert_usage_error, run
+
+LOAD = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+assert tf.executing_eagerly()
+model = tf.saved_model.load(sys.argv[1])
+out = model.signatures["serving_default"](images=tf.constant(np.load(sys.argv[2])))
+mine = [m for m in sys.modules if m.split(".")[0] in ("resnet", "batch_renorm")]
+print(json.dumps({"ours_imported": mine,
+                  **{k: v.numpy().tolist() for k, v in out.items()}}))
+"""
+
+
+def load_elsewhere(path, images, tmp_path):
+    np.save(tmp_path / "images.npy", images)
+    result = run("-c", LOAD, str(path), str(tmp_path / "images.npy"),
+                 PYTHONPATH=None)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out.pop("ours_imported") == []
+    return {key: np.array(value) for key, value in out.items()}
+
+
+NETWORKS = {
+    "resnet8": models.resnet(8, 10, norm="batch_renorm"),
+    "resnet8-nchw": models.resnet(8, 10, norm="batch_renorm",
+                                  data_format="NCHW"),
+    "custom": models.custom("conv:8:pool=max,block:16:strides=2,"
+                            "dense:32:dropout=0.3", 10, norm="batch_norm"),
+}
+
+
+@pytest.mark.parametrize("network", NETWORKS.values(), ids=NETWORKS.keys())
+def test_the_export_computes_what_the_session_does(digits, tmp_path, network):
+    images = digits.x_test[:50]
+    with ConvolutionNN(network, digits, progress=False,
+                       session_config=session_config(precision="float32")) as cnn:
+        cnn.train(batch_size=128, num_epoch=1)
+        path = cnn.export(tmp_path / "model")
+        logits = cnn.session.run(cnn.inference.logits,
+                                 {cnn.inference.images: images})
+        classes = cnn.predict(images)
+    out = load_elsewhere(path, images, tmp_path)
+    assert sorted(out) == ["classes", "logits", "probabilities"]
+    np.testing.assert_array_equal(out["classes"], classes)
+    np.testing.assert_allclose(out["logits"], logits, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0,
+                               rtol=1e-5)
+    assert not list(tmp_path.glob(".model.*"))  # no staging left behind
+
+
+def test_a_failed_export_leaves_the_previous_one(digits, tmp_path, monkeypatch):
+    network = NETWORKS["resnet8"]
+    with ConvolutionNN(network, digits, progress=False) as cnn:
+        path = cnn.export(tmp_path / "model")
+        before = sorted(p.name for p in tmp_path.rglob("*"))
+        pb = (tmp_path / "model" / "saved_model.pb").read_bytes()
+
+        def half_written(network, image_shape, preprocess, values, directory):
+            os.makedirs(directory)
+            with open(os.path.join(directory, "saved_model.pb"), "wb") as f:
+                f.write(b"half")
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(export, "_write", half_written)
+        with pytest.raises(OSError, match="No space"):
+            cnn.export(path)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert (tmp_path / "model" / "saved_model.pb").read_bytes() == pb
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "thesis.tex").write_text("mine")
+    with pytest.raises(ValueError, match="is no SavedModel"):
+        export.check_export_path(tmp_path / "notes")
+
+
+def test_cli_exports_a_finished_run_without_training(tmp_path):
+    common = ["-m", "resnet.resnet_run", "--depth", "8", "--epochs", "1",
+              "--no-progress", "--model-dir", str(tmp_path / "run")]
+    assert run(*common).returncode == 0
+    result = run(*common, "--export", str(tmp_path / "model"))
+    assert result.returncode == 0, result.stderr
+    assert "all 1 epochs are done already" in result.stderr
+    assert f"exported a SavedModel to {tmp_path / 'model'}" in result.stderr
+    assert (tmp_path / "model" / "saved_model.pb").exists()
+    (tmp_path / "file").write_text("x")
+    assert_usage_error(run(*common, "--export", str(tmp_path / "file")),
+                       "is a file, not a directory")
+
+
+def test_start_up_is_quiet_unless_verbose():
+    """No TensorFlow start-up lines (oneDNN, "failed call to cuInit" on a
+    machine without a GPU); --verbose shows TensorFlow's logging."""
+    args = ["-m", "resnet.resnet_run", "--depth", "8", "--epochs", "1",
+            "--no-progress"]
+    quiet = run(*args, TF_CPP_MIN_LOG_LEVEL=None)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr.splitlines() == ["epoch 1 step 23: " + quiet.stderr
+                                         .split("epoch 1 step 23: ")[1]
+                                         .splitlines()[0]]
+    verbose = run(*args, "--verbose", TF_CPP_MIN_LOG_LEVEL=None)
+    assert verbose.returncode == 0
+    assert any(line[:5] in ("I0000", "W0000", "E0000")
+               for line in verbose.stderr.splitlines()), verbose.stderr
