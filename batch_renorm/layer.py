@@ -29,6 +29,7 @@ import numbers
 
 import tensorflow as tf
 
+from batch_renorm.replicas import replica_group
 from batch_renorm.schedule import renorm_schedule
 from batch_renorm.step import step_value
 
@@ -174,6 +175,11 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
     _check_arguments(inputs, clip, momentum, epsilon, microbatch,
                      data_format, name or default_name)
     size = channels(inputs, data_format)
+    replicas = replica_group(inputs.graph)
+    sync = bool(replicas and replicas.sync_statistics)
+    if sync and microbatch:
+        raise ValueError(f"{name or default_name}: synchronized statistics "
+                         f"and microbatches exclude each other")
     with tf1.variable_scope(name, default_name=default_name):
         gamma = _variable("gamma", size, 1.0) if scale else tf.ones([size])
         beta = _variable("beta", size, 0.0) if center else tf.zeros([size])
@@ -192,6 +198,9 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
             if microbatch:
                 return _grouped_train_branch(x, gamma, beta, mean, std, clip,
                                              epsilon, microbatch, data_format)
+            if sync:
+                return _synced_train_branch(x, gamma, beta, mean, std, clip,
+                                            epsilon, data_format, replicas)
             return _train_branch(x, gamma, beta, mean, std, clip, epsilon,
                                  data_format)
 
@@ -210,6 +219,11 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
             y, batch_mean, batch_std = tf.cond(training,
                                                lambda: train()[:3], infer)
         if training is not False:
+            if replicas and not sync:
+                # Each worker's statistics differ: the moving ones move by
+                # their mean, the same on every worker.
+                batch_mean, batch_std = replicas.all_reduce_packed(
+                    [batch_mean, batch_std])
             alpha = 1.0 - momentum
             updates = [
                 moving_mean.assign(mean + alpha * (batch_mean - mean),
@@ -251,37 +265,81 @@ def _train_branch(x, gamma, beta, mean, std, clip, epsilon, data_format):
     return y, batch_mean, batch_std, r, d
 
 
+def _synced_train_branch(x, gamma, beta, mean, std, clip, epsilon,
+                         data_format, replicas):
+    """Algorithm 1 with the moments of the whole global batch, summed over
+    the workers by an all-reduce whose gradient is an all-reduce, so that
+    every worker's gradient sees every worker's examples. Unfused: the
+    fused kernel gives no gradient for moments passed in."""
+    axes, shape = (([0, 1, 2], [1, 1, 1, -1]) if data_format == "NHWC"
+                   else ([0, 2, 3], [1, -1, 1, 1]))
+    count = tf.cast(tf.size(x) // gamma.shape[0] * replicas.size, tf.float32)
+    batch_mean = replicas.sum_with_gradient(tf.reduce_sum(x, axes)) / count
+    centred = x - tf.reshape(batch_mean, shape)
+    batch_var = replicas.sum_with_gradient(
+        tf.reduce_sum(tf.square(centred), axes)) / count
+    batch_std = tf.sqrt(batch_var + epsilon)
+    x_hat = centred / tf.reshape(batch_std, shape)
+    r = d = None
+    if clip is not None:
+        r, d = _corrections(batch_mean, batch_std, mean, std, clip)
+        x_hat = x_hat * tf.reshape(r, shape) + tf.reshape(d, shape)
+    y = x_hat * tf.reshape(gamma, shape) + tf.reshape(beta, shape)
+    return y, batch_mean, batch_std, r, d
+
+
 def _grouped_train_branch(x, gamma, beta, mean, std, clip, epsilon,
                           microbatch, data_format):
     """Algorithm 1 per group of `microbatch` consecutive examples; returns
     (y, mean of the groups' means, mean of the groups' stds, r, d), r and d
-    [groups, 1, 1, 1, C] (None for batch norm).
+    [groups, C] (None for batch norm).
 
-    Unfused: the fused kernel cannot keep statistics per group. Gradients
-    flow through each group's statistics, with r and d constant.
+    On the fused kernel: the groups become channels ([G * m, H, W, C] ->
+    [m, H, W, G * C]), so that each group keeps its own statistics, r and d,
+    and the kernel computes them as it does for a whole batch (and as each
+    worker of a data-parallel run does for its slice).
     """
     if data_format == "NCHW":
         y, *rest = _grouped_train_branch(
             tf.transpose(x, [0, 2, 3, 1]), gamma, beta, mean, std, clip,
             epsilon, microbatch, "NHWC")
         return (tf.transpose(y, [0, 3, 1, 2]), *rest)
-    shape = tf.shape(x)
+    shape, size = tf.shape(x), x.shape[-1]
     check = tf.debugging.assert_equal(
         shape[0] % microbatch, 0, message=f"the batch size must be a "
         f"multiple of microbatch={microbatch}")
     with tf.control_dependencies([check]):
         groups = tf.reshape(x, [-1, microbatch, *x.shape[1:]])
-    group_mean, group_var = tf.nn.moments(groups, axes=[1, 2, 3],
-                                          keepdims=True)
-    group_std = tf.sqrt(group_var + epsilon)
-    x_hat = (groups - group_mean) / group_std
+    count = tf.shape(groups)[0]
+    folded = tf.reshape(tf.transpose(groups, [1, 2, 3, 0, 4]),
+                        [microbatch, shape[1], shape[2], count * size])
+
+    def per_group(values):  # [G * C] -> [G, C]
+        return tf.reshape(values, [count, size])
+
+    def flat(values):       # [G, C] -> [G * C]
+        return tf.reshape(values, [count * size])
+
+    tiled_gamma = tf.tile(gamma[None], [count, 1])
+    tiled_beta = tf.tile(beta[None], [count, 1])
     r = d = None
-    if clip is not None:
-        r, d = _corrections(group_mean, group_std, mean, std, clip)
-        x_hat = x_hat * r + d
-    y = tf.reshape(gamma * x_hat + beta, shape)
-    return (y, tf.reduce_mean(group_mean, axis=[0, 1, 2, 3]),
-            tf.reduce_mean(group_std, axis=[0, 1, 2, 3]), r, d)
+    if clip is None:
+        y, group_mean, group_std = _fused_train(
+            folded, flat(tiled_gamma), flat(tiled_beta), epsilon, "NHWC")
+    else:
+        ones = tf.ones([count * size])
+        _, group_mean, group_std = _fused_train(
+            tf.stop_gradient(folded), ones, tf.zeros_like(ones), epsilon,
+            "NHWC")
+        r, d = _corrections(per_group(group_mean), per_group(group_std), mean,
+                            std, clip)
+        y, _, _ = _fused_train(folded, flat(tiled_gamma * r),
+                               flat(tiled_gamma * d + tiled_beta), epsilon,
+                               "NHWC")
+    y = tf.reshape(y, [microbatch, shape[1], shape[2], count, size])
+    y = tf.reshape(tf.transpose(y, [3, 0, 1, 2, 4]), shape)
+    return (y, tf.reduce_mean(per_group(group_mean), axis=0),
+            tf.reduce_mean(per_group(group_std), axis=0), r, d)
 
 
 def _corrections(batch_mean, batch_std, mean, std, clip):
@@ -302,7 +360,7 @@ def _fused_train(x, scale, offset, epsilon, data_format):
         is_training=True)
     # The kernel normalises with the biased variance but returns the
     # unbiased one; sigma_B is the biased one.
-    n = tf.cast(tf.size(x) // scale.shape[0], tf.float32)
+    n = tf.cast(tf.size(x) // tf.size(scale), tf.float32)
     batch_var = bessel_var * (n - 1.0) / n
     return y, batch_mean, tf.sqrt(batch_var + epsilon)
 

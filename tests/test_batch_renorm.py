@@ -391,3 +391,40 @@ def test_clipping_statistics_against_numpy(graph, microbatch):
     assert 0.0 < want["r_clipped"] < 1.0 and 0.0 < want["d_clipped"] < 1.0
     for key in want:
         assert got[key] == pytest.approx(want[key], rel=1e-5), key
+
+
+@pytest.mark.parametrize("renorm", [True, False], ids=["renorm", "norm"])
+def test_microbatch_gradients_hold_r_and_d_constant(graph, renorm):
+    """The fused microbatch path (groups folded into channels) against the
+    unfused formula per group, r and d constant: outputs and gradients."""
+    shape, group = (8, 3, 3, 4), 2
+    rng = np.random.RandomState(4)
+    batch = rng.normal(1.0, 2.0, size=shape).astype(np.float32)
+    weights = rng.normal(size=shape).astype(np.float32)
+    x = tf.constant(batch)
+    layer_fn = (lambda v: batch_renorm(v, True, rmax=1.5, dmax=0.3,
+                                       epsilon=EPS, microbatch=group))
+    y = layer_fn(x) if renorm else batch_norm(x, True, epsilon=EPS,
+                                              microbatch=group)
+    layer, = norm_layers()
+    groups = tf.reshape(x, [-1, group, *shape[1:]])
+    mean, var = tf.nn.moments(groups, axes=[1, 2, 3], keepdims=True)
+    x_hat = (groups - mean) / tf.sqrt(var + EPS)
+    if renorm:
+        x_hat = (x_hat * tf.reshape(layer.r, [-1, 1, 1, 1, 4])
+                 + tf.reshape(layer.d, [-1, 1, 1, 1, 4]))
+    y_unfused = tf.reshape(layer.gamma * x_hat + layer.beta, shape)
+    variables = [x, layer.gamma, layer.beta]
+    grads, grads_unfused = [
+        tf.gradients(tf.reduce_sum(weights * out), variables)
+        for out in (y, y_unfused)]
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        set_affine(session, 4)
+        got, want, outputs = session.run([grads, grads_unfused,
+                                          [y, y_unfused]])
+        if renorm:
+            assert np.any(session.run(layer.r) == 1.5)
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+    for fused, plain in zip(got, want):
+        np.testing.assert_allclose(fused, plain, rtol=1e-4, atol=1e-4)
