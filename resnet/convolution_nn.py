@@ -12,6 +12,7 @@ Typical use:
     history = cnn.train(batch_size=128, num_epoch=2)
     print(cnn.evaluate())                      # {'loss': ..., 'accuracy': ...}
 """
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -20,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from batch_renorm import global_step
+from batch_renorm.replicas import ReplicaGroup, replica_group, set_replica_group
+from resnet import cluster as cluster_lib
 from resnet import graphs, hooks as hooks_lib, loop, training
 from resnet.checkpoints import Checkpoints, check_model_dir
 from resnet.export import export_saved_model
@@ -53,6 +56,14 @@ class ConvolutionNN:
         after every so many seconds or steps of training (and at each
         epoch's end). A run resumed from any checkpoint ends with the
         weights of the uninterrupted run.
+      cluster: a `cluster.Cluster` to train data-parallel on, this process
+        being one of its tasks (every task makes the same ConvolutionNN).
+        `batch_size` is the global batch; each worker takes its slice, the
+        gradients are averaged, the chief (task 0) saves and restores, and
+        its variables are broadcast to every worker at the start.
+      sync_statistics: with a cluster, the norms use the moments of the
+        whole global batch (else each worker's own slice's, the paper's
+        setting).
 
     During `train`, with a model_dir, SIGINT and SIGTERM stop training after
     the current step and save a checkpoint (`TrainingInterrupted`); a second
@@ -63,7 +74,7 @@ class ConvolutionNN:
     def __init__(self, network, dataset, config=None, *, model_dir=None,
                  progress=None, session_config=None,
                  checkpoint_secs=CHECKPOINT_SECS, checkpoint_steps=None,
-                 **hyperparameters):
+                 cluster=None, sync_statistics=False, **hyperparameters):
         if not isinstance(network, NetworkLike):
             raise TypeError(f"network must be a models.NetworkLike (a "
                             f"callable with data_format, microbatch, "
@@ -75,8 +86,15 @@ class ConvolutionNN:
                              f"dataset's {dataset.num_classes} classes, got "
                              f"{self.config.classes_per_batch}")
         hooks_lib.check_checkpoint_schedule(checkpoint_secs, checkpoint_steps)
+        if sync_statistics and cluster is None:
+            raise ValueError("sync_statistics needs a cluster")
+        if cluster and not cluster.is_chief:
+            model_dir, progress = None, False  # the chief saves and reports
         check_model_dir(model_dir)
         check_device_supports(network.data_format)
+        self.cluster = cluster
+        config = session_config or default_session_config()
+        server = cluster.start_server(config) if cluster else None
         self.network, self.dataset, self.model_dir = network, dataset, model_dir
         self.checkpoint_secs, self.checkpoint_steps = (checkpoint_secs,
                                                        checkpoint_steps)
@@ -85,14 +103,20 @@ class ConvolutionNN:
         if augment is None:
             augment = dataset.image_shape == (32, 32, 3)
         self.graph = tf.Graph()
-        with self.graph.as_default():
+        with self.graph.as_default(), tf.device(
+                cluster.device if cluster else None):
+            if cluster:
+                set_replica_group(ReplicaGroup(
+                    cluster.size, cluster.task_index, sync_statistics,
+                    cluster.timeout))
             tf1.set_random_seed(self.config.seed)
             self.global_step, self.increment_op = global_step()
             self._preprocess = preprocess = per_channel_normalizer(
                 dataset.x_train)
-            self._input = TrainInput(dataset.x_train, dataset.y_train,
-                                     self.config.seed, augment,
-                                     self.config.classes_per_batch)
+            self._input = TrainInput(
+                dataset.x_train, dataset.y_train, self.config.seed, augment,
+                self.config.classes_per_batch,
+                (cluster.task_index, cluster.size) if cluster else (0, 1))
             self.train_graph = graphs.build_training(network, self._input,
                                                 self.config, preprocess)
             # Public: its tensors are what a user fetches in inference.
@@ -106,16 +130,27 @@ class ConvolutionNN:
                 if model_dir else None)
             init = tf.group(tf1.global_variables_initializer(),
                             tf1.local_variables_initializer())
+            broadcast = (replica_group().broadcast_from_chief(
+                tf1.global_variables(), cluster.start_timeout)
+                if cluster else None)
             self._writer = (tf1.summary.FileWriter(model_dir, self.graph)
                             if model_dir else None)
         self.session = tf1.Session(
-            graph=self.graph, config=session_config or default_session_config())
+            server.target if server else "", graph=self.graph,
+            config=cluster.session_config(config) if cluster else config)
         self.session.run(init)
         self._input.load(self.session)
         if self._checkpoints:
             # A failed restore assigns nothing: the variables stay as
             # initialised.
             self._checkpoints.restore(self.session)
+        if broadcast is not None:
+            with self._lost_workers(), cluster_lib.watchdog(
+                    cluster.start_timeout,
+                    f"worker {cluster.task_index}: no answer from the other "
+                    f"workers within {cluster.start_timeout:.0f} s; is every "
+                    f"one started, with the same --worker-hosts?"):
+                self.session.run(broadcast)
             log.info("model_dir %s: step %d, %d epochs done", model_dir,
                      self.session.run(self.global_step), self.epochs_done)
 
@@ -131,6 +166,9 @@ class ConvolutionNN:
         training.check_run_arguments(batch_size, num_epoch)
         check_batches(batch_size, len(self.dataset.x_train),
                       self.network.microbatch, self.config.classes_per_batch)
+        if self.cluster and batch_size % self.cluster.size:
+            raise ValueError(f"batch_size ({batch_size}) must be a multiple "
+                             f"of the {self.cluster.size} workers")
         ours = [hooks_lib.DivergenceHook(self.train_graph.cross_entropy,
                                          self._checkpoints)]
         signals = None
@@ -141,15 +179,26 @@ class ConvolutionNN:
         if self._writer:
             ours.append(hooks_lib.SummaryHook(self._writer, self.train_graph.summary))
         ours.append(hooks_lib.ProgressHook(self.train_graph.fetches, self.progress))
-        history = loop.train(self.session, self.train_graph, self._epochs,
-                             self._input, batch_size, num_epoch,
-                             ours + list(hooks))
+        with self._lost_workers():
+            history = loop.train(self.session, self.train_graph, self._epochs,
+                                 self._input, batch_size, num_epoch,
+                                 ours + list(hooks))
         if signals and signals.received:
             raise TrainingInterrupted(
                 f"stopped by {signals.received.name} at step "
                 f"{self.session.run(self.global_step)}; saved checkpoint "
                 f"{self._checkpoints.latest}", signals.received)
         return history
+
+    @contextlib.contextmanager
+    def _lost_workers(self):
+        """A collective op's failure as one `cluster.WorkerLost`."""
+        try:
+            yield
+        except cluster_lib.LOST as error:
+            if not self.cluster:
+                raise
+            raise cluster_lib.worker_lost(error, self.cluster) from None
 
     def evaluation_hook(self, every_steps=None, every_epochs=None,
                         images=None, labels=None, name="test"):

@@ -94,13 +94,20 @@ def pad_crop_flip(images, seed, pad=PAD):
 class TrainInput:
     """Batches `images` [B, H, W, C] and `labels` [B] from in-memory arrays.
 
+    With `part=(index, parts)`, a data-parallel worker's slice: batch b of
+    the run is the one-process batch b, cut into `parts` equal slices, and
+    this is slice `index` (each epoch's last batch is trimmed to a multiple
+    of `parts`).
+
     The arrays live in variables that are never saved, filled once by `load`; each
     epoch feeds only its order of indices, never a batch.
     """
 
-    def __init__(self, x, y, seed, augment, classes_per_batch=None):
+    def __init__(self, x, y, seed, augment, classes_per_batch=None,
+                 part=(0, 1)):
         self._x, self._y, self._seed = x, y, seed
         self._classes_per_batch = classes_per_batch
+        self._part, self._parts = part
         with tf1.name_scope("input"):
             self._x_value = tf1.placeholder(tf.float32, x.shape, "x_value")
             self._y_value = tf1.placeholder(tf.int64, y.shape, "y_value")
@@ -119,7 +126,15 @@ class TrainInput:
                 if augment:
                     images = pad_crop_flip(
                         images, tf.stack([tf.constant(seed, tf.int64), step]))
-                return images, tf.gather(y_var, indices)
+                labels = tf.gather(y_var, indices)
+                if self._parts > 1:
+                    # This worker's slice of the global batch, augmented as
+                    # in one process.
+                    size = tf.shape(indices)[0] // self._parts
+                    start = self._part * size
+                    images = images[start:start + size]
+                    labels = labels[start:start + size]
+                return images, labels
 
             batches = tf.data.Dataset.zip((
                 tf.data.Dataset.from_tensor_slices(self._order)
@@ -148,6 +163,11 @@ class TrainInput:
         else:
             order = epoch_order(self._seed, epoch, len(self._x))
         order = order[position * batch_size:]
+        if self._parts > 1:
+            # The last batch must split evenly among the workers: the
+            # epoch leaves out at most parts - 1 examples.
+            last = len(order) % batch_size
+            order = order[:len(order) - last % self._parts]
         session.run(self._iterator.initializer, {
             self._order: order, self._batch_size: batch_size,
             self._first_step: first_step})

@@ -64,6 +64,7 @@ def import_tensorflow_quietly(verbose=False):
 def build_parser():
     from batch_renorm import schedule
     from resnet import models, training
+    from resnet.cluster import COLLECTIVE_TIMEOUT
     from resnet.hooks import CHECKPOINT_SECS
 
     p = _Parser(prog="resnet-run", description=__doc__.split("\n\n")[0])
@@ -132,6 +133,22 @@ def build_parser():
     train.add_argument("--deterministic", action="store_true",
                        help="TensorFlow's op determinism: bitwise "
                        "reproducible runs, a little slower")
+    dist = p.add_argument_group(
+        "several processes or machines (data-parallel; TF_CONFIG is read "
+        "when --worker-hosts is not given)")
+    dist.add_argument("--worker-hosts", metavar="H:P,H:P", help="every "
+                      "worker's host:port, the same list on every worker")
+    dist.add_argument("--task-index", type=int, metavar="I", help="this "
+                      "worker's place in --worker-hosts (0: the chief, which "
+                      "saves and reports)")
+    dist.add_argument("--local-workers", type=int, metavar="N", help="start "
+                      "N workers on this machine and print the chief's result")
+    dist.add_argument("--sync-statistics", action="store_true",
+                      help="the norms use the whole global batch's moments "
+                      "(default: each worker's own slice's)")
+    dist.add_argument("--collective-timeout", type=float, metavar="SECONDS",
+                      default=COLLECTIVE_TIMEOUT, help="how long a step "
+                      "waits for a lost worker (default %(default)s)")
     run = p.add_argument_group("checkpoints and logs")
     run.add_argument("--model-dir", help="checkpoints and TensorBoard logs "
                      "go here; a run there resumes from the newest checkpoint")
@@ -180,6 +197,10 @@ def run(args):
         augment=args.augment, seed=args.seed,
         classes_per_batch=args.classes_per_batch)
     check_checkpoint_schedule(args.checkpoint_secs, args.checkpoint_steps)
+    cluster = cluster_from(args)
+    if cluster and batch_size % cluster.size:
+        raise ValueError(f"--batch-size {batch_size} must be a multiple of "
+                         f"the {cluster.size} workers")
     checkpoints.check_model_dir(args.model_dir)
     if args.export:
         check_export_path(args.export)
@@ -212,6 +233,7 @@ def run(args):
         config = dataclasses.replace(config, lr_boundaries=(
             total_steps // 2, total_steps * 3 // 4))
     with ConvolutionNN(network, ds, config, model_dir=args.model_dir,
+                       cluster=cluster, sync_statistics=args.sync_statistics,
                        progress=False if args.no_progress else None,
                        checkpoint_secs=args.checkpoint_secs,
                        checkpoint_steps=args.checkpoint_steps,
@@ -224,9 +246,29 @@ def run(args):
                          args.model_dir, epochs)
         else:
             cnn.train(batch_size, epochs - cnn.epochs_done)
-        if args.export:
+        if args.export and not (cluster and not cluster.is_chief):
             logging.info("exported a SavedModel to %s", cnn.export(args.export))
         return cnn.evaluate(), int(cnn.session.run(cnn.global_step))
+
+
+def cluster_from(args):
+    """The run's `Cluster` from the flags or TF_CONFIG, checked, or None."""
+    from resnet.cluster import Cluster, check_port_free
+    if (args.worker_hosts is None) != (args.task_index is None):
+        raise ValueError("--worker-hosts and --task-index go together")
+    if args.worker_hosts is not None:
+        cluster = Cluster.parse(args.worker_hosts, args.task_index)
+    else:
+        cluster = Cluster.from_tf_config()
+    if args.sync_statistics and cluster is None:
+        raise ValueError("--sync-statistics needs several workers "
+                         "(--worker-hosts, --local-workers or TF_CONFIG)")
+    if cluster is None:
+        return None
+    cluster = dataclasses.replace(cluster, timeout=args.collective_timeout)
+    host, port = cluster.workers[cluster.task_index].rsplit(":", 1)
+    check_port_free(host, int(port))
+    return cluster
 
 
 def main(argv=None):
@@ -234,14 +276,26 @@ def main(argv=None):
     import_tensorflow_quietly(verbose="--verbose" in argv)
     from resnet.hooks import TrainingDiverged, TrainingInterrupted
 
+    from resnet.cluster import WorkerLost
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.local_workers is not None:
+        from resnet.local_cluster import run_local_workers
+        try:
+            return run_local_workers(args.local_workers, argv,
+                                     args.worker_hosts or args.task_index)
+        except ValueError as error:
+            parser.error(str(error))
     start = time.perf_counter()
     try:
         metrics, step = run(args)
     except ValueError as error:  # bad arguments, DatasetError, mismatches
         parser.error(str(error))
+    except WorkerLost as error:
+        print(f"{parser.prog}: {error}", file=sys.stderr)
+        return 1
     except TrainingInterrupted as stop:
         print(f"{parser.prog}: {stop}; run the same command again to resume",
               file=sys.stderr)

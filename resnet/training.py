@@ -10,6 +10,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from batch_renorm.replicas import replica_group
+
 tf1 = tf.compat.v1
 
 # He et al. 2015, CIFAR-10: lr 0.1, divided by 10 at 32k and 48k steps.
@@ -81,10 +83,20 @@ def classification_loss(logits, labels, weight_decay):
 
 def train_op(loss, learning_rate, momentum, increment):
     """One SGD-momentum step that also runs every update op (the norms'
-    moving statistics) and the global step's increment, exactly once."""
+    moving statistics) and the global step's increment, exactly once.
+
+    In a data-parallel graph (`batch_renorm.replicas`), the gradients are
+    averaged over the workers first: the mean of the workers' mean losses
+    is the global batch's mean loss."""
     update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
     optimizer = tf1.train.MomentumOptimizer(learning_rate, momentum)
-    apply = optimizer.minimize(loss)
+    gradients, variables = zip(*[(g, v) for g, v in
+                                 optimizer.compute_gradients(loss)
+                                 if g is not None])
+    replicas = replica_group()
+    if replicas:
+        gradients = replicas.all_reduce_packed(gradients)
+    apply = optimizer.apply_gradients(zip(gradients, variables))
     return tf.group(apply, increment, *update_ops, name="train_op")
 
 

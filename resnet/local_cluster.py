@@ -1,0 +1,81 @@
+"""`resnet-run --local-workers N`: N workers of one run on this machine.
+
+Starts N `resnet-run` processes with the same arguments on 127.0.0.1 and
+free ports, task 0 (the chief) on this terminal, the others quiet; waits
+for the chief, then for the others; returns the first failure's exit
+status. Ctrl-C reaches every worker (the chief saves a checkpoint); the
+workers' cores are shared out among them.
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+from resnet.cluster import free_ports
+
+STOP_GRACE = 30  # seconds the other workers get to end after the chief
+
+
+def run_local_workers(count, argv, cluster_flags=None):
+    """Runs `count` workers of `resnet-run argv` (argv holding
+    --local-workers); returns an exit status."""
+    if not (isinstance(count, int) and count >= 1):
+        raise ValueError(f"--local-workers must be >= 1, got {count}")
+    if cluster_flags is not None:
+        raise ValueError("--local-workers makes its own cluster: leave out "
+                         "--worker-hosts and --task-index")
+    argv = _without_local_workers(argv)
+    if not any(a == "--intra-threads" or a.startswith("--intra-threads=")
+               for a in argv):
+        argv += ["--intra-threads", str(max(1, (os.cpu_count() or 1) // count))]
+    hosts = ",".join(f"127.0.0.1:{port}" for port in free_ports(count))
+    env = dict(os.environ)
+    env.pop("TF_CONFIG", None)
+    logs, workers = [], []
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # they get it
+    try:
+        for task in range(count):
+            command = [sys.executable, "-m", "resnet.resnet_run", *argv,
+                       "--worker-hosts", hosts, "--task-index", str(task)]
+            if task:
+                log = tempfile.TemporaryFile("w+")
+                logs.append(log)
+                command.append("--no-progress")
+            workers.append(subprocess.Popen(
+                command, env=env, stdout=None if task == 0 else log,
+                stderr=None if task == 0 else log))
+        codes = [workers[0].wait()]
+        for worker in workers[1:]:
+            try:
+                codes.append(worker.wait(timeout=STOP_GRACE))
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                codes.append(worker.wait())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    if codes[0]:
+        return codes[0]
+    for task, (code, log) in enumerate(zip(codes[1:], logs), start=1):
+        if code:
+            log.seek(0)
+            lines = log.read().strip().splitlines() or ["(no output)"]
+            print(f"resnet-run: worker {task} failed: {lines[-1]}",
+                  file=sys.stderr)
+            return code
+    return 0
+
+
+def _without_local_workers(argv):
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--local-workers":
+            skip = True
+        elif not arg.startswith("--local-workers="):
+            kept.append(arg)
+    return kept

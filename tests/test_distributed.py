@@ -1,0 +1,217 @@
+"""Data-parallel training on two worker processes on 127.0.0.1, against
+our own one-process runs as the oracle (tests/distributed_worker.py trains
+ResNet-8 with r and d active from the first step on 1024 digits)."""
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from resnet import datasets, models
+from resnet.cluster import Cluster, free_ports
+from resnet.convolution_nn import ConvolutionNN
+from tests.conftest import ROOT, assert_usage_error, run
+
+# 2 epochs of 4 global batches of 256: each worker normalises 128.
+STEPS = ["--batch-size", "256", "--epochs", "2"]
+
+
+def start(out, workers, task, *args):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.distributed_worker", str(out),
+         "--workers", workers, "--task", str(task), *args],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+
+
+def hosts():
+    return ",".join(f"127.0.0.1:{port}" for port in free_ports(2))
+
+
+def run_pair(tmp_path, name, *args):
+    """Both workers to the end; returns their variables."""
+    workers = hosts()
+    pair = [start(tmp_path / f"{name}{task}", workers, task, *args)
+            for task in (0, 1)]
+    for process in pair:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-3000:]
+    return [load(tmp_path / f"{name}{task}.npz") for task in (0, 1)]
+
+
+def run_one(tmp_path, name, *args):
+    result = run("-m", "tests.distributed_worker", str(tmp_path / name), *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return load(tmp_path / f"{name}.npz")
+
+
+def load(path):
+    with np.load(path) as data:
+        return {key.replace("|", "/"): data[key] for key in data.files}
+
+
+def max_difference(a, b, keys=None):
+    assert a.keys() == b.keys()
+    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k])))
+               for k in keys or a)
+
+
+def weights(variables):
+    """The names of the floating-point weights and moving statistics."""
+    return [k for k, v in variables.items()
+            if v.dtype.kind == "f" and "Momentum" not in k]
+
+
+@pytest.fixture(scope="module")
+def renorm_pair(tmp_path_factory):
+    """Per-worker statistics, checkpoints by the chief every 2 steps."""
+    path = tmp_path_factory.mktemp("renorm_pair")
+    weights = run_pair(path, "w", *STEPS, "--model-dir", str(path / "run"),
+                       "--checkpoint-steps", "2")
+    return path, weights
+
+
+def test_per_worker_statistics_are_microbatches_of_one_process(
+        tmp_path, renorm_pair):
+    chief, worker = renorm_pair[1]
+    oracle = run_one(tmp_path, "one", *STEPS, "--microbatch", "128")
+    assert max_difference(chief, worker) == 0.0  # every variable, bitwise
+    assert chief["global_step"] == 8
+    assert max_difference(chief, oracle) < 1e-5
+
+
+def test_batch_norm_per_worker_is_microbatches_of_one_process(tmp_path):
+    """Batch norm's gradients through a norm that follows a norm are sums
+    of terms that nearly cancel: float32 order changes them by ~1e-3 of
+    their size (one process, fused vs unfused, shows the same). So the
+    weights must match to 1% of how far training moved them; a wrong
+    average, slice or update would be of the order of the move itself."""
+    chief, worker = run_pair(tmp_path, "w", *STEPS, "--norm", "batch_norm")
+    oracle = run_one(tmp_path, "one", *STEPS, "--norm", "batch_norm",
+                     "--microbatch", "128")
+    assert max_difference(chief, worker) == 0.0
+    assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"))
+
+
+def assert_moved_alike(got, want, start):
+    """Every weight and moving statistic of `got` within 1% of how far
+    training moved it from `start` in `want`."""
+    for key in weights(want):
+        moved = np.max(np.abs(want[key] - start[key]))
+        assert np.max(np.abs(got[key] - want[key])) <= 0.01 * moved, key
+
+
+def test_synchronized_statistics_are_the_whole_batch(tmp_path):
+    chief, worker = run_pair(tmp_path, "s", *STEPS, "--sync-statistics")
+    oracle = run_one(tmp_path, "one", *STEPS)
+    assert max_difference(chief, worker) == 0.0
+    # Unfused (the fused kernel has no gradient for moments passed in)
+    # against the fused full batch: float32 order, as for batch norm.
+    assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"))
+
+
+def test_the_chiefs_checkpoint_is_the_model_in_one_process(digits, renorm_pair):
+    path, (chief, _) = renorm_pair
+    network = models.resnet(8, 10, norm="batch_renorm", norm_momentum=0.9)
+    with ConvolutionNN(network, digits, model_dir=str(path / "run"),
+                       progress=False) as cnn:
+        assert cnn.session.run(cnn.global_step) == 8
+        restored = {v.op.name: v for v in cnn.graph.get_collection("variables")}
+        for name in ("resnet8/03_block/conv1/batch_renorm/moving_std",
+                     "resnet8/logits/kernel"):
+            np.testing.assert_array_equal(cnn.session.run(restored[name]),
+                                          chief[name])
+
+
+def wait_for_line(process, text):
+    for line in process.stderr:
+        if text in line:
+            return line
+    raise AssertionError(f"{text!r} never came; exit {process.wait()}")
+
+
+def test_sigkill_of_the_cluster_then_resume(tmp_path, renorm_pair):
+    workers = hosts()
+    args = (*STEPS, "--model-dir", str(tmp_path / "run"),
+            "--checkpoint-steps", "2", "--step-sleep", "0.3")
+    pair = [start(tmp_path / f"k{task}", workers, task, *args)
+            for task in (0, 1)]
+    wait_for_line(pair[0], "saved checkpoint")
+    for process in pair:
+        process.kill()
+        process.wait()
+    assert not (tmp_path / "k0.npz").exists()  # it did not finish
+    chief, worker = run_pair(tmp_path, "r", *args)
+    assert max_difference(chief, renorm_pair[1][0]) == 0.0
+    assert max_difference(chief, worker) == 0.0
+
+
+def test_a_lost_worker_stops_the_other_with_one_line(tmp_path):
+    workers = hosts()
+    common = ["-m", "resnet.resnet_run", "--depth", "8", "--epochs", "20",
+              "--batch-size", "32", "--no-progress", "--worker-hosts",
+              workers, "--collective-timeout", "10", "--checkpoint-steps", "5"]
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    chief = subprocess.Popen(
+        [sys.executable, *common, "--task-index", "0", "--model-dir",
+         str(tmp_path)], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    worker = subprocess.Popen([sys.executable, *common, "--task-index", "1"],
+                              cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    wait_for_line(chief, "saved checkpoint")
+    worker.send_signal(signal.SIGKILL)
+    _, stderr = chief.communicate(timeout=60)
+    assert chief.returncode == 1
+    last = stderr.strip().splitlines()[-1]
+    port = workers.split(",")[1]
+    assert last.startswith(f"resnet-run: worker 0 lost worker 1 ({port})"), stderr
+    assert "start every worker again" in last and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--worker-hosts", "127.0.0.1:1,127.0.0.1:2", "--task-index", "2"],
+     "task index must be in [0, 1]"),
+    (["--worker-hosts", "127.0.0.1,127.0.0.1:2", "--task-index", "0"],
+     "worker host must be host:port"),
+    (["--worker-hosts", "127.0.0.1:5,127.0.0.1:5", "--task-index", "0"],
+     "is given twice"),
+    (["--worker-hosts", "127.0.0.1:5,127.0.0.1:6", "--task-index", "0",
+      "--batch-size", "33"], "must be a multiple of the 2 workers"),
+    (["--worker-hosts", "127.0.0.1:5"], "go together"),
+    (["--sync-statistics"], "needs several workers"),
+    (["--local-workers", "0"], "--local-workers must be >= 1"),
+])
+def test_bad_cluster_arguments(args, message):
+    assert_usage_error(run("-m", "resnet.resnet_run", *args), message)
+
+
+def test_a_port_in_use_and_a_bad_tf_config():
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert_usage_error(run("-m", "resnet.resnet_run", "--worker-hosts",
+                               f"127.0.0.1:{port},127.0.0.1:1",
+                               "--task-index", "0"),
+                           f"cannot listen on 127.0.0.1:{port}")
+    assert_usage_error(run("-m", "resnet.resnet_run",
+                           TF_CONFIG='{"cluster": {"ps": []}}'), "TF_CONFIG")
+    cluster = Cluster.from_tf_config(
+        '{"cluster": {"worker": ["a:1", "b:2"]}, '
+        '"task": {"type": "worker", "index": 1}}')
+    assert cluster == Cluster(("a:1", "b:2"), 1)
+
+
+def test_local_workers_train_digits(tmp_path):
+    result = run("-m", "resnet.resnet_run", "--local-workers", "2",
+                 "--depth", "8", "--epochs", "3", "--no-progress",
+                 "--model-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = result.stdout.strip().splitlines()[-1]
+    # 1437 images: each epoch's last batch of 29 loses one to split in two.
+    assert line.startswith("test accuracy ") and "after 69 steps" in line
+    assert float(line.split()[2]) > 0.9
+    assert (tmp_path / "model.ckpt-69.index").exists()
