@@ -219,19 +219,27 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
             y, batch_mean, batch_std = tf.cond(training,
                                                lambda: train()[:3], infer)
         if training is not False:
+            alpha = 1.0 - momentum
+            scope = tf1.get_default_graph().get_name_scope()
+
+            def updates(batch_mean, batch_std):
+                with tf1.name_scope(scope + "/"):
+                    return [
+                        moving_mean.assign(mean + alpha * (batch_mean - mean),
+                                           read_value=False,
+                                           name="update_mean"),
+                        moving_std.assign(std + alpha * (batch_std - std),
+                                          read_value=False,
+                                          name="update_std")]
+
             if replicas and not sync:
                 # Each worker's statistics differ: the moving ones move by
-                # their mean, the same on every worker.
-                batch_mean, batch_std = replicas.all_reduce_packed(
-                    [batch_mean, batch_std])
-            alpha = 1.0 - momentum
-            updates = [
-                moving_mean.assign(mean + alpha * (batch_mean - mean),
-                                   read_value=False, name="update_mean"),
-                moving_std.assign(std + alpha * (batch_std - std),
-                                  read_value=False, name="update_std")]
-            for op in updates:
-                tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, op)
+                # their mean, the same on every worker; the train op
+                # averages them with the gradients and makes the updates.
+                replicas.mean_later([batch_mean, batch_std], updates)
+            else:
+                for op in updates(batch_mean, batch_std):
+                    tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, op)
             tf1.add_to_collection(_LAYERS_KEY, NormLayer(
                 tf1.get_variable_scope().name, gamma, beta, moving_mean,
                 moving_std, r, d, clip))

@@ -4,9 +4,9 @@ Each worker builds the same graph and registers a `ReplicaGroup` in it
 before building (`set_replica_group`); the norm layers and the train op
 find it there, as TensorFlow's strategies keep a replica context:
 
-  - gradients are averaged over the workers (one packed all-reduce),
-  - each layer's batch mean and std are averaged before the moving
-    statistics move, so these stay equal on every worker,
+  - gradients are averaged over the workers, and so is each layer's
+    batch mean and std before the moving statistics move (they stay equal
+    on every worker): one packed all-reduce a step,
   - with `sync_statistics`, the layers normalise with the moments of the
     whole global batch, through an all-reduce that has a gradient.
 
@@ -37,6 +37,7 @@ class ReplicaGroup:
         self.size, self.task = size, task
         self.sync_statistics, self.timeout = sync_statistics, timeout
         self._instance = 0
+        self._later = []  # (tensors, build) waiting for the train op
 
     def _next_key(self):
         self._instance += 1
@@ -57,6 +58,26 @@ class ReplicaGroup:
         sizes = [t.shape.num_elements() for t in tensors]
         return [tf.reshape(part, t.shape)
                 for part, t in zip(tf.split(reduced, sizes), tensors)]
+
+    def mean_later(self, tensors, build):
+        """Averages `tensors` over the workers in the train op's one packed
+        all-reduce (`all_reduce_gradients`), then `build(*averaged)` makes
+        the ops that use them (a norm's moving-statistics updates)."""
+        self._later.append((list(tensors), build))
+
+    def all_reduce_gradients(self, gradients):
+        """The gradients averaged over the workers, in one collective with
+        what `mean_later` deferred; returns (gradients, the deferred ops).
+        One collective a step: the workers wait for each other once."""
+        deferred = [t for tensors, _ in self._later for t in tensors]
+        reduced = self.all_reduce_packed(list(gradients) + deferred)
+        gradients, rest = reduced[:len(gradients)], reduced[len(gradients):]
+        ops = []
+        for tensors, build in self._later:
+            ops += build(*rest[:len(tensors)])
+            rest = rest[len(tensors):]
+        self._later = []
+        return gradients, ops
 
     def sum_with_gradient(self, tensor):
         """The sum of `tensor` over the workers; its gradient is the sum of

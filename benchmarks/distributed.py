@@ -22,10 +22,10 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-CASES = {  # name: (workers, intra-op threads each, sync statistics)
-    "one process x 2 threads": (1, 2, False),
-    "2 workers x 1 thread": (2, 1, False),
-    "2 workers x 1 thread, sync statistics": (2, 1, True),
+CASES = {  # name: (workers, intra-op threads, inter-op threads, sync)
+    "one process x 2 threads": (1, 2, 2, False),
+    "2 workers x 1 thread": (2, 1, 2, False),
+    "2 workers x 1 thread, sync statistics": (2, 1, 2, True),
 }
 
 
@@ -48,6 +48,7 @@ def worker(args):
                        sync_statistics=args.sync, augment=True,
                        session_config=session_config(
                            intra_threads=args.threads,
+                           inter_threads=args.inter,
                            precision=args.precision)) as cnn:
         history = cnn.train(args.batch, 2)
     print(json.dumps({"images_per_second": history[-1]["images_per_second"]}))
@@ -55,11 +56,12 @@ def worker(args):
 
 def run_case(name, args):
     from resnet.cluster import free_ports
-    workers, threads, sync = CASES[name]
+    workers, threads, inter, sync = CASES[name]
     hosts = ",".join(f"127.0.0.1:{p}" for p in free_ports(workers)) \
         if workers > 1 else ""
     common = [sys.executable, os.path.abspath(__file__), "--worker",
-              "--threads", str(threads), "--images", str(args.images),
+              "--threads", str(threads), "--inter", str(inter),
+              "--images", str(args.images),
               "--batch", str(args.batch), "--precision", args.precision]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     processes = [subprocess.Popen(
@@ -71,15 +73,15 @@ def run_case(name, args):
     for process, (_, stderr) in zip(processes, outputs):
         if process.returncode:
             sys.exit(f"{name} failed:\n{stderr[-3000:]}")
-    # The chief's rate is the global batch's: every worker moves in step.
+    # The chief reports the global batch's images/s.
     return json.loads(outputs[0][0].splitlines()[-1])["images_per_second"]
 
 
 def all_reduced_bytes(depth):
-    """Bytes one training step all-reduces per worker: the gradients (one
-    packed float32 tensor), the norms' mean and std (per-worker statistics)
-    and, with synchronized statistics, each norm's sums forward and
-    backward."""
+    """Bytes one training step all-reduces per worker: the gradients and
+    the norms' mean and std (per-worker statistics), packed into one
+    collective, and with synchronized statistics each norm's sums forward
+    and backward, four collectives per norm, one after another."""
     import tensorflow as tf
     from batch_renorm import norm_layers
     from resnet import models
@@ -95,7 +97,7 @@ def all_reduced_bytes(depth):
             "gradients_bytes": 4 * weights,
             "statistics_bytes": 4 * 2 * channels,
             "sync_statistics_bytes": 4 * 4 * channels,
-            "collectives_per_step": 1 + len(norm_layers(graph)),
+            "collectives_per_step": 1,
             "sync_collectives_per_step": 1 + 4 * len(norm_layers(graph))}
 
 
@@ -108,6 +110,7 @@ def main(argv=None):
                    choices=("auto", "float32", "bfloat16"))
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--inter", type=int, help=argparse.SUPPRESS)
     p.add_argument("--hosts", help=argparse.SUPPRESS)
     p.add_argument("--task", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--sync", action="store_true", help=argparse.SUPPRESS)

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from batch_renorm import global_step, norm_layers, step_value
 from batch_renorm.layer import clipping_statistics
+from batch_renorm.replicas import replica_group
 from resnet import training
 
 tf1 = tf.compat.v1
@@ -36,8 +37,9 @@ TrainGraph = collections.namedtuple(
     "summary renorm")
 TrainGraph.__doc__ = """What `build_training` returns.
 
-logits [B, classes]; loss (cross-entropy + weight decay); cross_entropy;
-learning_rate; train_op (the SGD step, the norms' updates and the step's
+logits [B, classes]; loss (cross-entropy + weight decay, this worker's);
+cross_entropy (of the global batch, averaged over the workers in a
+data-parallel graph); learning_rate; train_op (the SGD step, the norms' updates and the step's
 increment); fetches: a dict for `Session.run` of one step ("train",
 "loss": the cross-entropy, "correct" and "count": right labels and images
 in the batch); summary: the merged training summaries (TensorBoard);
@@ -75,14 +77,23 @@ def build_training(network, batch, config, preprocess=None):
     learning_rate = training.step_learning_rate(
         step_value(), config.learning_rate, config.lr_boundaries,
         config.lr_decay)
-    train_op = training.train_op(loss, learning_rate, config.momentum,
-                                 increment)
     correct = tf.reduce_sum(tf.cast(tf.equal(
         tf.argmax(logits, axis=1), batch.labels), tf.int64))
     count = tf.size(batch.labels)
-    scalars = {"train/loss": cross_entropy,
-               "train/accuracy": tf.cast(correct, tf.float32)
-               / tf.cast(count, tf.float32),
+    accuracy = tf.cast(correct, tf.float32) / tf.cast(count, tf.float32)
+    replicas, averaged = replica_group(), []
+    if replicas:
+        replicas.mean_later([cross_entropy, accuracy],
+                            lambda *values: averaged.extend(values) or [])
+    train_op = training.train_op(loss, learning_rate, config.momentum,
+                                 increment)
+    if replicas:
+        # What the run reports is the global batch's: the mean of the
+        # workers' means, from the step's one collective.
+        cross_entropy, accuracy = averaged
+        count = count * replicas.size
+        correct = accuracy * tf.cast(count, tf.float32)
+    scalars = {"train/loss": cross_entropy, "train/accuracy": accuracy,
                "train/learning_rate": learning_rate}
     clip = network.renorm_clip()
     if clip is not None:

@@ -86,8 +86,9 @@ def train_op(loss, learning_rate, momentum, increment):
     moving statistics) and the global step's increment, exactly once.
 
     In a data-parallel graph (`batch_renorm.replicas`), the gradients are
-    averaged over the workers first: the mean of the workers' mean losses
-    is the global batch's mean loss."""
+    averaged over the workers first (the mean of the workers' mean losses
+    is the global batch's mean loss), in one collective with the norms'
+    batch statistics, whose moving averages it then updates."""
     update_ops = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
     optimizer = tf1.train.MomentumOptimizer(learning_rate, momentum)
     gradients, variables = zip(*[(g, v) for g, v in
@@ -95,7 +96,8 @@ def train_op(loss, learning_rate, momentum, increment):
                                  if g is not None])
     replicas = replica_group()
     if replicas:
-        gradients = replicas.all_reduce_packed(gradients)
+        gradients, deferred = replicas.all_reduce_gradients(gradients)
+        update_ops = update_ops + deferred
     apply = optimizer.apply_gradients(zip(gradients, variables))
     return tf.group(apply, increment, *update_ops, name="train_op")
 

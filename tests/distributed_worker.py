@@ -6,6 +6,7 @@ variable to OUT.npz.
 """
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -91,10 +92,11 @@ def main(argv=None):
                            intra_threads=1, inter_threads=2,
                            precision="float32")) as cnn:
         save(cnn, args.out + "-start")
-        cnn.train(args.batch_size, args.epochs - cnn.epochs_done,
-                  hooks=[Sleep(args.step_sleep)] if args.step_sleep else [])
+        history = cnn.train(
+            args.batch_size, args.epochs - cnn.epochs_done,
+            hooks=[Sleep(args.step_sleep)] if args.step_sleep else [])
         save(cnn, args.out)
-        print("test accuracy", cnn.evaluate()["accuracy"], flush=True)
+        print(json.dumps({"history": history}), flush=True)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Data-parallel training on two worker processes on 127.0.0.1, against
 our own one-process runs as the oracle (tests/distributed_worker.py trains
 ResNet-8 with r and d active from the first step on 1024 digits)."""
+import json
 import os
 import signal
 import subprocess
@@ -32,20 +33,28 @@ def hosts():
 
 
 def run_pair(tmp_path, name, *args):
-    """Both workers to the end; returns their variables."""
+    """Both workers to the end; returns their variables, with the train
+    history each reported under "history"."""
     workers = hosts()
     pair = [start(tmp_path / f"{name}{task}", workers, task, *args)
             for task in (0, 1)]
-    for process in pair:
-        _, stderr = process.communicate(timeout=300)
+    results = []
+    for task, process in enumerate(pair):
+        stdout, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr[-3000:]
-    return [load(tmp_path / f"{name}{task}.npz") for task in (0, 1)]
+        results.append(dict(load(tmp_path / f"{name}{task}.npz"),
+                            history=history(stdout)))
+    return results
 
 
 def run_one(tmp_path, name, *args):
     result = run("-m", "tests.distributed_worker", str(tmp_path / name), *args)
     assert result.returncode == 0, result.stderr[-3000:]
-    return load(tmp_path / f"{name}.npz")
+    return dict(load(tmp_path / f"{name}.npz"), history=history(result.stdout))
+
+
+def history(stdout):
+    return json.loads(stdout.strip().splitlines()[-1])["history"]
 
 
 def load(path):
@@ -56,13 +65,13 @@ def load(path):
 def max_difference(a, b, keys=None):
     assert a.keys() == b.keys()
     return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k])))
-               for k in keys or a)
+               for k in keys or a if k != "history")
 
 
 def weights(variables):
     """The names of the floating-point weights and moving statistics."""
     return [k for k, v in variables.items()
-            if v.dtype.kind == "f" and "Momentum" not in k]
+            if k != "history" and v.dtype.kind == "f" and "Momentum" not in k]
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +90,11 @@ def test_per_worker_statistics_are_microbatches_of_one_process(
     assert max_difference(chief, worker) == 0.0  # every variable, bitwise
     assert chief["global_step"] == 8
     assert max_difference(chief, oracle) < 1e-5
+    # Both report the global batch's training loss and accuracy.
+    for got, want in zip(chief["history"], oracle["history"]):
+        assert got["step"] == want["step"] and got["batches"] == 4
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+        assert got["accuracy"] == pytest.approx(want["accuracy"], abs=1e-6)
 
 
 def test_batch_norm_per_worker_is_microbatches_of_one_process(tmp_path):
