@@ -111,14 +111,13 @@ class Checkpoints:
         except (OSError, ValueError) as error:
             raise CheckpointMismatchError(f"{path}: unreadable ({error})") from None
         # JSON turns tuples into lists: compare in JSON form.
-        now = json.loads(json.dumps(self.signature))
-        differences = [f"{key}: {saved.get(key)!r} there, {now.get(key)!r} here"
-                       for key in sorted(set(saved) | set(now))
-                       if saved.get(key) != now.get(key)]
+        differences = _differences(saved, json.loads(json.dumps(self.signature)))
         if differences:
             raise CheckpointMismatchError(
                 f"{self.model_dir} holds checkpoints of another model "
-                f"({'; '.join(differences)}): choose another model_dir")
+                f"({'; '.join(differences[:4])}"
+                f"{'; ...' if len(differences) > 4 else ''}): choose another "
+                f"model_dir")
 
     def _check_variables(self, path, shapes):
         differences = []
@@ -134,6 +133,28 @@ class Checkpoints:
                 f"({'; '.join(differences[:3])}"
                 f"{'; ...' if len(differences) > 3 else ''}): "
                 f"choose another model_dir")
+
+
+def _differences(there, here, path=""):
+    """The fields in which two JSON values differ, each as one short
+    'path: value there, value here'."""
+    if isinstance(there, dict) and isinstance(here, dict):
+        return [line for key in sorted(set(there) | set(here))
+                for line in _differences(there.get(key), here.get(key),
+                                         f"{path}.{key}" if path else key)]
+    if isinstance(there, list) and isinstance(here, list):
+        if len(there) != len(here):
+            return [f"{path}: {len(there)} items there, {len(here)} here"]
+        return [line for index, (a, b) in enumerate(zip(there, here))
+                for line in _differences(a, b, f"{path}[{index}]")]
+    if there == here:
+        return []
+    return [f"{path}: {_short(there)} there, {_short(here)} here"]
+
+
+def _short(value, limit=40):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _first_line(error):
