@@ -117,8 +117,8 @@ class ConvolutionNN:
                 dataset.x_train, dataset.y_train, self.config.seed, augment,
                 self.config.classes_per_batch,
                 (cluster.task_index, cluster.size) if cluster else (0, 1))
-            self.train_graph = graphs.build_training(network, self._input,
-                                                self.config, preprocess)
+            self.train_graph = graphs.build_training(
+                network, self._input, self.config, preprocess)
             # Public: its tensors are what a user fetches in inference.
             self.inference = graphs.build_inference(
                 network, dataset.image_shape, preprocess)
@@ -151,6 +151,7 @@ class ConvolutionNN:
                     f"workers within {cluster.start_timeout:.0f} s; is every "
                     f"one started, with the same --worker-hosts?"):
                 self.session.run(broadcast)
+        if model_dir:
             log.info("model_dir %s: step %d, %d epochs done", model_dir,
                      self.session.run(self.global_step), self.epochs_done)
 

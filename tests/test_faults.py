@@ -1,6 +1,7 @@
 """Faults: SIGKILL, SIGINT, SIGTERM, divergence, damaged checkpoints, bad
 arguments. A run resumed after any of them must end as the uninterrupted
 run does, bit for bit."""
+import logging
 import os
 import signal
 import subprocess
@@ -126,6 +127,7 @@ def test_divergence_stops_without_touching_the_last_checkpoint(tmp_path, digits)
 
 
 def test_truncated_newest_checkpoint_falls_back_to_the_older(tmp_path, digits, caplog):
+    caplog.set_level(logging.INFO)
     with ConvolutionNN(small(), digits, model_dir=str(tmp_path),
                        progress=False) as cnn:
         cnn.train(batch_size=128, num_epoch=2)  # checkpoints at 12 and 24
@@ -136,6 +138,7 @@ def test_truncated_newest_checkpoint_falls_back_to_the_older(tmp_path, digits, c
         assert cnn.session.run(cnn.global_step) == 12
         assert cnn.epochs_done == 1
     assert "model.ckpt-24 cannot be" in caplog.text
+    assert f"model_dir {tmp_path}: step 12, 1 epochs done" in caplog.text
 
 
 def test_a_checkpoint_of_another_model_is_refused(tmp_path, digits):
