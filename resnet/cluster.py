@@ -9,7 +9,6 @@ Typical use:
     cluster = Cluster(("10.0.0.1:2222", "10.0.0.2:2222"), task_index=0)
     cluster = Cluster.from_tf_config()      # or None outside a cluster
 """
-import contextlib
 import dataclasses
 import json
 import os
@@ -17,6 +16,7 @@ import re
 import socket
 import sys
 import threading
+import time
 
 import tensorflow as tf
 
@@ -46,16 +46,19 @@ class Cluster:
     start_timeout: float = START_TIMEOUT
 
     def __post_init__(self):
+        if isinstance(self.workers, str) or not all(
+                isinstance(a, str) for a in self.workers):
+            raise ValueError(f"workers must be a list of \"host:port\" "
+                             f"strings, got {self.workers!r}")
         object.__setattr__(self, "workers", tuple(self.workers))
         if not self.workers:
             raise ValueError("a cluster needs at least one worker")
-        for address in self.workers:
-            _check_address(address)
-        duplicates = sorted({a for a in self.workers
-                             if self.workers.count(a) > 1})
+        places = [_check_address(address) for address in self.workers]
+        duplicates = sorted({a for a, place in zip(self.workers, places)
+                             if places.count(place) > 1})
         if duplicates:
             raise ValueError(f"worker hosts must differ: {', '.join(duplicates)} "
-                             f"is given twice")
+                             f"name the same place")
         if not (isinstance(self.task_index, int)
                 and 0 <= self.task_index < len(self.workers)):
             raise ValueError(f"task index must be in [0, {len(self.workers) - 1}] "
@@ -94,6 +97,8 @@ class Cluster:
             config = json.loads(text)
             workers = config["cluster"][JOB]
             task = config["task"]
+            if not isinstance(task, dict):
+                raise TypeError("task is no object")
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"TF_CONFIG: expected {{\"cluster\": {{\"worker\": "
                              f"[...]}}, \"task\": {{\"type\": \"worker\", "
@@ -102,7 +107,7 @@ class Cluster:
             raise ValueError(f"TF_CONFIG: only worker tasks are supported "
                              f"(all-reduce, no parameter servers), got "
                              f"{task.get('type')!r}")
-        return cls(tuple(workers), task.get("index"))
+        return cls(workers, task.get("index"))
 
     def session_config(self, config):
         """`config` (a ConfigProto) for a session of this task: collectives
@@ -140,29 +145,53 @@ def worker_lost(error, cluster):
         f"checkpoint")
 
 
-@contextlib.contextmanager
-def watchdog(seconds, message):
-    """Ends the process (status 1, `message` on stderr) if the block is not
-    done within `seconds`. A worker whose chief never came waits in gRPC's
-    reconnection loop, which no op or run timeout ends."""
-    def expire():
-        print(message, file=sys.stderr, flush=True)
-        os._exit(1)
+def run_in_time(function, seconds, message):
+    """Returns `function()`, run in a thread while this one waits: if it is
+    not done within `seconds`, or at Ctrl-C, the process ends with
+    `message` (status 1) or status 130. A worker whose peers never came
+    waits in gRPC's reconnection loop, which no op or run timeout ends and
+    which holds off Python's signal handlers in the calling thread."""
+    outcome = {}
 
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
+    def target():
+        try:
+            outcome["value"] = function()
+        except BaseException as error:  # re-raised in the caller
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + seconds
     try:
-        yield
-    finally:
-        timer.cancel()
+        while thread.is_alive():
+            if time.monotonic() > deadline:
+                _exit(message, 1)
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        _exit("interrupted while waiting for the other workers", 130)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def _exit(message, status):
+    print(message, file=sys.stderr, flush=True)
+    os._exit(status)
 
 
 def _check_address(address):
+    """Raises ValueError unless `address` is host:port (an IPv6 host in
+    brackets); returns (host, port) as a comparable place."""
     host, colon, port = address.rpartition(":")
-    if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+    if not (colon and host and port.isascii() and port.isdigit()
+            and 0 < int(port) < 65536) or any(c.isspace() for c in address):
         raise ValueError(f"worker host must be host:port with a port in "
                          f"1..65535, got {address!r}")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"an IPv6 worker host goes in brackets, e.g. "
+                         f"[::1]:2222, got {address!r}")
+    host = host.lower()
+    return ("127.0.0.1" if host == "localhost" else host), int(port)
 
 
 def check_port_free(host, port):

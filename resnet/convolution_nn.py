@@ -145,12 +145,12 @@ class ConvolutionNN:
             # initialised.
             self._checkpoints.restore(self.session)
         if broadcast is not None:
-            with self._lost_workers(), cluster_lib.watchdog(
-                    cluster.start_timeout,
+            with self._lost_workers():
+                cluster_lib.run_in_time(
+                    lambda: self.session.run(broadcast), cluster.start_timeout,
                     f"worker {cluster.task_index}: no answer from the other "
                     f"workers within {cluster.start_timeout:.0f} s; is every "
-                    f"one started, with the same --worker-hosts?"):
-                self.session.run(broadcast)
+                    f"one started, with the same --worker-hosts?")
         if model_dir:
             log.info("model_dir %s: step %d, %d epochs done", model_dir,
                      self.session.run(self.global_step), self.epochs_done)
@@ -166,10 +166,8 @@ class ConvolutionNN:
         after ours. Returns `loop.train`'s history: a dict per epoch."""
         training.check_run_arguments(batch_size, num_epoch)
         check_batches(batch_size, len(self.dataset.x_train),
-                      self.network.microbatch, self.config.classes_per_batch)
-        if self.cluster and batch_size % self.cluster.size:
-            raise ValueError(f"batch_size ({batch_size}) must be a multiple "
-                             f"of the {self.cluster.size} workers")
+                      self.network.microbatch, self.config.classes_per_batch,
+                      self.cluster.size if self.cluster else 1)
         ours = [hooks_lib.DivergenceHook(self.train_graph.cross_entropy,
                                          self._checkpoints)]
         signals = None

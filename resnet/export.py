@@ -27,6 +27,9 @@ from resnet.paths import check_writable_dir
 tf1 = tf.compat.v1
 
 SIGNATURE = "serving_default"
+# What a SavedModel directory holds; an export replaces nothing else.
+SAVED_MODEL_FILES = {"saved_model.pb", "saved_model.pbtxt", "variables",
+                     "assets", "assets.extra", "fingerprint.pb"}
 INPUT = "images"
 OUTPUTS = ("logits", "probabilities", "classes")
 
@@ -37,8 +40,9 @@ def export_saved_model(network, image_shape, preprocess, values, path):
     training session), to `path`; returns `path`.
 
     Written next to `path` and moved into place, so a failed or killed
-    export never replaces a good one. An existing `path` must be an earlier
-    export (or empty). Layers computing in NCHW are exported in NHWC: the
+    export never replaces a good one (an export killed between moving the
+    old one aside and the new one in is put back by the next export). An
+    existing `path` must be an earlier export (or empty). Layers computing in NCHW are exported in NHWC: the
     same variables, a graph that runs on any device.
     """
     path = os.path.abspath(os.path.expanduser(path))
@@ -47,30 +51,71 @@ def export_saved_model(network, image_shape, preprocess, values, path):
         network = dataclasses.replace(network, data_format="NHWC")
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", dir=parent)
+    prefix = f".{os.path.basename(path)}.staging-"
+    _remove_stale_staging(parent, prefix)
+    staging = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent)
     try:
         _write(network, image_shape, preprocess, values,
                os.path.join(staging, "model"))
+        old = os.path.join(staging, "old")
         if os.path.exists(path):
-            old = os.path.join(staging, "old")
             os.rename(path, old)
-        os.rename(os.path.join(staging, "model"), path)
+        try:
+            os.rename(os.path.join(staging, "model"), path)
+        except OSError:
+            if os.path.exists(old):
+                os.rename(old, path)  # the earlier export back in place
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
-def check_export_path(path):
+def check_export_path(path, model_dir=None):
     """Raises ValueError unless `path` can be written and is free, empty or
-    an earlier export."""
+    an earlier export (nothing but a SavedModel's own files in it), and
+    neither holds nor lies inside `model_dir`."""
     check_writable_dir(path, "export path")
     path = os.path.abspath(os.path.expanduser(path))
+    if model_dir is not None:
+        model_dir = os.path.abspath(os.path.expanduser(model_dir))
+        if os.path.commonpath([path, model_dir]) in (path, model_dir):
+            raise ValueError(f"export path {path} and model_dir {model_dir} "
+                             f"must not hold one another: choose another")
     if os.path.exists(path) and not (
-            os.path.isdir(path) and (
-                not os.listdir(path)
-                or os.path.exists(os.path.join(path, "saved_model.pb")))):
-        raise ValueError(f"export path {path} exists and is no SavedModel: "
-                         f"choose another")
+            os.path.isdir(path)
+            and set(os.listdir(path)) <= SAVED_MODEL_FILES
+            and (not os.listdir(path)
+                 or os.path.exists(os.path.join(path, "saved_model.pb")))):
+        raise ValueError(f"export path {path} exists and is no SavedModel "
+                         f"(or holds other files): choose another")
+
+
+def _remove_stale_staging(parent, prefix):
+    """Removes what exports killed mid-way left beside `path` (their
+    process is gone); an earlier export moved aside goes back first."""
+    for name in os.listdir(parent):
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        staging = os.path.join(parent, name)
+        old, path = os.path.join(staging, "old"), os.path.join(
+            parent, prefix[1:-len(".staging-")])
+        if os.path.isdir(old) and not os.path.exists(path):
+            os.rename(old, path)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write(network, image_shape, preprocess, values, directory):

@@ -55,15 +55,23 @@ def non_iid_order(seed, epoch, labels, batch_size, classes_per_batch):
 
 
 def check_batches(batch_size, train_size, microbatch=None,
-                  classes_per_batch=None):
-    """Raises ValueError unless microbatches divide every batch of an epoch
-    of `train_size` examples, and classes_per_batch divides the batch."""
+                  classes_per_batch=None, parts=1):
+    """Raises ValueError unless `parts` workers can split every batch of an
+    epoch of `train_size` examples (the last one trimmed to a multiple of
+    `parts`), microbatches divide every worker's slice, and
+    classes_per_batch divides the batch."""
+    if batch_size % parts:
+        raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
+                         f"the {parts} workers")
     last = train_size % batch_size or batch_size
-    if microbatch and (batch_size % microbatch or last % microbatch):
+    last -= last % parts
+    if microbatch and any(size // parts % microbatch
+                          for size in (batch_size, last) if size):
         raise ValueError(
-            f"with microbatches of {microbatch}, batch_size ({batch_size}) "
-            f"and the epoch's last batch ({last}) must be multiples of "
-            f"{microbatch}")
+            f"with microbatches of {microbatch}, every worker's slice of "
+            f"batch_size ({batch_size}) and of the epoch's last batch "
+            f"({last}) must be a multiple of {microbatch}"
+            + (f" ({parts} workers)" if parts > 1 else ""))
     if classes_per_batch and batch_size % classes_per_batch:
         raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
                          f"classes_per_batch ({classes_per_batch})")

@@ -3,8 +3,9 @@
 Starts N `resnet-run` processes with the same arguments on 127.0.0.1 and
 free ports, task 0 (the chief) on this terminal, the others quiet; waits
 for the chief, then for the others; returns the first failure's exit
-status. Ctrl-C reaches every worker (the chief saves a checkpoint); the
-workers' cores are shared out among them.
+status. Ctrl-C reaches every worker from the terminal and SIGTERM is
+passed on to the chief (it saves a checkpoint and stops; the others then
+stop); the workers' cores are shared out among them.
 """
 import os
 import signal
@@ -33,7 +34,13 @@ def run_local_workers(count, argv, cluster_flags=None):
     env = dict(os.environ)
     env.pop("TF_CONFIG", None)
     logs, workers = [], []
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # they get it
+    # Ctrl-C reaches the workers from the terminal; SIGTERM is passed on to
+    # the chief, which saves and stops (the others then stop: they lose it).
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+                signal.SIGTERM: signal.signal(
+                    signal.SIGTERM,
+                    lambda *_: workers and workers[0].send_signal(
+                        signal.SIGTERM))}
     try:
         for task in range(count):
             command = [sys.executable, "-m", "resnet.resnet_run", *argv,
@@ -44,29 +51,43 @@ def run_local_workers(count, argv, cluster_flags=None):
                 command.append("--no-progress")
             workers.append(subprocess.Popen(
                 command, env=env, stdout=None if task == 0 else log,
-                stderr=None if task == 0 else log))
+                stderr=None if task == 0 else log,
+                preexec_fn=_default_signals))
         codes = [workers[0].wait()]
         for worker in workers[1:]:
             try:
-                codes.append(worker.wait(timeout=STOP_GRACE))
+                # Without the chief the others cannot go on: a short wait.
+                codes.append(worker.wait(timeout=STOP_GRACE if codes[0] == 0
+                                         else 5))
             except subprocess.TimeoutExpired:
                 worker.kill()
                 codes.append(worker.wait())
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
+                worker.wait()
+    if codes[0] < 0:
+        print(f"resnet-run: worker 0 (the chief) was killed by "
+              f"{signal.Signals(-codes[0]).name}", file=sys.stderr)
+    failed = [(task, code, log) for task, (code, log)
+              in enumerate(zip(codes[1:], logs), start=1) if code]
+    for task, code, log in failed if codes[0] == 0 else []:
+        log.seek(0)
+        lines = log.read().strip().splitlines() or ["(no output)"]
+        print(f"resnet-run: worker {task} failed: {lines[-1]}",
+              file=sys.stderr)
     if codes[0]:
-        return codes[0]
-    for task, (code, log) in enumerate(zip(codes[1:], logs), start=1):
-        if code:
-            log.seek(0)
-            lines = log.read().strip().splitlines() or ["(no output)"]
-            print(f"resnet-run: worker {task} failed: {lines[-1]}",
-                  file=sys.stderr)
-            return code
-    return 0
+        return 128 - codes[0] if codes[0] < 0 else codes[0]
+    return failed[0][1] if failed else 0
+
+
+def _default_signals():
+    """In a worker: Ctrl-C and SIGTERM act as they do in a lone run."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _without_local_workers(argv):

@@ -41,12 +41,12 @@ def train(session, train_graph, epoch_state, train_input, batch_size,
     """
     hooks = list(hooks)
     epoch_hooks = [hook for hook in hooks if isinstance(hook, EpochHook)]
-    with session.graph.as_default():
-        for hook in hooks:
-            hook.begin()
-        step_variable = tf1.train.get_global_step()
     history = []
     try:
+        with session.graph.as_default():
+            for hook in hooks:
+                hook.begin()
+            step_variable = tf1.train.get_global_step()
         for hook in hooks:
             hook.after_create_session(session, None)
         for _ in range(num_epoch):

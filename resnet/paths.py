@@ -1,11 +1,13 @@
 """Checks of the directories a run writes to."""
 import os
+import tempfile
 
 
 def check_writable_dir(path, what):
     """Raises ValueError unless `path` is, or can be made, a writable
-    directory; `what` names it in the message (e.g. "model_dir")."""
-    if not isinstance(path, (str, os.PathLike)):
+    directory; `what` names it in the message (e.g. "model_dir"). It tries:
+    permission bits say yes to root even under /proc or /sys."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise ValueError(f"{what} must be a path, got {path!r}")
     existing = os.path.abspath(os.path.expanduser(path))
     while not os.path.exists(existing):
@@ -14,3 +16,8 @@ def check_writable_dir(path, what):
         raise ValueError(f"{what} {path}: {existing} is a file, not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{what} {path}: {existing} is not writable")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=existing))
+    except OSError as error:
+        raise ValueError(f"{what} {path}: nothing can be created in "
+                         f"{existing} ({error.strerror})") from None

@@ -183,6 +183,7 @@ def run(args):
     from resnet.convolution_nn import ConvolutionNN
     from resnet.export import check_export_path
     from resnet.hooks import check_checkpoint_schedule
+    from resnet.input_pipeline import check_batches
     from resnet.session_config import (check_device_supports, check_threads,
                                        session_config)
 
@@ -202,8 +203,8 @@ def run(args):
         raise ValueError(f"--batch-size {batch_size} must be a multiple of "
                          f"the {cluster.size} workers")
     checkpoints.check_model_dir(args.model_dir)
-    if args.export:
-        check_export_path(args.export)
+    if args.export is not None:
+        check_export_path(args.export, args.model_dir)
     check_threads(args.intra_threads, args.inter_threads)
     check_device_supports(args.data_format)
     norm = None if args.norm == "none" else args.norm
@@ -225,6 +226,8 @@ def run(args):
     ds = datasets.load(args.dataset, args.data_dir)
     if args.validation:
         ds = ds.split_validation(args.validation, seed=args.seed)
+    check_batches(batch_size, len(ds.x_train), args.microbatch,
+                  args.classes_per_batch, cluster.size if cluster else 1)
     total_steps = epochs * -(-len(ds.x_train) // batch_size)
     network = dataclasses.replace(
         network, num_classes=ds.num_classes,
@@ -246,7 +249,7 @@ def run(args):
                          args.model_dir, epochs)
         else:
             cnn.train(batch_size, epochs - cnn.epochs_done)
-        if args.export and not (cluster and not cluster.is_chief):
+        if args.export is not None and not (cluster and not cluster.is_chief):
             logging.info("exported a SavedModel to %s", cnn.export(args.export))
         return cnn.evaluate(), int(cnn.session.run(cnn.global_step))
 

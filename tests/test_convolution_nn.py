@@ -1,6 +1,7 @@
 """ConvolutionNN end to end on the embedded digits dataset."""
 import dataclasses
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -275,3 +276,16 @@ def test_the_network_says_what_its_checkpoints_must_agree_on():
     assert a.signature()["layers"][0] == {
         "kind": "conv", "size": 16, "strides": 1, "kernel_size": 3,
         "dropout_rate": 0.0, "pool": None}
+
+
+def test_signal_handlers_are_restored_whatever_a_hook_raises(digits, tmp_path):
+    class Broken(tf1.train.SessionRunHook):
+        def begin(self):
+            raise RuntimeError("broken hook")
+
+    before = signal.getsignal(signal.SIGINT)
+    with ConvolutionNN(small_resnet("batch_norm", 10), digits,
+                       model_dir=str(tmp_path), progress=False) as cnn:
+        with pytest.raises(RuntimeError, match="broken hook"):
+            cnn.train(batch_size=64, num_epoch=1, hooks=[Broken()])
+    assert signal.getsignal(signal.SIGINT) is before

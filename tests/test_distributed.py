@@ -7,12 +7,15 @@ import signal
 import subprocess
 import sys
 
+import time
+
 import numpy as np
 import pytest
 
 from resnet import datasets, models
 from resnet.cluster import Cluster, free_ports
 from resnet.convolution_nn import ConvolutionNN
+from resnet.input_pipeline import check_batches
 from tests.conftest import ROOT, assert_usage_error, run
 
 # 2 epochs of 4 global batches of 256: each worker normalises 128.
@@ -190,10 +193,14 @@ def test_a_lost_worker_stops_the_other_with_one_line(tmp_path):
     (["--worker-hosts", "127.0.0.1,127.0.0.1:2", "--task-index", "0"],
      "worker host must be host:port"),
     (["--worker-hosts", "127.0.0.1:5,127.0.0.1:5", "--task-index", "0"],
-     "is given twice"),
+     "name the same place"),
     (["--worker-hosts", "127.0.0.1:5,127.0.0.1:6", "--task-index", "0",
       "--batch-size", "33"], "must be a multiple of the 2 workers"),
     (["--worker-hosts", "127.0.0.1:5"], "go together"),
+    (["--worker-hosts", "::1:5610,::1:5611", "--task-index", "0"],
+     "IPv6 worker host goes in brackets"),
+    (["--worker-hosts", "127.0.0.1:5000,localhost:05000", "--task-index", "0"],
+     "name the same place"),
     (["--sync-statistics"], "needs several workers"),
     (["--local-workers", "0"], "--local-workers must be >= 1"),
 ])
@@ -211,8 +218,13 @@ def test_a_port_in_use_and_a_bad_tf_config():
                                f"127.0.0.1:{port},127.0.0.1:1",
                                "--task-index", "0"),
                            f"cannot listen on 127.0.0.1:{port}")
-    assert_usage_error(run("-m", "resnet.resnet_run",
-                           TF_CONFIG='{"cluster": {"ps": []}}'), "TF_CONFIG")
+    for garbage in ('{"cluster": {"ps": []}}',
+                    '{"cluster": {"worker": ["a:1"]}, "task": "worker"}'):
+        assert_usage_error(run("-m", "resnet.resnet_run", TF_CONFIG=garbage),
+                           "TF_CONFIG")
+    assert_usage_error(run("-m", "resnet.resnet_run", TF_CONFIG=(
+        '{"cluster": {"worker": "a:1"}, "task": {"type": "worker"}}')),
+        "workers must be a list")
     cluster = Cluster.from_tf_config(
         '{"cluster": {"worker": ["a:1", "b:2"]}, '
         '"task": {"type": "worker", "index": 1}}')
@@ -229,3 +241,43 @@ def test_local_workers_train_digits(tmp_path):
     assert line.startswith("test accuracy ") and "after 69 steps" in line
     assert float(line.split()[2]) > 0.9
     assert (tmp_path / "model.ckpt-69.index").exists()
+
+
+def test_microbatches_must_divide_each_workers_slice():
+    # 1437 = 23 * 60 + 57: the last batch, trimmed to 56, gives each of 2
+    # workers 28, no multiple of 3 (one process: 57 is).
+    check_batches(60, 1437, microbatch=3)
+    with pytest.raises(ValueError, match=r"last batch \(56\).*2 workers"):
+        check_batches(60, 1437, microbatch=3, parts=2)
+
+
+def test_waiting_for_the_other_workers_ends_at_ctrl_c(tmp_path):
+    alone = subprocess.Popen(
+        [sys.executable, "-m", "resnet.resnet_run", "--depth", "8",
+         "--worker-hosts", hosts(), "--task-index", "0"], cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"),
+        stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # started, and waiting for worker 1, which never comes
+    alone.send_signal(signal.SIGINT)
+    _, stderr = alone.communicate(timeout=30)
+    assert alone.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "interrupted while waiting for the other workers")
+
+
+def test_sigterm_to_local_workers_saves_and_stops_them_all(tmp_path):
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "resnet.resnet_run", "--local-workers", "2",
+         "--depth", "8", "--epochs", "30", "--no-progress",
+         "--checkpoint-steps", "10", "--model-dir", str(tmp_path)],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT,
+                           TF_CPP_MIN_LOG_LEVEL="2"),
+        stderr=subprocess.PIPE, text=True)
+    wait_for_line(launcher, "saved checkpoint")
+    launcher.send_signal(signal.SIGTERM)
+    _, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode == 143, stderr
+    assert "stopped by SIGTERM" in stderr and "saved checkpoint" in stderr
+    files = sorted(os.listdir(tmp_path))
+    time.sleep(3)  # no worker left to write more
+    assert sorted(os.listdir(tmp_path)) == files

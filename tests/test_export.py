@@ -1,9 +1,8 @@
 """SavedModel export, loaded by a fresh eager TensorFlow 2 process that
 imports none of this project."""
-import dataclasses
 import json
 import os
-import sys
+import subprocess
 
 import numpy as np
 import pytest
@@ -86,6 +85,29 @@ def test_a_failed_export_leaves_the_previous_one(digits, tmp_path, monkeypatch):
     (tmp_path / "notes" / "thesis.tex").write_text("mine")
     with pytest.raises(ValueError, match="is no SavedModel"):
         export.check_export_path(tmp_path / "notes")
+    # An earlier export that someone put other files in is not replaced.
+    (tmp_path / "model" / "ckpt").mkdir()
+    with pytest.raises(ValueError, match="holds other files"):
+        export.check_export_path(tmp_path / "model")
+
+
+def test_a_killed_exports_leftovers_are_cleaned_and_the_export_put_back(
+        digits, tmp_path):
+    """As a kill between the two renames leaves them: the earlier export
+    moved aside into the staging dir of a dead process, none in place."""
+    with ConvolutionNN(NETWORKS["resnet8"], digits, progress=False) as cnn:
+        cnn.export(tmp_path / "model")
+    pb = (tmp_path / "model" / "saved_model.pb").read_bytes()
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    staging = tmp_path / f".model.staging-{finished.pid}-abc"
+    staging.mkdir()
+    os.rename(tmp_path / "model", staging / "old")
+    (tmp_path / f".model.staging-{os.getpid()}-live").mkdir()  # under way
+    export._remove_stale_staging(str(tmp_path), ".model.staging-")
+    assert (tmp_path / "model" / "saved_model.pb").read_bytes() == pb
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f".model.staging-{os.getpid()}-live", "model"]
 
 
 def test_cli_exports_a_finished_run_without_training(tmp_path):
@@ -100,6 +122,13 @@ def test_cli_exports_a_finished_run_without_training(tmp_path):
     (tmp_path / "file").write_text("x")
     assert_usage_error(run(*common, "--export", str(tmp_path / "file")),
                        "is a file, not a directory")
+    # Checked before training: an export must not hold the model dir.
+    assert_usage_error(run(*common[:-1], str(tmp_path / "e" / "ckpt"),
+                           "--export", str(tmp_path / "e")),
+                       "must not hold one another")
+    assert not (tmp_path / "e").exists()
+    assert_usage_error(run(*common, "--export", "/proc/exported"),
+                       "nothing can be created in /proc")
 
 
 def test_start_up_is_quiet_unless_verbose():
