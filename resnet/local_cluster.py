@@ -18,12 +18,13 @@ from resnet.cluster import free_ports
 STOP_GRACE = 30  # seconds the other workers get to end after the chief
 
 
-def run_local_workers(count, argv, cluster_flags=None):
+def run_local_workers(count, argv, cluster_flags=False):
     """Runs `count` workers of `resnet-run argv` (argv holding
-    --local-workers); returns an exit status."""
+    --local-workers; `cluster_flags`: whether it names a cluster too);
+    returns an exit status."""
     if not (isinstance(count, int) and count >= 1):
         raise ValueError(f"--local-workers must be >= 1, got {count}")
-    if cluster_flags is not None:
+    if cluster_flags:
         raise ValueError("--local-workers makes its own cluster: leave out "
                          "--worker-hosts and --task-index")
     argv = _without_local_workers(argv)

@@ -287,8 +287,9 @@ def main(argv=None):
     if args.local_workers is not None:
         from resnet.local_cluster import run_local_workers
         try:
-            return run_local_workers(args.local_workers, argv,
-                                     args.worker_hosts or args.task_index)
+            return run_local_workers(
+                args.local_workers, argv,
+                args.worker_hosts is not None or args.task_index is not None)
         except ValueError as error:
             parser.error(str(error))
     start = time.perf_counter()

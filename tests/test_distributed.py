@@ -203,6 +203,7 @@ def test_a_lost_worker_stops_the_other_with_one_line(tmp_path):
      "name the same place"),
     (["--sync-statistics"], "needs several workers"),
     (["--local-workers", "0"], "--local-workers must be >= 1"),
+    (["--local-workers", "2", "--task-index", "0"], "makes its own cluster"),
 ])
 def test_bad_cluster_arguments(args, message):
     assert_usage_error(run("-m", "resnet.resnet_run", *args), message)
