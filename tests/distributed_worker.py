@@ -22,26 +22,15 @@ def save(cnn, path):
                       for v, value in zip(variables, values)})
 
 
-class Sleep:
+def sleep_after_each_step(seconds):
     """A hook that sleeps after each step (a slow run, to be killed)."""
+    import tensorflow as tf
 
-    def __init__(self, seconds):
-        self.seconds = seconds
+    class Sleep(tf.compat.v1.train.SessionRunHook):
+        def after_run(self, run_context, run_values):
+            time.sleep(seconds)
 
-    def begin(self):
-        pass
-
-    def after_create_session(self, session, coord):
-        pass
-
-    def before_run(self, run_context):
-        return None
-
-    def after_run(self, run_context, run_values):
-        time.sleep(self.seconds)
-
-    def end(self, session):
-        pass
+    return Sleep()
 
 
 def main(argv=None):
@@ -94,7 +83,8 @@ def main(argv=None):
         save(cnn, args.out + "-start")
         history = cnn.train(
             args.batch_size, args.epochs - cnn.epochs_done,
-            hooks=[Sleep(args.step_sleep)] if args.step_sleep else [])
+            hooks=[sleep_after_each_step(args.step_sleep)]
+            if args.step_sleep else [])
         save(cnn, args.out)
         print(json.dumps({"history": history}), flush=True)
     return 0
