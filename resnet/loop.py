@@ -47,6 +47,9 @@ def train(session, train_graph, epoch_state, train_input, batch_size,
             for hook in hooks:
                 hook.begin()
             step_variable = tf1.train.get_global_step()
+            # The snapshot the run's schedules read: the variable itself
+            # may be read before or after the increment.
+            fetches = dict(train_graph.fetches, step=step_value())
         for hook in hooks:
             hook.after_create_session(session, None)
         for _ in range(num_epoch):
@@ -56,8 +59,8 @@ def train(session, train_graph, epoch_state, train_input, batch_size,
                                               step - start_step, step)
             for hook in epoch_hooks:
                 hook.begin_epoch(session, epoch, batches)
-            record, stopped = _train_epoch(session, train_graph.fetches,
-                                           hooks, batches, epoch, step)
+            record, stopped = _train_epoch(session, fetches, hooks,
+                                           batches, epoch, step)
             history.append(record)
             if record["batches"] == batches:
                 session.run(epoch_state.end_epoch)
@@ -94,12 +97,10 @@ def _train_epoch(session, fetches, hooks, batches, epoch, step):
 
 
 def run_step(session, fetches, hooks):
-    """One `session.run` of `fetches` with what the hooks add to it, as
-    `MonitoredSession` runs it. Returns (fetched values, with "step" the
-    global step after the run; whether a hook asked to stop)."""
-    # The snapshot the run's schedules read: the variable itself may be
-    # read before or after the increment.
-    fetches = dict(fetches, step=step_value(session.graph))
+    """One `session.run` of `fetches` (holding "step": `step_value()`) with
+    what the hooks add to it, as `MonitoredSession` runs it. Returns
+    (fetched values, with "step" the global step after the run; whether a
+    hook asked to stop)."""
     context = tf1.train.SessionRunContext(
         original_args=tf1.train.SessionRunArgs(fetches), session=session)
     wanted, feed, options = {}, {}, tf1.RunOptions()
