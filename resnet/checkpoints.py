@@ -1,14 +1,35 @@
-"""Checkpoints of a model directory: save, and restore the newest readable one.
+"""Checkpoints of a model directory: save, rotate, and restore the newest
+readable one.
 
 A model directory holds `model.json` (what model and dataset its checkpoints
-belong to) and the last few checkpoints of a `tf.compat.v1.train.Saver`.
-Restoring refuses a checkpoint of another model, with a message saying how
-they differ (TensorFlow itself would silently reshape a variable), and passes
-over a checkpoint it cannot read (truncated, corrupt) to the next older one.
+belong to), `run.json` (the training arguments of the run that wrote them)
+and the last few checkpoints of a `tf.compat.v1.train.Saver`. Its promises:
+  - The checkpoint files themselves are the truth: they are found by
+    listing `model.ckpt-N.index`, not through TensorFlow's `checkpoint`
+    index (rewritten after every save for TensorBoard and
+    `tf.train.latest_checkpoint`, but it may be lost or garbled).
+  - Nothing is written over: a checkpoint that cannot be read is moved to
+    `damaged/` (passing to the next older one), never overwritten.
+  - Restoring refuses a checkpoint of another model, naming the fields that
+    differ (TensorFlow itself would silently reshape a variable); without a
+    readable `model.json`, the checkpoint's variables are compared.
+  - Rotation counts every checkpoint in the directory (every resumed run's):
+    the newest `KEEP`, and the newest one taken at the end of an epoch, so
+    that a run that diverges with a checkpoint every step still has one
+    from before.
+  - One run at a time: `lock` takes an exclusive lock on the directory; the
+    lock of a killed run dies with it.
+  - `model.json` and `run.json` are written atomically (temporary file,
+    fsync, rename).
 """
+import contextlib
+import errno
+import fcntl
 import json
 import logging
 import os
+import re
+import shutil
 
 import tensorflow as tf
 
@@ -18,11 +39,33 @@ tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
 
 SIGNATURE_FILE = "model.json"
-KEEP = 5  # checkpoints kept
+RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+DAMAGED_DIR = "damaged"
+PREFIX = "model.ckpt"
+KEEP = 5  # checkpoints kept, besides the newest of a completed epoch
+_CHECKPOINT = re.compile(r"^model\.ckpt-(\d+)\.index$")
+# The variable of `graphs.build_epoch_state` that says where the epoch under
+# way started: a checkpoint at an epoch's end holds its own step there.
+EPOCH_START = "train_state/epoch_start_step"
 
 
 class CheckpointMismatchError(ValueError):
     """The model directory holds checkpoints of another model."""
+
+
+class RunChangedError(ValueError):
+    """A resumed run's training arguments differ from the ones its
+    checkpoints were trained with."""
+
+
+class ModelDirInUseError(ValueError):
+    """Another run holds the model directory."""
+
+
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint or record could not be written (e.g. the disk is full);
+    the checkpoints before it are intact."""
 
 
 def check_model_dir(model_dir):
@@ -32,17 +75,46 @@ def check_model_dir(model_dir):
         check_writable_dir(model_dir, "model_dir")
 
 
+class DirectoryLock:
+    """An exclusive lock on a model directory, held until `release` (or the
+    process's end: a killed run's lock is free at once). Raises
+    ModelDirInUseError, naming the holder's pid, if another run holds it."""
+
+    def __init__(self, model_dir):
+        os.makedirs(model_dir, exist_ok=True)
+        self._file = open(os.path.join(model_dir, LOCK_FILE), "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "unknown"
+            self._file.close()
+            raise ModelDirInUseError(
+                f"{model_dir} is in use by another run (pid {holder}); wait "
+                f"for it to end or choose another model_dir") from None
+        self._file.truncate(0)
+        self._file.write(f"{os.getpid()}\n")
+        self._file.flush()
+
+    def release(self):
+        if not self._file.closed:
+            self._file.close()  # closing the file releases the lock
+
+
 class Checkpoints:
     """The checkpoints of `model_dir` for the model described by `signature`
-    (a JSON-able dict). Build it in the graph whose variables it saves."""
+    (a JSON-able dict). Build it in the graph whose variables it saves, and
+    hold the directory's `DirectoryLock` while using it."""
 
     def __init__(self, model_dir, signature, keep=KEEP):
         self.model_dir = os.path.expanduser(model_dir)
         self.signature = signature
+        self.keep = keep
         self._graph = tf1.get_default_graph()
         self._variables = {v.op.name: v for v in tf1.global_variables()}
+        # Rotation is ours (over the whole directory), not the Saver's.
         self.saver = tf1.train.Saver(list(self._variables.values()),
-                                     max_to_keep=keep,
+                                     max_to_keep=0,
                                      save_relative_paths=True)
         # Whether every float variable it saves is finite: the moving
         # statistics and optimizer slots as well as the weights.
@@ -51,48 +123,119 @@ class Checkpoints:
              for v in self._variables.values() if v.dtype.is_floating],
             name="all_finite")
         self.latest = None  # the path of the newest good checkpoint
+        self._signature_written = False
 
     @property
     def latest_step(self):
         """The global step of `latest`, or None."""
-        return int(self.latest.rsplit("-", 1)[1]) if self.latest else None
+        return _step_of(self.latest) if self.latest else None
+
+    def steps(self):
+        """The steps of the checkpoints in the directory, oldest first."""
+        if not os.path.isdir(self.model_dir):
+            return []
+        return sorted(int(match.group(1)) for match in
+                      map(_CHECKPOINT.match, os.listdir(self.model_dir))
+                      if match)
+
+    def path(self, step):
+        return os.path.join(self.model_dir, f"{PREFIX}-{step}")
 
     def save(self, session, step):
-        os.makedirs(self.model_dir, exist_ok=True)
-        signature_path = os.path.join(self.model_dir, SIGNATURE_FILE)
-        if not os.path.exists(signature_path):
-            with open(signature_path, "w") as f:
-                json.dump(self.signature, f, indent=1, sort_keys=True)
-        with self._graph.as_default():
-            self.latest = self.saver.save(
-                session, os.path.join(self.model_dir, "model.ckpt"),
-                global_step=step, write_meta_graph=False)
-        log.info("saved checkpoint %s", self.latest)
-        return self.latest
+        """Saves the variables as the checkpoint of `step`, then rotates;
+        returns its path. Raises CheckpointSaveError (one line: what failed,
+        the free space, the checkpoint still intact) if it cannot write."""
+        path = self.path(step)
+        with self._writing(f"checkpoint {path}"):
+            if not self._signature_written:
+                write_json(os.path.join(self.model_dir, SIGNATURE_FILE),
+                           self.signature)
+                self._signature_written = True
+            if os.path.exists(path + ".index"):  # unreadable, or we'd have
+                self._move_damaged(step)          # restored it: keep it
+            with self._graph.as_default():
+                self.saver.save(session, path, write_meta_graph=False,
+                                write_state=False)
+        self.latest = path
+        log.info("saved checkpoint %s", path)
+        self._rotate()
+        return path
+
+    @contextlib.contextmanager
+    def _writing(self, what):
+        """Turns a failure to write `what` into one CheckpointSaveError."""
+        try:
+            yield
+        except (OSError, tf.errors.OpError) as error:
+            kept = (f"the checkpoint before, {self.latest}, is intact"
+                    if self.latest else "no checkpoint was written before")
+            raise CheckpointSaveError(
+                f"writing {what} failed ({_reason(error)}; "
+                f"{_free_space(self.model_dir)} free in {self.model_dir}); "
+                f"{kept}") from None
+
+    def _rotate(self):
+        """Deletes all but the newest `keep` checkpoints and the newest one
+        of a completed epoch; rewrites TensorFlow's `checkpoint` index."""
+        steps = self.steps()
+        kept = steps[-self.keep:]
+        epoch_end = next((step for step in reversed(steps)
+                          if self._is_epoch_end(step)), None)
+        if epoch_end is not None and epoch_end not in kept:
+            kept.insert(0, epoch_end)
+        for step in steps:
+            if step not in kept:
+                for name in _files_of(self.model_dir, step):
+                    os.remove(os.path.join(self.model_dir, name))
+        # TensorFlow's index (a text CheckpointState), for its own tools.
+        names = [os.path.basename(self.path(step)) for step in kept]
+        index = "".join([f'model_checkpoint_path: "{names[-1]}"\n']
+                        + [f'all_model_checkpoint_paths: "{name}"\n'
+                           for name in names])
+        try:
+            write_text(os.path.join(self.model_dir, "checkpoint"), index)
+        except OSError as error:  # only TensorFlow's tools read it
+            log.warning("the checkpoint index of %s was not updated (%s)",
+                        self.model_dir, _reason(error))
+
+    def _is_epoch_end(self, step):
+        """Whether the checkpoint of `step` was taken as an epoch ended (the
+        epoch under way then starts at its own step)."""
+        try:
+            reader = tf.train.load_checkpoint(self.path(step))
+            return step > 0 and reader.get_tensor(EPOCH_START) == step
+        except (tf.errors.OpError, ValueError):
+            return False
+
+    def epoch_checkpoint(self):
+        """The path of the newest checkpoint of a completed epoch, or None."""
+        step = next((step for step in reversed(self.steps())
+                     if self._is_epoch_end(step)), None)
+        return None if step is None else self.path(step)
 
     def restore(self, session):
         """Restores the newest readable checkpoint; returns its path, or None
         if there is none. Raises CheckpointMismatchError for another model's.
-        """
-        state = tf1.train.get_checkpoint_state(self.model_dir)
-        if state is None:
+        Cleans what killed runs left (temporary files of a save)."""
+        self._clean_leftovers()
+        steps = self.steps()
+        if not steps:
             return None
         self._check_signature()
-        for path in reversed(state.all_model_checkpoint_paths):
-            path = os.path.join(self.model_dir, os.path.basename(path))
+        for step in reversed(steps):
+            path = self.path(step)
             try:
                 shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
-            except (tf.errors.OpError, ValueError) as error:
-                log.warning("checkpoint %s cannot be read (%s); trying the "
-                            "one before", path, _first_line(error))
-                continue
-            self._check_variables(path, shapes)
-            try:
+                self._check_variables(path, shapes)
                 with self._graph.as_default():
                     self.saver.restore(session, path)
             except (tf.errors.OpError, ValueError) as error:
-                log.warning("checkpoint %s cannot be restored (%s); trying "
-                            "the one before", path, _first_line(error))
+                if isinstance(error, CheckpointMismatchError):
+                    raise
+                log.warning("checkpoint %s cannot be read (%s); moved to "
+                            "%s/, trying the one before", path,
+                            _first_line(error), DAMAGED_DIR)
+                self._move_damaged(step)
                 continue
             log.info("restored checkpoint %s", path)
             self.latest = path
@@ -101,23 +244,38 @@ class Checkpoints:
                     self.model_dir)
         return None
 
+    def _move_damaged(self, step):
+        damaged = os.path.join(self.model_dir, DAMAGED_DIR)
+        os.makedirs(damaged, exist_ok=True)
+        for name in _files_of(self.model_dir, step):
+            os.replace(os.path.join(self.model_dir, name),
+                       os.path.join(damaged, name))
+
+    def _clean_leftovers(self):
+        if not os.path.isdir(self.model_dir):
+            return
+        for name in os.listdir(self.model_dir):
+            path = os.path.join(self.model_dir, name)
+            if name.startswith(PREFIX) and ".tempstate" in name:
+                os.remove(path)
+            elif name.startswith(PREFIX) and "_temp" in name and os.path.isdir(path):
+                shutil.rmtree(path)
+            elif name.startswith(".") and ".tmp" in name:
+                os.remove(path)
+
     def _check_signature(self):
         path = os.path.join(self.model_dir, SIGNATURE_FILE)
-        if not os.path.exists(path):
+        saved = read_json(path)
+        if saved is None:  # missing or unreadable: the variables will tell
+            log.warning("%s is missing or unreadable: checking the "
+                        "checkpoints' variables instead", path)
             return
-        try:
-            with open(path) as f:
-                saved = json.load(f)
-        except (OSError, ValueError) as error:
-            raise CheckpointMismatchError(f"{path}: unreadable ({error})") from None
         # JSON turns tuples into lists: compare in JSON form.
         differences = _differences(saved, json.loads(json.dumps(self.signature)))
         if differences:
             raise CheckpointMismatchError(
                 f"{self.model_dir} holds checkpoints of another model "
-                f"({'; '.join(differences[:4])}"
-                f"{'; ...' if len(differences) > 4 else ''}): choose another "
-                f"model_dir")
+                f"({_list(differences)}): choose another model_dir")
 
     def _check_variables(self, path, shapes):
         differences = []
@@ -130,9 +288,107 @@ class Checkpoints:
         if differences:
             raise CheckpointMismatchError(
                 f"checkpoint {path} is of another model "
-                f"({'; '.join(differences[:3])}"
-                f"{'; ...' if len(differences) > 3 else ''}): "
+                f"({_list(differences, 3)}): choose another model_dir")
+
+    def check_run(self, arguments, allow_changes=False, frozen=()):
+        """Records the training `arguments` (a JSON-able dict) in `run.json`.
+        If the directory holds checkpoints trained with other arguments,
+        raises RunChangedError naming the differences, unless
+        `allow_changes` (then logs them); the `frozen` arguments may not
+        change even then."""
+        path = os.path.join(self.model_dir, RUN_FILE)
+        saved = read_json(path)
+        arguments = json.loads(json.dumps(arguments))
+        differences = (_differences(saved, arguments)
+                       if saved is not None and self.steps() else [])
+        for name in frozen:
+            if saved is not None and saved.get(name) != arguments.get(name):
+                raise RunChangedError(
+                    f"{self.model_dir} is mid-epoch with {name} "
+                    f"{saved.get(name)}: resume with it until the epoch ends "
+                    f"(its position is counted in batches), or choose "
+                    f"another model_dir")
+        if differences and not allow_changes:
+            raise RunChangedError(
+                f"{self.model_dir} was trained with other arguments "
+                f"({_list(differences)}): resume with the same ones, allow "
+                f"the changes (allow_changes=True, --allow-changes) or "
                 f"choose another model_dir")
+        if differences:
+            log.warning("resuming %s with changed arguments: %s",
+                        self.model_dir, _list(differences, len(differences)))
+        if saved != arguments:
+            with self._writing(path):
+                write_json(path, arguments)
+        return differences
+
+
+def write_json(path, value):
+    """Writes `value` as JSON to `path` atomically (`write_text`)."""
+    write_text(path, json.dumps(value, indent=1, sort_keys=True))
+
+
+def write_text(path, text):
+    """Writes `text` to `path` atomically: a reader sees the old file or the
+    new one, never a part (temporary file, fsync, rename)."""
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f".{name}.tmp{os.getpid()}")
+    try:
+        with open(temporary, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    descriptor = os.open(directory or ".", os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def read_json(path):
+    """The JSON value in `path`, or None if it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _files_of(model_dir, step):
+    """The names of the files of the checkpoint of `step`."""
+    stem = f"{PREFIX}-{step}."
+    return [name for name in os.listdir(model_dir)
+            if name.startswith(stem) and (name == stem + "index"
+                                          or name.startswith(stem + "data-"))]
+
+
+def _step_of(path):
+    return int(path.rsplit("-", 1)[1])
+
+
+def _reason(error):
+    code = getattr(error, "errno", None)
+    if code == errno.ENOSPC or "No space left" in str(error):
+        return "no space left on device"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return _first_line(error).split(";")[0]
+
+
+def _free_space(directory):
+    try:
+        usage = shutil.disk_usage(directory)
+    except OSError:
+        return "unknown space"
+    return f"{usage.free / 2**20:.1f} MiB"
+
+
+def _list(items, limit=4):
+    return "; ".join(items[:limit]) + ("; ..." if len(items) > limit else "")
 
 
 def _differences(there, here, path=""):

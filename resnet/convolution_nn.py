@@ -24,7 +24,8 @@ from batch_renorm import global_step
 from batch_renorm.replicas import ReplicaGroup, replica_group, set_replica_group
 from resnet import cluster as cluster_lib
 from resnet import graphs, hooks as hooks_lib, loop, training
-from resnet.checkpoints import Checkpoints, check_model_dir
+from resnet.checkpoints import (Checkpoints, DirectoryLock, RunChangedError,
+                                check_model_dir)
 from resnet.export import export_saved_model
 from resnet.hooks import (CHECKPOINT_SECS, TrainingDiverged,  # noqa: F401
                           TrainingInterrupted)
@@ -64,6 +65,12 @@ class ConvolutionNN:
       sync_statistics: with a cluster, the norms use the moments of the
         whole global batch (else each worker's own slice's, the paper's
         setting).
+      allow_changes: let `train` resume checkpoints trained with other
+        arguments (batch size, learning rate, seed, renorm schedule, ...);
+        without it that is refused with `checkpoints.RunChangedError`.
+
+    A model_dir is locked for the object's life (`close` frees it): another
+    run on it raises `checkpoints.ModelDirInUseError`.
 
     During `train`, with a model_dir, SIGINT and SIGTERM stop training after
     the current step and save a checkpoint (`TrainingInterrupted`); a second
@@ -74,7 +81,8 @@ class ConvolutionNN:
     def __init__(self, network, dataset, config=None, *, model_dir=None,
                  progress=None, session_config=None,
                  checkpoint_secs=CHECKPOINT_SECS, checkpoint_steps=None,
-                 cluster=None, sync_statistics=False, **hyperparameters):
+                 cluster=None, sync_statistics=False, allow_changes=False,
+                 **hyperparameters):
         if not isinstance(network, NetworkLike):
             raise TypeError(f"network must be a models.NetworkLike (a "
                             f"callable with data_format, microbatch, "
@@ -96,6 +104,7 @@ class ConvolutionNN:
         config = session_config or default_session_config()
         server = cluster.start_server(config) if cluster else None
         self.network, self.dataset, self.model_dir = network, dataset, model_dir
+        self.allow_changes = allow_changes
         self.checkpoint_secs, self.checkpoint_steps = (checkpoint_secs,
                                                        checkpoint_steps)
         self.progress = sys.stderr.isatty() if progress is None else progress
@@ -133,17 +142,33 @@ class ConvolutionNN:
             broadcast = (replica_group().broadcast_from_chief(
                 tf1.global_variables(), cluster.start_timeout)
                 if cluster else None)
+        # Locked before anything is written there.
+        self._lock = DirectoryLock(model_dir) if model_dir else None
+        with self.graph.as_default():
             self._writer = (tf1.summary.FileWriter(model_dir, self.graph)
                             if model_dir else None)
         self.session = tf1.Session(
             server.target if server else "", graph=self.graph,
             config=cluster.session_config(config) if cluster else config)
+        try:
+            self._start(init, broadcast)
+        except BaseException:
+            self.close()
+            raise
+        if model_dir:
+            log.info("model_dir %s: step %d, %d epochs done", model_dir,
+                     self.session.run(self.global_step), self.epochs_done)
+
+    def _start(self, init, broadcast):
+        """Initialises the variables, restores the newest checkpoint and,
+        in a cluster, broadcasts the chief's variables."""
         self.session.run(init)
         self._input.load(self.session)
         if self._checkpoints:
             # A failed restore assigns nothing: the variables stay as
             # initialised.
             self._checkpoints.restore(self.session)
+        cluster = self.cluster
         if broadcast is not None:
             with self._lost_workers():
                 cluster_lib.run_in_time(
@@ -151,9 +176,6 @@ class ConvolutionNN:
                     f"worker {cluster.task_index}: no answer from the other "
                     f"workers within {cluster.start_timeout:.0f} s; is every "
                     f"one started, with the same --worker-hosts?")
-        if model_dir:
-            log.info("model_dir %s: step %d, %d epochs done", model_dir,
-                     self.session.run(self.global_step), self.epochs_done)
 
     @property
     def epochs_done(self):
@@ -168,6 +190,8 @@ class ConvolutionNN:
         check_batches(batch_size, len(self.dataset.x_train),
                       self.network.microbatch, self.config.classes_per_batch,
                       self.cluster.size if self.cluster else 1)
+        if self._checkpoints:
+            self._check_run(batch_size)
         ours = [hooks_lib.DivergenceHook(self.train_graph.cross_entropy,
                                          self._checkpoints)]
         signals = None
@@ -188,6 +212,17 @@ class ConvolutionNN:
                 f"{self.session.run(self.global_step)}; saved checkpoint "
                 f"{self._checkpoints.latest}", signals.received)
         return history
+
+    def _check_run(self, batch_size):
+        """Refuses to resume checkpoints trained with other arguments
+        (unless allow_changes), and a batch size changed mid-epoch always:
+        the epoch's position is counted in batches."""
+        step, start = self.session.run([self.global_step,
+                                        self._epochs.start_step])
+        self._checkpoints.check_run(
+            {"batch_size": batch_size, **dataclasses.asdict(self.config),
+             "network": self.network.settings()},
+            self.allow_changes, frozen=("batch_size",) if step != start else ())
 
     @contextlib.contextmanager
     def _lost_workers(self):
@@ -246,6 +281,8 @@ class ConvolutionNN:
         if self._writer:
             self._writer.close()
         self.session.close()
+        if self._lock:
+            self._lock.release()
 
     def __enter__(self):
         return self

@@ -92,8 +92,13 @@ class CheckpointHook(EpochHook):
     def before_run(self, run_context):
         return tf1.train.SessionRunArgs(self._step)
 
+    def begin_epoch(self, session, epoch, batches):
+        self._epoch_end = int(session.run(self._global_step)) + batches
+
     def after_run(self, run_context, run_values):
         step = run_values.results + 1
+        if step == self._epoch_end:
+            return  # saved by end_epoch, with the epoch counted
         if ((self.steps and step % self.steps == 0)
                 or time.monotonic() - self._last_save >= self.secs):
             self.save(run_context.session)
@@ -318,7 +323,12 @@ def last_good(checkpoints):
     """How an error names the newest good checkpoint."""
     if checkpoints is None:
         return "none (no model_dir)"
-    return checkpoints.latest or "none"
+    epoch = checkpoints.epoch_checkpoint()
+    if epoch is None or epoch == checkpoints.latest:
+        return checkpoints.latest or "none"
+    return (f"{checkpoints.latest} (should it diverge again: {epoch}, the "
+            f"newest of a completed epoch, is kept; move the newer ones "
+            f"away to resume from it)")
 
 
 def check_checkpoint_schedule(secs, steps):

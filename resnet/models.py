@@ -36,6 +36,10 @@ class NetworkLike(Protocol):
     def signature(self):
         """A JSON-able dict: what its checkpoints must agree on."""
 
+    def settings(self):
+        """A JSON-able dict: its training settings (not in the signature)
+        that a resumed run keeps unless changes are allowed."""
+
     def renorm_clip(self):
         """(rmax, dmax) tensors at the global step, or None without batch
         renorm."""
@@ -65,11 +69,12 @@ class Layer:
             raise ValueError(f"pool must be one of {full_layers.POOLS}: {self}")
 
 
-def _field(default, checkpoint):
+def _field(default, checkpoint, run=False):
     """A Network field; `checkpoint` says whether checkpoints of networks
-    that differ in it are incompatible. Every field must say so."""
+    that differ in it are incompatible (every field must say so), `run`
+    whether it changes what training computes (a resume keeps it)."""
     return dataclasses.field(default=default,
-                             metadata={"checkpoint": checkpoint})
+                             metadata={"checkpoint": checkpoint, "run": run})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +94,9 @@ class Network:
     num_classes: int = _field(dataclasses.MISSING, checkpoint=True)
     norm: Optional[str] = _field("batch_renorm", checkpoint=True)
     shortcut: str = _field("A", checkpoint=True)
-    norm_momentum: float = _field(0.99, checkpoint=False)
-    renorm_schedule: Optional[dict] = _field(None, checkpoint=False)
-    microbatch: Optional[int] = _field(None, checkpoint=False)
+    norm_momentum: float = _field(0.99, checkpoint=False, run=True)
+    renorm_schedule: Optional[dict] = _field(None, checkpoint=False, run=True)
+    microbatch: Optional[int] = _field(None, checkpoint=False, run=True)
     data_format: str = _field("NHWC", checkpoint=False)
     name: str = _field("network", checkpoint=True)
 
@@ -120,6 +125,12 @@ class Network:
         return {field.name: _jsonable(getattr(self, field.name))
                 for field in dataclasses.fields(self)
                 if field.metadata["checkpoint"]}
+
+    def settings(self):
+        """The training settings outside the signature that change what a
+        run computes (the norms' momentum, renorm schedule, microbatch)."""
+        return {field.name: _jsonable(getattr(self, field.name))
+                for field in dataclasses.fields(self) if field.metadata["run"]}
 
     def renorm_clip(self):
         """(rmax, dmax) at the graph's global step, or None without batch

@@ -10,6 +10,7 @@ The only module that reads command-line flags. It imports TensorFlow (and
 so the modules that use it) only once main() runs, and quietly.
 """
 import argparse
+import collections
 import dataclasses
 import logging
 import os
@@ -152,6 +153,10 @@ def build_parser():
     run = p.add_argument_group("checkpoints and logs")
     run.add_argument("--model-dir", help="checkpoints and TensorBoard logs "
                      "go here; a run there resumes from the newest checkpoint")
+    run.add_argument("--allow-changes", action="store_true",
+                     help="resume a --model-dir with other training "
+                     "arguments (batch size, lr, seed, ...) than its "
+                     "checkpoints were trained with; refused without it")
     run.add_argument("--checkpoint-secs", type=float, metavar="SECONDS",
                      default=CHECKPOINT_SECS)
     run.add_argument("--checkpoint-steps", type=int, metavar="STEPS")
@@ -177,15 +182,18 @@ def renorm_schedule_for(args, total_steps):
     return values
 
 
-def run(args):
-    """Trains as `args` say; returns (test metrics, global step)."""
+Plan = collections.namedtuple("Plan", "network dataset config cluster "
+                              "batch_size epochs")
+
+
+def plan(args):
+    """Checks every argument and loads the data, before any graph is built;
+    returns the run's `Plan`. A ValueError here is a usage error."""
     from resnet import checkpoints, models, training
-    from resnet.convolution_nn import ConvolutionNN
     from resnet.export import check_export_path
     from resnet.hooks import check_checkpoint_schedule
     from resnet.input_pipeline import check_batches
-    from resnet.session_config import (check_device_supports, check_threads,
-                                       session_config)
+    from resnet.session_config import check_device_supports, check_threads
 
     batch_size, epochs = DEFAULTS[args.dataset]
     batch_size = batch_size if args.batch_size is None else args.batch_size
@@ -235,11 +243,22 @@ def run(args):
     if args.lr_boundaries is None:
         config = dataclasses.replace(config, lr_boundaries=(
             total_steps // 2, total_steps * 3 // 4))
+    return Plan(network, ds, config, cluster, batch_size, epochs)
+
+
+def run(args, plan):
+    """Trains as `args` and their `plan` say; returns (test metrics, global
+    step)."""
+    from resnet.convolution_nn import ConvolutionNN
+    from resnet.session_config import session_config
+
+    network, ds, config, cluster, batch_size, epochs = plan
     with ConvolutionNN(network, ds, config, model_dir=args.model_dir,
                        cluster=cluster, sync_statistics=args.sync_statistics,
                        progress=False if args.no_progress else None,
                        checkpoint_secs=args.checkpoint_secs,
                        checkpoint_steps=args.checkpoint_steps,
+                       allow_changes=args.allow_changes,
                        session_config=session_config(
                            args.intra_threads, args.inter_threads,
                            args.precision, args.xla, batch_size,
@@ -277,9 +296,11 @@ def cluster_from(args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     import_tensorflow_quietly(verbose="--verbose" in argv)
-    from resnet.hooks import TrainingDiverged, TrainingInterrupted
-
+    from resnet.checkpoints import (CheckpointMismatchError,
+                                    CheckpointSaveError, ModelDirInUseError,
+                                    RunChangedError)
     from resnet.cluster import WorkerLost
+    from resnet.hooks import TrainingDiverged, TrainingInterrupted
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -294,10 +315,15 @@ def main(argv=None):
             parser.error(str(error))
     start = time.perf_counter()
     try:
-        metrics, step = run(args)
-    except ValueError as error:  # bad arguments, DatasetError, mismatches
+        checked = plan(args)
+    except ValueError as error:  # bad arguments, DatasetError
         parser.error(str(error))
-    except WorkerLost as error:
+    try:
+        metrics, step = run(args, checked)
+    except (CheckpointMismatchError, RunChangedError,
+            ModelDirInUseError) as error:  # a --model-dir the run cannot use
+        parser.error(str(error))
+    except (WorkerLost, CheckpointSaveError) as error:
         print(f"{parser.prog}: {error}", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:
