@@ -84,11 +84,14 @@ def conv_layer(inputs, filters, training, kernel_size=3, strides=1,
 
 def dense_layer(inputs, units, training, batch_norm=False, batch_renorm=False,
                 normalizer=None, activation=tf.nn.relu, dropout_rate=0.0,
-                name=None):
-    """A fully connected layer; a 4-D input is flattened first."""
+                data_format="NHWC", name=None):
+    """A fully connected layer; a 4-D input (in `data_format`) is flattened
+    first, in H, W, C order for either layout: the kernel is the same."""
     norm = _choose_norm(batch_norm, batch_renorm, normalizer)
-    _check_flags(dropout_rate, None, "NHWC")
+    _check_flags(dropout_rate, None, data_format)
     with tf1.variable_scope(name, default_name="dense"):
+        if inputs.shape.rank == 4 and data_format == "NCHW":
+            inputs = tf.transpose(inputs, [0, 2, 3, 1])
         if inputs.shape.rank != 2:
             inputs = tf.reshape(inputs, [-1, inputs.shape[1:].num_elements()])
         h = tf.matmul(inputs, _kernel([inputs.shape[-1], units]))

@@ -180,7 +180,8 @@ def _build(layer, h, training, shortcut, normalizer, data_format, name):
         return full_layers.resnet_block(h, layer.size, strides=layer.strides,
                                         shortcut=shortcut, pool=layer.pool,
                                         data_format=data_format, **common)
-    return full_layers.dense_layer(h, layer.size, **common)
+    return full_layers.dense_layer(h, layer.size, data_format=data_format,
+                                   **common)
 
 
 def resnet(depth, num_classes, norm="batch_norm", shortcut="A",
