@@ -17,13 +17,13 @@ import dataclasses
 import logging
 import sys
 
-import numpy as np
 import tensorflow as tf
 
 from batch_renorm import global_step
 from batch_renorm.replicas import ReplicaGroup, replica_group, set_replica_group
 from resnet import cluster as cluster_lib
 from resnet import graphs, hooks as hooks_lib, loop, training
+from resnet.arrays import check_images, check_labels
 from resnet.checkpoints import (Checkpoints, DirectoryLock, RunChangedError,
                                 check_model_dir)
 from resnet.export import export_saved_model
@@ -131,6 +131,10 @@ class ConvolutionNN:
             # Public: its tensors are what a user fetches in inference.
             self.inference = graphs.build_inference(
                 network, dataset.image_shape, preprocess)
+            classes = self.inference.logits.shape[-1]
+            if classes != dataset.num_classes:
+                raise ValueError(f"the network has {classes} outputs, the "
+                                 f"dataset {dataset.num_classes} classes")
             self._epochs = graphs.build_epoch_state()
             self._checkpoints = (Checkpoints(model_dir, {
                 "network": network.signature(), "dataset": dataset.name,
@@ -255,18 +259,20 @@ class ConvolutionNN:
         return metrics
 
     def _split(self, images, labels):
+        """The test split, or the checked arrays (`resnet.arrays`)."""
         if images is None:
             return self.dataset.x_test, self.dataset.y_test
-        return images, labels
+        images = check_images(images, self.dataset.image_shape)
+        if len(images) == 0:
+            raise ValueError("images is empty: nothing to evaluate")
+        return images, check_labels(labels, len(images),
+                                    self.dataset.num_classes)
 
     def predict(self, images):
-        """The predicted labels (int64 [N]) of NHWC float32 images [N, H, W, C]."""
-        images = np.asarray(images, dtype=np.float32)
-        if images.shape[1:] != self.dataset.image_shape:
-            raise ValueError(f"images must have shape [N, "
-                             f"{', '.join(map(str, self.dataset.image_shape))}]"
-                             f", got {list(images.shape)}")
-        return loop.predict(self.session, self.inference, images)
+        """The predicted labels (int64 [N]) of images [N, H, W, C]: floats
+        in [0, 1] (the datasets' scale) or uint8 in 0-255."""
+        return loop.predict(self.session, self.inference,
+                            check_images(images, self.dataset.image_shape))
 
     def export(self, path):
         """Writes the inference graph with the current weights as a

@@ -89,11 +89,40 @@ def test_tensorboard_summaries_are_written(digits, tmp_path):
         assert tags[f"renorm/{key}"] == tags[f"renorm_layers/{key}"] == [0, 20, 40]
 
 
-def test_predict_checks_the_image_shape(digits):
+def test_predict_and_evaluate_check_their_arrays(digits):
+    images, labels = digits.x_test[:50], digits.y_test[:50]
+    nan = images.copy()
+    nan[7, 3, 3, 0] = np.nan
     with ConvolutionNN(small_resnet("batch_norm", 10), digits,
                        progress=False) as cnn:
-        with pytest.raises(ValueError, match=r"shape \[N, 8, 8, 1\]"):
-            cnn.predict(np.zeros((2, 28, 28, 1)))
+        refused = [  # (exception, message, call)
+            (ValueError, r"shape \[N, 8, 8, 1\], got \[2, 28, 28, 1\]",
+             lambda: cnn.predict(np.zeros((2, 28, 28, 1)))),
+            (ValueError, "non-finite values .* in 1 images, the first at index 7",
+             lambda: cnn.predict(nan)),
+            (ValueError, r"in \[0, 1\].* \[0, 255\] \(0-255 floats: divide by 255\)",
+             lambda: cnn.predict(images * 255)),
+            (TypeError, "dtype complex64", lambda: cnn.predict(images + 0j)),
+            (TypeError, "dtype int64", lambda: cnn.predict(images.astype(np.int64))),
+            (ValueError, "images is empty", lambda: cnn.evaluate(images[:0], labels[:0])),
+            (ValueError, "labels are needed", lambda: cnn.evaluate(images)),
+            (ValueError, r"labels must be in \[0, 10\), got 10 at index 3",
+             lambda: cnn.evaluate(images, np.where(np.arange(50) == 3, 10, labels))),
+            (ValueError, r"shape \[50\] \(one per image\), got \[49\]",
+             lambda: cnn.evaluate(images, labels[:49])),
+            (TypeError, "labels must be integers", lambda: cnn.evaluate(
+                images, labels + 0.7)),
+        ]
+        for error, message, call in refused:
+            with pytest.raises(error, match=message):
+                call()
+        # uint8 0-255 is the same picture as floats in [0, 1].
+        as_uint8 = np.round(images * 255).astype(np.uint8)
+        np.testing.assert_array_equal(cnn.predict(as_uint8),
+                                      cnn.predict(as_uint8 / 255.0))
+        assert cnn.predict(images[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="3 outputs, the dataset 10 classes"):
+        ConvolutionNN(models.resnet(8, 3), digits)
 
 
 def test_a_checkpoint_serves_both_layouts(digits, tmp_path):
