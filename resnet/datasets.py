@@ -10,6 +10,7 @@ the path and what was expected.
 """
 import dataclasses
 import gzip
+import math
 import os
 import pickle
 import struct
@@ -23,6 +24,9 @@ NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "resnet-batch-renorm")
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
+# The largest IDX file read (MNIST's training images are 47 MB): a header
+# promising more is refused before anything is inflated.
+MAX_IDX_BYTES = 2**30
 IDX_FILES = {  # split: (images file, labels file)
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -127,26 +131,33 @@ def _load_idx_dataset(name, data_dir, download):
 def read_idx(path, ndim):
     """An array of unsigned bytes from a gzipped IDX file (the MNIST format:
     two zero bytes, type 0x08, the number of dimensions, each dimension as a
-    big-endian uint32, then the data)."""
+    big-endian uint32, then the data). The header is read first: a file is
+    never inflated beyond the size its header gives, at most
+    MAX_IDX_BYTES."""
+    header_size = 4 + 4 * ndim
     try:
         with gzip.open(path, "rb") as f:
-            data = f.read()
+            header = f.read(header_size)
+            if len(header) < header_size or header[:4] != bytes([0, 0, 0x08, ndim]):
+                raise DatasetError(
+                    f"{path}: not an IDX file of {ndim}-D unsigned bytes "
+                    f"(expected magic 0x0000080{ndim}, got 0x{header[:4].hex()})")
+            shape = struct.unpack(f">{ndim}I", header[4:])
+            expected = math.prod(shape)
+            if expected > MAX_IDX_BYTES:
+                raise DatasetError(
+                    f"{path}: header says shape {shape} ({expected} bytes), "
+                    f"more than any dataset here ({MAX_IDX_BYTES} bytes)")
+            data = f.read(expected + 1)  # one more: is there too much?
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
     except (OSError, EOFError, zlib.error) as error:
         raise DatasetError(f"{path}: not a readable gzip file ({error})") from None
-    header = 4 + 4 * ndim
-    if len(data) < header or data[:4] != bytes([0, 0, 0x08, ndim]):
-        raise DatasetError(f"{path}: not an IDX file of {ndim}-D unsigned bytes "
-                           f"(expected magic 0x0000080{ndim}, got "
-                           f"0x{data[:4].hex()})")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(shape, dtype=np.int64))
-    if len(data) - header != expected:
-        raise DatasetError(f"{path}: header says shape {shape} "
-                           f"({expected} bytes) but {len(data) - header} "
-                           f"bytes follow")
-    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+    if len(data) != expected:
+        follow = "more" if len(data) > expected else f"only {len(data)}"
+        raise DatasetError(f"{path}: header says shape {shape} ({expected} "
+                           f"bytes) but {follow} bytes follow")
+    return np.frombuffer(data, np.uint8).reshape(shape)
 
 
 def _load_cifar10(data_dir, download):

@@ -1,6 +1,7 @@
 """Dataset readers on small files written in the original formats."""
 import gzip
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from resnet import datasets
 from resnet.datasets import DatasetError
 from tests import formats
+from tests.conftest import run
 
 
 def test_mnist_files_are_read_as_written(tmp_path):
@@ -227,3 +229,35 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     with pytest.raises(DatasetError, match="is not allowed"):
         datasets.read_cifar10_batch(str(path))
     assert not (tmp_path / "owned").exists()
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path):
+    # An MNIST header for 20 images (15,680 bytes) followed by 400 MB of
+    # zeros (400 kB gzipped): read under a 300 MB address-space limit.
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 20, 28, 28))
+        zeros = bytes(2**20)
+        for _ in range(400):
+            f.write(zeros)
+    result = run("-c", (
+        "import resource, sys\n"
+        "from resnet.datasets import read_idx, DatasetError\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (300 * 2**20, 300 * 2**20))\n"
+        "try:\n"
+        f"    read_idx({str(path)!r}, 3)\n"
+        "except DatasetError as error:\n"
+        "    sys.exit(str(error))\n"), OPENBLAS_NUM_THREADS="1")
+    assert result.stderr.strip().endswith(
+        "header says shape (20, 28, 28) (15680 bytes) but more bytes follow"), \
+        result.stderr
+
+
+def test_an_idx_header_larger_than_any_dataset_is_refused(tmp_path):
+    path = tmp_path / "huge.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", *[2**32 - 1] * 3))
+    with pytest.raises(DatasetError, match=(
+            r"shape \(4294967295, 4294967295, 4294967295\) "
+            r"\(79228162458924105385300197375 bytes\), more than any dataset")):
+        datasets.read_idx(str(path), 3)
