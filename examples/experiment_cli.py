@@ -5,7 +5,7 @@ import dataclasses
 import logging
 import sys
 
-from resnet import experiment, resnet_run
+from resnet import datasets, experiment, resnet_run
 
 # A few hundred steps per arm: 6400 images, 4 epochs of 128 (200 steps).
 QUICK = dict(train_images=6400, epochs=4)
@@ -30,7 +30,10 @@ def main(description, arms, full_setup, default_out, argv=None):
         setup = dataclasses.replace(setup, seeds=tuple(range(args.seeds)))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     resnet_run.import_tensorflow_quietly()
-    results = experiment.run(arms, setup, args.out, args.data_dir)
+    try:
+        results = experiment.run(arms, setup, args.out, args.data_dir)
+    except datasets.DatasetError as error:
+        p.error(str(error))
     summary = experiment.summarize(results, [arm.name for arm in arms])
     print(experiment.table(summary, setup))
     print(f"results, plot and TensorBoard logs in {args.out}")

@@ -240,12 +240,29 @@ def _fetch(data_dir, filename, url, download, extract=False):
     except ValueError as error:
         raise DatasetError(f"{path}: file not found, and it cannot be "
                            f"downloaded there: {error}") from None
-    import tensorlayer as tl  # slow to import; only needed to download
+    existing = os.path.abspath(data_dir)
+    while not os.path.isdir(existing):
+        existing = os.path.dirname(existing)
     try:
+        import tensorlayer as tl  # slow to import; only needed to download
         return tl.files.maybe_download_and_extract(filename, data_dir, url,
                                                    extract=extract)
     except Exception as error:
+        _remove_what_was_made(path, os.path.abspath(data_dir), existing)
         raise DatasetError(
             f"{path}: not found, and downloading it from {url} failed "
             f"({type(error).__name__}: {error}); put the file there by hand"
         ) from None
+
+
+def _remove_what_was_made(path, data_dir, existing):
+    """After a failed download: its partial file, and the folders made for
+    it up to `existing` (the deepest one there was), if empty."""
+    if os.path.isfile(path):
+        os.remove(path)
+    while data_dir != existing:
+        try:
+            os.rmdir(data_dir)
+        except OSError:  # not empty, or gone
+            return
+        data_dir = os.path.dirname(data_dir)

@@ -141,12 +141,18 @@ def test_missing_files_are_downloaded_into_data_dir(tmp_path, monkeypatch):
 def test_failed_download_says_where_to_put_the_file(tmp_path, monkeypatch):
     import tensorlayer as tl
 
-    def offline(*args, **kwargs):
+    def cut_off(filename, working_directory, url_source, extract=False):
+        os.makedirs(working_directory, exist_ok=True)  # as TensorLayer does
+        with open(os.path.join(working_directory, filename), "wb") as f:
+            f.write(b"the first bytes")
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(tl.files, "maybe_download_and_extract", offline)
+    monkeypatch.setattr(tl.files, "maybe_download_and_extract", cut_off)
+    (tmp_path / "mine").mkdir()
     with pytest.raises(DatasetError, match="by hand"):
-        datasets.load("cifar10", str(tmp_path))
+        datasets.load("cifar10", str(tmp_path / "mine" / "deep" / "data"))
+    # Neither the folders it made nor the partial file are left behind.
+    assert [p.name for p in tmp_path.rglob("*")] == ["mine"]
 
 
 def test_unknown_dataset_name():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from resnet import datasets, experiment
-from tests.conftest import run
+from tests.conftest import assert_usage_error, run
 
 
 def test_summary_and_table_by_hand():
@@ -67,3 +67,17 @@ def test_quick_mode_writes_curves_table_plot_and_logs(tmp_path, script, arms):
     # Run again: every run is recorded, none is trained again.
     again = run(*args)
     assert again.returncode == 0 and again.stderr.count("done already") == 3
+
+
+@pytest.mark.parametrize("script, prog, args", [
+    ("fashion_mnist_resnet.py", "resnet-run", ["--epochs", "1"]),
+    ("renorm_non_iid.py", "renorm_non_iid.py", ["--quick", "--out", "OUT"])])
+def test_example_scripts_without_their_data_say_so_in_one_line(
+        tmp_path, script, prog, args):
+    offline = "http://127.0.0.1:9"  # nothing listens there
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    result = run(os.path.join("examples", script), "--data-dir",
+                 str(tmp_path / "none" / "here"), *args,
+                 http_proxy=offline, https_proxy=offline)
+    assert_usage_error(result, "put the file there by hand", prog=prog)
+    assert not (tmp_path / "none").exists()  # no folders left behind
