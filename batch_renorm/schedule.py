@@ -43,6 +43,34 @@ def check_schedule(rmax=RMAX, dmax=DMAX, warmup_steps=WARMUP_STEPS,
                              f"({warmup_steps})")
 
 
+def short_run_schedule(total_steps, momentum=0.99, rmax=RMAX, dmax=DMAX):
+    """`renorm_schedule` keyword arguments for a run of `total_steps` whose
+    learning rate drops at half-way (as resnet-run's does by default), with
+    the norms' moving averages of `momentum` (alpha = 1 - momentum).
+
+    The warm-up (r = 1, d = 0) lasts while the moving statistics converge
+    from their initial 0 and 1: 3 / alpha steps (95% of the way), at most a
+    quarter of the run. Then rmax and dmax grow linearly to reach `rmax`,
+    `dmax` at half-way, so that renorm shapes most of training. The paper
+    gives no rule for other lengths; its own ramp (5,000 steps of warm-up,
+    50 times the averages' memory) is the default of `renorm_schedule`.
+
+    Measured (README "Results", seed 0, ResNet-8 on Fashion-MNIST, 1,876
+    steps): with non-i.i.d. minibatches of 2 classes at lr 0.02, test
+    accuracy 0.804 against 0.790 for `scaled_schedule` (warm-up for half the
+    run) and 0.698 for batch norm; with microbatches of 4 at lr 0.1, 0.903
+    (batch norm: 0.836).
+    """
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    warmup = min(round(3 / (1.0 - momentum)), total_steps // 4)
+    end = max(total_steps // 2, warmup)
+    return dict(rmax=rmax, dmax=dmax, warmup_steps=warmup, rmax_steps=end,
+                dmax_steps=end)
+
+
 def scaled_schedule(total_steps, rmax=RMAX, dmax=DMAX):
     """`renorm_schedule` keyword arguments for a run of `total_steps` whose
     learning rate drops at half-way (as resnet-run's does by default).
@@ -55,9 +83,21 @@ def scaled_schedule(total_steps, rmax=RMAX, dmax=DMAX):
     accuracy fell to 33.5% (batch norm: 86.6%; r alone: 86.6%, d alone:
     21.6%). So here r and d stay 1 and 0 through the first half of the run
     and ramp linearly to rmax and dmax over the second (86.5% on the same
-    run). Our choice; the paper gives no rule for other lengths.
+    run). That compressed warm-up was ~18 steps, far shorter than the moving
+    statistics need to converge: `short_run_schedule` keeps their
+    convergence as its warm-up and is the default now; this rule stays for
+    comparison.
     """
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
     return dict(rmax=rmax, dmax=dmax, warmup_steps=total_steps // 2,
                 rmax_steps=total_steps, dmax_steps=total_steps)
+
+
+# Rules fitting the ramp to a run's length: name -> f(total_steps, momentum).
+SCHEDULES = {
+    "short_run": short_run_schedule,
+    "half": lambda total_steps, momentum: scaled_schedule(total_steps),
+    "paper": lambda total_steps, momentum: {},  # renorm_schedule's defaults
+}
+DEFAULT_SCHEDULE = "short_run"

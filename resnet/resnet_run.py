@@ -101,8 +101,9 @@ def build_parser():
                        help="the layers' layout: NCHW is faster on a GPU "
                        "(default NHWC); checkpoints fit either")
     renorm = p.add_argument_group(
-        "batch renorm schedule (default: r = 1, d = 0 for the first half of "
-        "the run, then a linear ramp to rmax, dmax; see scaled_schedule)")
+        "batch renorm schedule (default: r = 1, d = 0 while the moving "
+        "statistics converge, 3 / alpha steps, then a linear ramp to rmax, "
+        "dmax at half-way; see batch_renorm.schedule.short_run_schedule)")
     renorm.add_argument("--rmax", type=float, default=schedule.RMAX)
     renorm.add_argument("--dmax", type=float, default=schedule.DMAX)
     renorm.add_argument("--renorm-warmup", type=int, metavar="STEPS")
@@ -171,9 +172,10 @@ def build_parser():
 
 
 def renorm_schedule_for(args, total_steps):
-    """The run's renorm schedule: the scaled paper's, overridden by flags."""
+    """The run's renorm schedule: `short_run_schedule`, overridden by flags."""
     from batch_renorm import schedule
-    values = schedule.scaled_schedule(total_steps, args.rmax, args.dmax)
+    values = schedule.short_run_schedule(total_steps, args.norm_momentum,
+                                         args.rmax, args.dmax)
     for key, flag in (("warmup_steps", args.renorm_warmup),
                       ("rmax_steps", args.rmax_steps),
                       ("dmax_steps", args.dmax_steps)):
