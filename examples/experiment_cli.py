@@ -7,20 +7,24 @@ import sys
 
 from resnet import datasets, experiment, resnet_run
 
-# A few hundred steps per arm: 6400 images, 4 epochs of 128 (200 steps).
-QUICK = dict(train_images=6400, epochs=4)
+# A smoke test: 6400 images, 4 epochs of 128 (200 steps), one seed, a point
+# every 25 steps; written beside the full run's folder, never into it.
+QUICK = dict(train_images=6400, epochs=4, seeds=(0,), eval_every=25)
 
 
 def main(description, arms, full_setup, default_out, argv=None):
+    """Parses argv, runs `arms` on `full_setup` (or the quick one) and
+    prints the table."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="a few hundred steps per arm (a smoke test)")
-    p.add_argument("--out", default=default_out, help="output folder")
+                   help="200 steps per arm and one seed (a smoke test), "
+                   "written to OUT-quick")
+    p.add_argument("--out", help=f"output folder (default {default_out})")
     p.add_argument("--data-dir", help="Fashion-MNIST files (default: Debian's "
                    "dataset-fashion-mnist, else downloaded)")
     p.add_argument("--seeds", type=int, help="how many seeds per arm "
-                   f"(default {len(full_setup.seeds)})")
+                   f"(default {len(full_setup.seeds)}, 1 with --quick)")
     p.add_argument("--epochs", type=int)
     args = p.parse_args(argv)
     setup = dataclasses.replace(full_setup, **QUICK) if args.quick else full_setup
@@ -28,15 +32,16 @@ def main(description, arms, full_setup, default_out, argv=None):
         setup = dataclasses.replace(setup, epochs=args.epochs)
     if args.seeds:
         setup = dataclasses.replace(setup, seeds=tuple(range(args.seeds)))
+    out = args.out or (default_out + "-quick" if args.quick else default_out)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     resnet_run.import_tensorflow_quietly()
     try:
-        results = experiment.run(arms, setup, args.out, args.data_dir)
-    except datasets.DatasetError as error:
+        results = experiment.run(arms, setup, out, args.data_dir)
+    except (datasets.DatasetError, experiment.SetupChangedError) as error:
         p.error(str(error))
     summary = experiment.summarize(results, [arm.name for arm in arms])
     print(experiment.table(summary, setup))
-    print(f"results, plot and TensorBoard logs in {args.out}")
+    print(f"results, plot and TensorBoard logs in {out}")
     return 0
 
 

@@ -7,17 +7,16 @@ two CPU cores can run: ResNet-8 on the real Fashion-MNIST, minibatches of
 128 examples, three arms:
   - batch norm with full-batch statistics (the baseline),
   - batch norm with microbatches of 4,
-  - batch renorm with microbatches of 4 (alpha = 0.01; rmax, dmax held at
-    1, 0 for the first half of the run, then ramped to 3, 5: see
-    batch_renorm.schedule.scaled_schedule),
-each with 3 seeds; test accuracy in inference mode after every epoch.
+  - batch renorm with microbatches of 4 (alpha = 0.01; the
+    batch_renorm.schedule.short_run_schedule ramp),
+each with 3 seeds; test accuracy in inference mode every 100 steps.
 
-    python examples/renorm_microbatch.py            # full: ~30 min on 2 cores
-    python examples/renorm_microbatch.py --quick    # a few hundred steps
+    python examples/renorm_microbatch.py            # full: ~15 min on 2 cores
+    python examples/renorm_microbatch.py --quick    # 200 steps, one seed
 
 Writes results.json, results.md (final accuracies, mean +- std),
 accuracy.png and TensorBoard logs (runs/) to --out
-(default results/microbatch).
+(default results/microbatch; results/microbatch-quick with --quick).
 """
 import os
 import sys

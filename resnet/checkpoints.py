@@ -271,7 +271,8 @@ class Checkpoints:
                         "checkpoints' variables instead", path)
             return
         # JSON turns tuples into lists: compare in JSON form.
-        differences = _differences(saved, json.loads(json.dumps(self.signature)))
+        differences = json_differences(
+            saved, json.loads(json.dumps(self.signature)))
         if differences:
             raise CheckpointMismatchError(
                 f"{self.model_dir} holds checkpoints of another model "
@@ -299,7 +300,7 @@ class Checkpoints:
         path = os.path.join(self.model_dir, RUN_FILE)
         saved = read_json(path)
         arguments = json.loads(json.dumps(arguments))
-        differences = (_differences(saved, arguments)
+        differences = (json_differences(saved, arguments)
                        if saved is not None and self.steps() else [])
         for name in frozen:
             if saved is not None and saved.get(name) != arguments.get(name):
@@ -323,9 +324,9 @@ class Checkpoints:
         return differences
 
 
-def write_json(path, value):
+def write_json(path, value, sort_keys=True):
     """Writes `value` as JSON to `path` atomically (`write_text`)."""
-    write_text(path, json.dumps(value, indent=1, sort_keys=True))
+    write_text(path, json.dumps(value, indent=1, sort_keys=sort_keys))
 
 
 def write_text(path, text):
@@ -391,18 +392,18 @@ def _list(items, limit=4):
     return "; ".join(items[:limit]) + ("; ..." if len(items) > limit else "")
 
 
-def _differences(there, here, path=""):
+def json_differences(there, here, path=""):
     """The fields in which two JSON values differ, each as one short
     'path: value there, value here'."""
     if isinstance(there, dict) and isinstance(here, dict):
         return [line for key in sorted(set(there) | set(here))
-                for line in _differences(there.get(key), here.get(key),
+                for line in json_differences(there.get(key), here.get(key),
                                          f"{path}.{key}" if path else key)]
     if isinstance(there, list) and isinstance(here, list):
         if len(there) != len(here):
             return [f"{path}: {len(there)} items there, {len(here)} here"]
         return [line for index, (a, b) in enumerate(zip(there, here))
-                for line in _differences(a, b, f"{path}[{index}]")]
+                for line in json_differences(a, b, f"{path}[{index}]")]
     if there == here:
         return []
     return [f"{path}: {_short(there)} there, {_short(here)} here"]

@@ -15,14 +15,20 @@ import dataclasses
 import json
 import logging
 import os
+import subprocess
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
 
-from batch_renorm.schedule import scaled_schedule
-from resnet import datasets, models
+from batch_renorm import step_value
+from batch_renorm.schedule import DEFAULT_SCHEDULE, SCHEDULES
+from resnet import datasets, models, session_config
+from resnet.checkpoints import json_differences, read_json, write_json
 from resnet.convolution_nn import ConvolutionNN
-from resnet.hooks import LastValuesHook
+from resnet.hooks import EpochHook
+
+tf1 = tf.compat.v1
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +44,9 @@ class Arm:
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
-    """What every arm shares."""
+    """What every arm shares. `eval_every`: test accuracy every so many
+    steps (and at the end); `schedule`: the rule of
+    `batch_renorm.schedule.SCHEDULES` that fits the renorm ramp to the run."""
     dataset: str = "fashion_mnist"
     depth: int = 8
     batch_size: int = 128
@@ -47,10 +55,18 @@ class Setup:
     learning_rate: float = 0.1
     norm_momentum: float = 0.99         # alpha = 0.01, the paper's
     seeds: tuple = (0, 1, 2)
+    eval_every: int = 100
+    schedule: str = DEFAULT_SCHEDULE
+
+
+class SetupChangedError(ValueError):
+    """The output folder holds results of another setup."""
 
 
 def run(arms, setup, out_dir, data_dir=None):
-    """Runs every arm with every seed; returns the results dict."""
+    """Runs every arm with every seed; returns the results dict. A run's
+    curve is saved after every point: an interrupted run resumes from its
+    checkpoint with its curve so far."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "results.json")
     results = _load(path, setup)
@@ -62,11 +78,16 @@ def run(arms, setup, out_dir, data_dir=None):
                 log.info("%s: done already", key)
                 continue
             log.info("%s: training", key)
-            results["runs"][key] = dict(arm=arm.name, seed=seed,
-                                        curve=_train(arm, setup, ds, seed,
-                                                     out_dir))
-            with open(path, "w") as f:  # after every run: nothing is lost
-                json.dump(results, f, indent=1)
+
+            def save_partial(curve, key=key):
+                results["partial"][key] = curve
+                write_json(path, results, sort_keys=False)
+
+            record = _train(arm, setup, ds, seed, out_dir,
+                            results["partial"].get(key, []), save_partial)
+            results["runs"][key] = dict(arm=arm.name, seed=seed, **record)
+            results["partial"].pop(key, None)
+            write_json(path, results, sort_keys=False)  # nothing is lost
     summary = summarize(results, [arm.name for arm in arms])
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(table(summary, setup))
@@ -77,13 +98,41 @@ def run(arms, setup, out_dir, data_dir=None):
 
 def _load(path, setup):
     setup_dict = json.loads(json.dumps(dataclasses.asdict(setup)))
-    if os.path.exists(path):
-        with open(path) as f:
-            results = json.load(f)
-        if results.get("setup") == setup_dict:
-            return results
-        log.warning("%s is of another setup: starting afresh", path)
-    return {"setup": setup_dict, "runs": {}}
+    results = read_json(path)
+    if results is None and os.path.exists(path):
+        raise SetupChangedError(f"{path} is unreadable: move it away")
+    if results is None:
+        return {"setup": setup_dict, "provenance": provenance(), "runs": {},
+                "partial": {}}
+    if results.get("setup") != setup_dict:
+        changed = json_differences(results.get("setup"), setup_dict)
+        raise SetupChangedError(
+            f"{os.path.dirname(path)} holds results of another setup "
+            f"({'; '.join(changed[:4])}): choose another --out, or move it "
+            f"away")
+    results.setdefault("partial", {})
+    if results.get("provenance", {}).get("commit") != provenance()["commit"]:
+        log.warning("%s was started at commit %s, this is %s", path,
+                    results.get("provenance", {}).get("commit"),
+                    provenance()["commit"])
+    return results
+
+
+def provenance():
+    """The code's commit and the versions the results come from."""
+    import platform
+
+    import tensorflow as tf
+    try:
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=40"],
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except OSError:
+        commit = None
+    return {"commit": commit, "python": platform.python_version(),
+            "tensorflow": tf.__version__, "numpy": np.__version__,
+            "cpu": session_config.cpu_description()}
 
 
 def _dataset(setup, data_dir):
@@ -99,13 +148,16 @@ def _dataset(setup, data_dir):
     return ds
 
 
-def _train(arm, setup, ds, seed, out_dir):
+def _train(arm, setup, ds, seed, out_dir, curve, save):
+    """Trains one arm with one seed; returns {"curve", "renorm_schedule"}.
+    `curve` holds the points recorded so far (of an interrupted run);
+    `save(curve)` is called after each new point."""
     steps_per_epoch = -(-len(ds.x_train) // setup.batch_size)
     total = setup.epochs * steps_per_epoch
+    ramp = SCHEDULES[setup.schedule](total, setup.norm_momentum)
     network = models.resnet(setup.depth, ds.num_classes, norm=arm.norm,
                             norm_momentum=setup.norm_momentum,
-                            microbatch=arm.microbatch,
-                            renorm_schedule=scaled_schedule(total))
+                            microbatch=arm.microbatch, renorm_schedule=ramp)
     run_dir = os.path.join(out_dir, "runs",
                            f"{arm.name}-seed{seed}".replace(" ", "_")
                            .replace(",", "").replace("/", "_"))
@@ -113,16 +165,61 @@ def _train(arm, setup, ds, seed, out_dir):
                        lr_boundaries=(total // 2, total * 3 // 4),
                        model_dir=run_dir, seed=seed, progress=False,
                        classes_per_batch=arm.classes_per_batch) as cnn:
-        # At each evaluation, the batch renorm layers' clipping too (the
-        # fractions of r and d at their bounds, mean r and |d|).
-        renorm = LastValuesHook(cnn.train_graph.renorm)
-        history = cnn.train(setup.batch_size, setup.epochs - cnn.epochs_done,
-                            hooks=[renorm, cnn.evaluation_hook(every_epochs=1)])
-    curve = [{"step": epoch["step"], "test_accuracy": epoch["test_accuracy"],
-              "train_accuracy": epoch["accuracy"],
-              **{key: epoch[key] for key in renorm.tensors}}
-             for epoch in history]
-    return curve
+        step = int(cnn.session.run(cnn.global_step))
+        curve = [point for point in curve if point["step"] <= step]
+        hook = CurveHook(lambda session: cnn.evaluate()["accuracy"],
+                         cnn.train_graph, setup.eval_every, curve, save)
+        cnn.train(setup.batch_size, setup.epochs - cnn.epochs_done,
+                  hooks=[hook])
+    return {"curve": curve,
+            "renorm_schedule": ramp if arm.norm == "batch_renorm" else None}
+
+
+class CurveHook(EpochHook):
+    """Every `every` steps and at the end of training, appends to `curve`
+    {"step", "test_accuracy" (inference mode), "train_accuracy" (of the
+    training batches since the last point), and batch renorm's clipping at
+    that step (r_clipped, d_clipped, r_mean, d_abs_mean)}; then calls
+    `save(curve)`."""
+
+    def __init__(self, test_accuracy, train_graph, every, curve, save):
+        self.test_accuracy, self.every = test_accuracy, every
+        self.curve, self.save = curve, save
+        self.fetches = {"correct": train_graph.fetches["correct"],
+                        "count": train_graph.fetches["count"],
+                        **train_graph.renorm}
+        self._correct = self._count = 0
+
+    def begin(self):
+        self.fetches["step"] = step_value()
+
+    def before_run(self, run_context):
+        return tf1.train.SessionRunArgs(self.fetches)
+
+    def after_run(self, run_context, run_values):
+        values = run_values.results
+        self._correct += values["correct"]
+        self._count += values["count"]
+        self._last = values
+        if (values["step"] + 1) % self.every == 0:
+            self._record(run_context.session)
+
+    def end(self, session):
+        if self._count:
+            self._record(session)
+
+    def _record(self, session):
+        values = self._last
+        self.curve.append({
+            "step": int(values["step"]) + 1,
+            "test_accuracy": float(self.test_accuracy(session)),
+            "train_accuracy": float(self._correct / self._count),
+            **{key: float(values[key]) for key in self.fetches
+               if key not in ("correct", "count", "step")}})
+        self._correct = self._count = 0
+        self.save(self.curve)
+        log.info("step %d: test accuracy %.4f", self.curve[-1]["step"],
+                 self.curve[-1]["test_accuracy"])
 
 
 def summarize(results, arm_names):
@@ -135,16 +232,19 @@ def summarize(results, arm_names):
         curves = np.array([[p["test_accuracy"] for p in r["curve"]]
                            for r in runs])
         final = curves[:, -1]
+        # The sample standard deviation (ddof = 1); 0 for a single seed.
+        ddof = 1 if len(runs) > 1 else 0
         summary[name] = {"final": final.tolist(), "mean": float(final.mean()),
-                         "std": float(final.std()),
+                         "std": float(final.std(ddof=ddof)),
                          "steps": [p["step"] for p in runs[0]["curve"]],
                          "curve_mean": curves.mean(axis=0).tolist(),
-                         "curve_std": curves.std(axis=0).tolist()}
+                         "curve_std": curves.std(axis=0, ddof=ddof).tolist(),
+                         "renorm_schedule": runs[0].get("renorm_schedule")}
     return summary
 
 
 def table(summary, setup):
-    lines = ["| arm | final test accuracy (mean ± std) | per seed |",
+    lines = ["| arm | final test accuracy (mean ± std, ddof 1) | per seed |",
              "| --- | --- | --- |"]
     for name, s in summary.items():
         seeds = ", ".join(f"{a:.4f}" for a in s["final"])
@@ -160,10 +260,17 @@ def plot(results, arm_names, path):
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for name, s in summarize(results, arm_names).items():
+    summary = summarize(results, arm_names)
+    for name, s in summary.items():
         mean, std = np.array(s["curve_mean"]), np.array(s["curve_std"])
         axes.plot(s["steps"], mean, label=name)
         axes.fill_between(s["steps"], mean - std, mean + std, alpha=0.2)
+    ramp = next((s["renorm_schedule"] for s in summary.values()
+                 if s.get("renorm_schedule")), None)
+    if ramp:  # where rmax and dmax grow (batch renorm's arms)
+        end = max(ramp["rmax_steps"], ramp["dmax_steps"])
+        axes.axvspan(ramp["warmup_steps"], end, color="grey", alpha=0.12,
+                     label=f"renorm ramp (steps {ramp['warmup_steps']}-{end})")
     axes.set_xlabel("training step")
     axes.set_ylabel("test accuracy (inference mode)")
     axes.grid(alpha=0.3)

@@ -14,14 +14,33 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 SMALL_STEP_PIXELS = 8 * 32 * 32
 
 
-def cpu_has_bfloat16():
-    """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX)."""
+# The CPU flags that decide our speed and precision (named with figures).
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def _cpuinfo(key):
+    """The value of the first `key` line of /proc/cpuinfo, or ""."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
+            line = next((line for line in f if line.startswith(key)), "")
     except OSError:
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+        return ""
+    return line.split(":", 1)[1].strip() if ":" in line else ""
+
+
+def cpu_has_bfloat16():
+    """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX)."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(_cpuinfo("flags").split()))
+
+
+def cpu_description():
+    """The CPU's name, core count and speed-relevant flags, in one line."""
+    import platform
+    flags = set(_cpuinfo("flags").split())
+    name = _cpuinfo("model name") or platform.processor() or "unknown CPU"
+    present = " ".join(flag for flag in SPEED_FLAGS if flag in flags)
+    return (f"{name}, {os.cpu_count()} cores, flags: "
+            f"{present or 'none of ' + '/'.join(SPEED_FLAGS)}")
 
 
 def check_device_supports(data_format):

@@ -1,12 +1,14 @@
 """The batch renorm paper's experiments: the runner and the --quick modes."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from resnet import datasets, experiment
-from tests.conftest import assert_usage_error, run
+from tests.conftest import ROOT, assert_usage_error, run
 
 
 def test_summary_and_table_by_hand():
@@ -19,10 +21,10 @@ def test_summary_and_table_by_hand():
     assert list(summary) == ["a"]
     assert summary["a"]["final"] == [0.8, 0.6] and summary["a"]["steps"] == [10, 20]
     assert summary["a"]["mean"] == pytest.approx(0.7)
-    assert summary["a"]["std"] == pytest.approx(0.1)
+    assert summary["a"]["std"] == pytest.approx(0.1 * 2 ** 0.5)  # ddof 1
     np.testing.assert_allclose(summary["a"]["curve_mean"], [0.6, 0.7])
     text = experiment.table(summary, experiment.Setup(seeds=(0, 1)))
-    assert "| a | 0.7000 ± 0.1000 | 0.8000, 0.6000 |" in text
+    assert "| a | 0.7000 ± 0.1414 | 0.8000, 0.6000 |" in text
 
 
 needs_fashion = pytest.mark.skipif(
@@ -39,27 +41,31 @@ needs_fashion = pytest.mark.skipif(
                            "batch norm, 2 classes per batch",
                            "batch renorm, 2 classes per batch"])])
 def test_quick_mode_writes_curves_table_plot_and_logs(tmp_path, script, arms):
-    args = (os.path.join("examples", script), "--quick", "--seeds", "1",
-            "--out", str(tmp_path))
+    args = (os.path.join("examples", script), "--quick", "--out", str(tmp_path))
     result = run(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "results.json") as f:
         results = json.load(f)
-    assert [r["arm"] for r in results["runs"].values()] == arms
+    assert [r["arm"] for r in results["runs"].values()] == arms  # one seed
+    assert results["provenance"]["commit"] and results["provenance"]["tensorflow"]
     for r in results["runs"].values():
-        # 4 epochs of 50 batches (non-i.i.d. epochs leave out what cannot
-        # fill a batch of 2 classes: a batch or so).
-        steps = np.diff([0] + [p["step"] for p in r["curve"]])
-        assert len(steps) == 4 and all(45 <= s <= 50 for s in steps)
+        # A point every 25 steps and one at the end, of 4 epochs of 50
+        # batches (non-i.i.d. epochs leave out what cannot fill a batch of
+        # 2 classes: a batch or so).
+        steps = [p["step"] for p in r["curve"]]
+        assert steps[:7] == [25, 50, 75, 100, 125, 150, 175]
+        assert 190 <= steps[-1] <= 200 and len(steps) == 8
         assert all(0.0 <= p["test_accuracy"] <= 1.0 for p in r["curve"])
-    renorm = results["runs"][f"{arms[-1]} / seed 0"]["curve"]
-    # Held at r = 1, d = 0 (their bounds) for the first half, then ramped.
-    assert renorm[0]["r_clipped"] == renorm[0]["d_clipped"] == 1.0
-    assert 0.0 <= renorm[-1]["r_clipped"] < 1.0
-    assert renorm[-1]["d_abs_mean"] > 0.0
+    renorm = results["runs"][f"{arms[-1]} / seed 0"]
+    # short_run_schedule for 200 steps: held at r = 1, d = 0 (their
+    # bounds) for 50 steps, then ramped up to step 100.
+    assert renorm["renorm_schedule"]["warmup_steps"] == 50
+    assert renorm["curve"][0]["r_clipped"] == renorm["curve"][0]["d_clipped"] == 1.0
+    assert 0.0 <= renorm["curve"][-1]["r_clipped"] < 1.0
+    assert renorm["curve"][-1]["d_abs_mean"] > 0.0
     assert "r_clipped" not in results["runs"][f"{arms[0]} / seed 0"]["curve"][0]
     baseline = results["runs"][f"{arms[0]} / seed 0"]["curve"][-1]
-    assert baseline["test_accuracy"] > 0.6  # the baseline arm learnt
+    assert baseline["test_accuracy"] > 0.5  # the baseline arm learnt (chance: 0.1)
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {arm} |" in table for arm in arms)
     assert (tmp_path / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -67,6 +73,38 @@ def test_quick_mode_writes_curves_table_plot_and_logs(tmp_path, script, arms):
     # Run again: every run is recorded, none is trained again.
     again = run(*args)
     assert again.returncode == 0 and again.stderr.count("done already") == 3
+    # The full setup refuses the quick run's folder.
+    full = run(os.path.join("examples", script), "--out", str(tmp_path))
+    assert_usage_error(full, "holds results of another setup (eval_every: "
+                       "25 there, 100 here", prog=script)
+
+
+@needs_fashion
+def test_an_interrupted_run_keeps_its_curve(tmp_path):
+    """Killed at step 75 (its last checkpoint: step 50, an epoch's end),
+    the run resumes with the points it had up to its checkpoint, and ends
+    with the curve of an uninterrupted run."""
+    args = (os.path.join("examples", "renorm_microbatch.py"), "--quick",
+            "--epochs", "2", "--out")
+    whole = run(*args, str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    process = subprocess.Popen(
+        [sys.executable, *args, str(tmp_path / "cut")], cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT), stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if "step 75: test" in line:
+            process.kill()
+            break
+    process.wait()
+    cut = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert [p["step"] for p in next(iter(cut["partial"].values()))] == [25, 50, 75]
+    resumed = run(*args, str(tmp_path / "cut"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "restored checkpoint" in resumed.stderr
+    curves = [json.loads((tmp_path / name / "results.json").read_text())
+              ["runs"]["batch norm, full batch / seed 0"]["curve"]
+              for name in ("whole", "cut")]
+    assert [p["step"] for p in curves[1]] == [p["step"] for p in curves[0]]
 
 
 @pytest.mark.parametrize("script, prog, args", [
