@@ -139,6 +139,42 @@ class Network:
             return None
         return renorm_schedule(step_value(), **(self.renorm_schedule or {}))
 
+    def size(self, image_shape):
+        """(trainable parameters, activations per training example), counted
+        from the layer specs without building anything: what a run will
+        need, known before a graph of minutes is built."""
+        height, width, channels = image_shape
+        params = activations = 0
+
+        def conv(cin, cout, kernel, strides):
+            nonlocal params, activations, height, width
+            height, width = -(-height // strides), -(-width // strides)
+            params += kernel * kernel * cin * cout + (2 if self.norm else 1) * cout
+            # Kept for the gradients: the product, the norm's and the
+            # activation's outputs.
+            activations += 3 * height * width * cout
+
+        for layer in self.layers:
+            if layer.kind == "dense":
+                inputs = height * width * channels
+                params += inputs * layer.size + (2 if self.norm else 1) * layer.size
+                activations += 3 * layer.size
+                height = width = 1
+            elif layer.kind == "conv":
+                conv(channels, layer.size, layer.kernel_size, layer.strides)
+            else:
+                cin, strides = channels, layer.strides
+                conv(cin, layer.size, 3, strides)
+                conv(layer.size, layer.size, 3, 1)
+                if self.shortcut == "B" and (strides != 1 or cin != layer.size):
+                    params += cin * layer.size + (2 if self.norm else 1) * layer.size
+                activations += height * width * layer.size  # the sum
+            channels = layer.size
+            if layer.pool:
+                height, width = -(-height // 2), -(-width // 2)
+        params += channels * self.num_classes + self.num_classes  # logits
+        return params, activations
+
     def __call__(self, images, training):
         """Returns the logits [N, num_classes] of NHWC float32 `images`."""
         with tf1.variable_scope(self.name, reuse=tf1.AUTO_REUSE):
@@ -156,6 +192,14 @@ class Network:
             logits = full_layers.dense_layer(h, self.num_classes, training,
                                              activation=None, name="logits")
             return tf.identity(logits, name="output")
+
+
+def training_bytes(network, image_shape, batch_size):
+    """About how many bytes training `network` takes: per parameter its
+    value, gradient, momentum and a low-precision copy (float32 each), and
+    the activations of a batch kept for the gradients."""
+    params, activations = network.size(image_shape)
+    return 4 * (4 * params + batch_size * activations)
 
 
 def _jsonable(value):

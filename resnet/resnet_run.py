@@ -245,6 +245,7 @@ def plan(args):
     if args.lr_boundaries is None:
         config = dataclasses.replace(config, lr_boundaries=(
             total_steps // 2, total_steps * 3 // 4))
+    check_size(network, ds.image_shape, batch_size)
     return Plan(network, ds, config, cluster, batch_size, epochs)
 
 
@@ -273,6 +274,28 @@ def run(args, plan):
         if args.export is not None and not (cluster and not cluster.is_chief):
             logging.info("exported a SavedModel to %s", cnn.export(args.export))
         return cnn.evaluate(), int(cnn.session.run(cnn.global_step))
+
+
+def check_size(network, image_shape, batch_size):
+    """Logs the network's size and the memory training it takes (before a
+    graph that may take minutes to build); raises ValueError if that is more
+    than the machine has."""
+    from resnet.models import training_bytes
+    params, _ = network.size(image_shape)
+    need = training_bytes(network, image_shape, batch_size)
+    have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    size = (f"{network.name}: {params:,} parameters, about "
+            f"{_in_units(need)} to train at batch {batch_size}")
+    if need > have:
+        raise ValueError(f"{size}, more than this machine's "
+                         f"{_in_units(have)}: use fewer or smaller layers, "
+                         f"or a smaller batch")
+    logging.info("%s; building the graph", size)
+
+
+def _in_units(count):
+    return (f"{count / 2**30:.1f} GiB" if count >= 2**30
+            else f"{count / 2**20:.0f} MiB")
 
 
 def cluster_from(args):

@@ -212,6 +212,13 @@ def test_unwritable_model_dir(tmp_path, digits, monkeypatch):
         ConvolutionNN(small(), digits, model_dir=os.path.join(locked, "run"))
 
 
+def test_a_network_larger_than_the_machine_is_refused_before_building():
+    result = run("-m", "resnet.resnet_run", "--layers", "conv:99999999")
+    assert_usage_error(result, "network: 2,099,999,989 parameters, about "
+                       "4608.9 GiB to train at batch 64, more than this "
+                       "machine's")
+
+
 def test_other_cli_arguments_are_checked_before_any_graph():
     for args, message in ((["--dropout", "1.5"], "dropout_rate must be in [0, 1)"),
                           (["--norm-momentum", "1"], "norm_momentum must be in [0, 1)"),

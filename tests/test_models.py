@@ -165,3 +165,20 @@ def test_channels_first_computes_the_same_function(graph, network):
     assert len(tf1.trainable_variables()) == len(pairs) // 2 - 1  # shared
     with pytest.raises(ValueError, match="data_format"):
         dataclasses.replace(network, data_format="CHWN")
+
+
+@pytest.mark.parametrize("network, image_shape", [
+    (models.resnet(20, 10, norm="batch_renorm"), (32, 32, 3)),
+    (models.custom("conv:8:pool=max:strides=2,block:16:strides=2,"
+                   "block:16:pool=avg,dense:32,dense:16", 10, norm=None,
+                   shortcut="B"), (28, 28, 1)),
+    (models.custom("conv:8:kernel_size=5,block:16:strides=2,dense:24", 10,
+                   norm="batch_norm", shortcut="B"), (9, 9, 1))])
+def test_size_counts_the_parameters_the_graph_will_have(graph, network,
+                                                        image_shape):
+    params, _ = network.size(image_shape)
+    network(tf1.placeholder(tf.float32, [None, *image_shape]), True)
+    assert params == sum(int(np.prod(v.shape))
+                         for v in tf1.trainable_variables())
+    if network.name == "resnet20":
+        assert params == 269_722  # He et al. 2015: 0.27 M
