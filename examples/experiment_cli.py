@@ -6,6 +6,7 @@ import logging
 import sys
 
 from resnet import datasets, experiment, resnet_run
+from resnet.checkpoints import ModelDirInUseError
 
 # A smoke test: 6400 images, 4 epochs of 128 (200 steps), one seed, a point
 # every 25 steps; written beside the full run's folder, never into it.
@@ -37,7 +38,8 @@ def main(description, arms, full_setup, default_out, argv=None):
     resnet_run.import_tensorflow_quietly()
     try:
         results = experiment.run(arms, setup, out, args.data_dir)
-    except (datasets.DatasetError, experiment.SetupChangedError) as error:
+    except (datasets.DatasetError, experiment.SetupChangedError,
+            ModelDirInUseError) as error:
         p.error(str(error))
     summary = experiment.summarize(results, [arm.name for arm in arms])
     print(experiment.table(summary, setup))

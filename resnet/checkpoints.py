@@ -76,11 +76,12 @@ def check_model_dir(model_dir):
 
 
 class DirectoryLock:
-    """An exclusive lock on a model directory, held until `release` (or the
-    process's end: a killed run's lock is free at once). Raises
-    ModelDirInUseError, naming the holder's pid, if another run holds it."""
+    """An exclusive lock on a model directory (or any output folder: `what`
+    names it in the error), held until `release` (or the process's end: a
+    killed run's lock is free at once). Raises ModelDirInUseError, naming
+    the holder's pid, if another run holds it."""
 
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, what="model_dir"):
         os.makedirs(model_dir, exist_ok=True)
         self._file = open(os.path.join(model_dir, LOCK_FILE), "a+")
         try:
@@ -91,7 +92,7 @@ class DirectoryLock:
             self._file.close()
             raise ModelDirInUseError(
                 f"{model_dir} is in use by another run (pid {holder}); wait "
-                f"for it to end or choose another model_dir") from None
+                f"for it to end or choose another {what}") from None
         self._file.truncate(0)
         self._file.write(f"{os.getpid()}\n")
         self._file.flush()

@@ -24,7 +24,8 @@ import tensorflow as tf
 from batch_renorm import step_value
 from batch_renorm.schedule import DEFAULT_SCHEDULE, SCHEDULES
 from resnet import datasets, models, session_config
-from resnet.checkpoints import json_differences, read_json, write_json
+from resnet.checkpoints import (DirectoryLock, json_differences, read_json,
+                                write_json)
 from resnet.convolution_nn import ConvolutionNN
 from resnet.hooks import EpochHook
 
@@ -67,7 +68,14 @@ def run(arms, setup, out_dir, data_dir=None):
     """Runs every arm with every seed; returns the results dict. A run's
     curve is saved after every point: an interrupted run resumes from its
     checkpoint with its curve so far."""
-    os.makedirs(out_dir, exist_ok=True)
+    lock = DirectoryLock(out_dir, "--out")  # one experiment per folder
+    try:
+        return _run(arms, setup, out_dir, data_dir)
+    finally:
+        lock.release()
+
+
+def _run(arms, setup, out_dir, data_dir):
     path = os.path.join(out_dir, "results.json")
     results = _load(path, setup)
     ds = _dataset(setup, data_dir)

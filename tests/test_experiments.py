@@ -119,3 +119,14 @@ def test_example_scripts_without_their_data_say_so_in_one_line(
                  http_proxy=offline, https_proxy=offline)
     assert_usage_error(result, "put the file there by hand", prog=prog)
     assert not (tmp_path / "none").exists()  # no folders left behind
+
+
+def test_one_experiment_per_output_folder(tmp_path):
+    from resnet.checkpoints import DirectoryLock
+    lock = DirectoryLock(str(tmp_path))
+    result = run(os.path.join("examples", "renorm_microbatch.py"), "--quick",
+                 "--out", str(tmp_path))
+    lock.release()
+    assert_usage_error(result, f"in use by another run (pid {os.getpid()}); "
+                       f"wait for it to end or choose another --out",
+                       prog="renorm_microbatch.py")
