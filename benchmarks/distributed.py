@@ -14,7 +14,6 @@ Also prints the bytes each step all-reduces for ResNet-20/56/110.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -117,9 +116,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
-    print(f"# {cpu}, {os.cpu_count()} cores; ResNet-20 batch renorm, global "
+    from resnet.session_config import cpu_description
+    print(f"# {cpu_description()}; ResNet-20 batch renorm, global "
           f"batch {args.batch}, {args.precision}")
     rates = {name: [] for name in CASES}
     for _ in range(args.rounds):

@@ -35,7 +35,8 @@ import tensorflow as tf  # noqa: E402
 
 from resnet import graphs, models, training  # noqa: E402
 from resnet.input_pipeline import TrainInput  # noqa: E402
-from resnet.session_config import cpu_has_bfloat16, session_config  # noqa: E402
+from resnet.session_config import (cpu_description, cpu_has_bfloat16,  # noqa: E402
+                                   session_config)
 
 tf1 = tf.compat.v1
 IMAGE_SHAPE = (32, 32, 3)
@@ -162,10 +163,7 @@ def peak_memory_mib(depth=110, batch=128, steps=3):
 
 
 def machine():
-    cpu = next((line.split(":", 1)[1].strip()
-                for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "tensorflow": tf.__version__,
+    return {"cpu": cpu_description(), "tensorflow": tf.__version__,
             "python": platform.python_version(),
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")}
 

@@ -24,8 +24,7 @@ from batch_renorm.replicas import ReplicaGroup, replica_group, set_replica_group
 from resnet import cluster as cluster_lib
 from resnet import graphs, hooks as hooks_lib, loop, training
 from resnet.arrays import check_images, check_labels
-from resnet.checkpoints import (Checkpoints, DirectoryLock, RunChangedError,
-                                check_model_dir)
+from resnet.checkpoints import Checkpoints, DirectoryLock, check_model_dir
 from resnet.export import export_saved_model
 from resnet.hooks import (CHECKPOINT_SECS, TrainingDiverged,  # noqa: F401
                           TrainingInterrupted)

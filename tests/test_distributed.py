@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from resnet import datasets, models
+from resnet import models
 from resnet.cluster import Cluster, free_ports
 from resnet.convolution_nn import ConvolutionNN
 from resnet.input_pipeline import check_batches

@@ -10,7 +10,7 @@ import pytest
 from resnet import export, models
 from resnet.convolution_nn import ConvolutionNN
 from resnet.session_config import session_config
-from tests.conftest import ROOT, assert_usage_error, run
+from tests.conftest import assert_usage_error, run
 
 LOAD = """
 import json, sys
