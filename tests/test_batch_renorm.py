@@ -6,6 +6,7 @@ import tensorflow as tf
 from batch_renorm import (batch_norm, batch_renorm, global_step, norm_layers,
                           renorm_schedule)
 from batch_renorm.layer import clipping_statistics
+from batch_renorm.schedule import check_schedule, short_run_schedule
 from tests import reference
 
 tf1 = tf.compat.v1
@@ -224,6 +225,22 @@ def test_schedule_follows_the_paper(graph, step, want_rmax, want_dmax):
     with tf1.Session() as session:
         got = session.run([rmax, dmax])
     np.testing.assert_allclose(got, [want_rmax, want_dmax], rtol=1e-6)
+
+
+@pytest.mark.parametrize("total, momentum, warmup, end", [
+    (1876, 0.99, 300, 938),  # the experiments: 3 / alpha, then half-way
+    (200, 0.99, 50, 100),    # short: the warm-up is at most a quarter
+    (69, 0.9, 17, 34),       # alpha 0.1: 30 steps would be more than that
+    (100000, 0.9, 30, 50000),
+    (1, 0.99, 0, 0)])
+def test_short_run_schedule(total, momentum, warmup, end):
+    assert short_run_schedule(total, momentum) == dict(
+        rmax=3.0, dmax=5.0, warmup_steps=warmup, rmax_steps=end,
+        dmax_steps=end)
+    check_schedule(**short_run_schedule(total, momentum))
+    for bad in (dict(total_steps=0), dict(total_steps=10, momentum=1.0)):
+        with pytest.raises(ValueError):
+            short_run_schedule(**bad)
 
 
 def test_one_step_per_training_step_whatever_the_layer_count(graph):
