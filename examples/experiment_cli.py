@@ -5,8 +5,14 @@ import dataclasses
 import logging
 import sys
 
-from resnet import datasets, experiment, resnet_run
-from resnet.checkpoints import ModelDirInUseError
+from resnet import resnet_run
+
+# Before anything imports TensorFlow (the scripts import resnet.experiment
+# after this module): its start-up lines stay off the terminal.
+resnet_run.import_tensorflow_quietly()
+
+from resnet import datasets, experiment  # noqa: E402
+from resnet.checkpoints import ModelDirInUseError  # noqa: E402
 
 # A smoke test: 6400 images, 4 epochs of 128 (200 steps), one seed, a point
 # every 25 steps; written beside the full run's folder, never into it.
@@ -35,7 +41,6 @@ def main(description, arms, full_setup, default_out, argv=None):
         setup = dataclasses.replace(setup, seeds=tuple(range(args.seeds)))
     out = args.out or (default_out + "-quick" if args.quick else default_out)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    resnet_run.import_tensorflow_quietly()
     try:
         results = experiment.run(arms, setup, out, args.data_dir)
     except (datasets.DatasetError, experiment.SetupChangedError,
