@@ -180,8 +180,7 @@ class Checkpoints:
         of a completed epoch; rewrites TensorFlow's `checkpoint` index."""
         steps = self.steps()
         kept = steps[-self.keep:]
-        epoch_end = next((step for step in reversed(steps)
-                          if self._is_epoch_end(step)), None)
+        epoch_end = self._newest_epoch_end(steps)
         if epoch_end is not None and epoch_end not in kept:
             kept.insert(0, epoch_end)
         for step in steps:
@@ -199,19 +198,21 @@ class Checkpoints:
             log.warning("the checkpoint index of %s was not updated (%s)",
                         self.model_dir, _reason(error))
 
-    def _is_epoch_end(self, step):
-        """Whether the checkpoint of `step` was taken as an epoch ended (the
-        epoch under way then starts at its own step)."""
-        try:
-            reader = tf.train.load_checkpoint(self.path(step))
-            return step > 0 and reader.get_tensor(EPOCH_START) == step
-        except (tf.errors.OpError, ValueError):
-            return False
+    def _newest_epoch_end(self, steps):
+        """The newest of `steps` whose checkpoint was taken as an epoch
+        ended (the epoch under way then starts at its own step), or None."""
+        for step in reversed(steps):
+            try:
+                reader = tf.train.load_checkpoint(self.path(step))
+                if step > 0 and reader.get_tensor(EPOCH_START) == step:
+                    return step
+            except (tf.errors.OpError, ValueError):
+                continue
+        return None
 
     def epoch_checkpoint(self):
         """The path of the newest checkpoint of a completed epoch, or None."""
-        step = next((step for step in reversed(self.steps())
-                     if self._is_epoch_end(step)), None)
+        step = self._newest_epoch_end(self.steps())
         return None if step is None else self.path(step)
 
     def restore(self, session):
@@ -249,8 +250,11 @@ class Checkpoints:
         damaged = os.path.join(self.model_dir, DAMAGED_DIR)
         os.makedirs(damaged, exist_ok=True)
         for name in _files_of(self.model_dir, step):
-            os.replace(os.path.join(self.model_dir, name),
-                       os.path.join(damaged, name))
+            target, copies = os.path.join(damaged, name), 0
+            while os.path.exists(target):  # damaged before: keep both
+                copies += 1
+                target = os.path.join(damaged, f"{name}.{copies}")
+            os.replace(os.path.join(self.model_dir, name), target)
 
     def _clean_leftovers(self):
         if not os.path.isdir(self.model_dir):
