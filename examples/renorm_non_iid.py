@@ -5,7 +5,8 @@ statistics are biased and inference, with population statistics, no longer
 matches training; batch norm then suffers at test time and batch renorm
 does not. Here, at a scale two CPU cores can run: ResNet-8 on the real
 Fashion-MNIST (10 classes), minibatches of 128 drawn from 2 classes only
-(64 images each; --classes-per-batch 5 for a milder case), three arms:
+(64 images each; --classes-per-batch 5 for a milder case: minibatches of
+125, 25 images of each of 5 classes), three arms:
   - batch norm on i.i.d. minibatches (the baseline),
   - batch norm on minibatches of 2 classes,
   - batch renorm on minibatches of 2 classes (alpha = 0.01; the
@@ -23,6 +24,7 @@ accuracy.png and TensorBoard logs (runs/) to --out (default
 results/non_iid, results/non_iid_5 for 5 classes; OUT-quick with --quick).
 """
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -50,6 +52,8 @@ if __name__ == "__main__":
                    choices=range(2, 10), metavar="{2..9}")
     known, rest = p.parse_known_args()
     classes = known.classes_per_batch
-    sys.exit(main(__doc__, arms(classes), SETUP,
+    # Equal parts per class: 128 for 2 classes, 125 for 5.
+    setup = dataclasses.replace(SETUP, batch_size=128 // classes * classes)
+    sys.exit(main(__doc__, arms(classes), setup,
                   "results/non_iid" + ("" if classes == 2 else f"_{classes}"),
                   rest))
