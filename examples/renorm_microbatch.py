@@ -2,7 +2,8 @@
 
 Reproduces: Ioffe 2017 keeps the gradient minibatch large but computes the
 normalisation statistics over small groups ("microbatches"), where batch
-norm degrades and batch renorm recovers most of the loss. Here, at a scale
+norm degrades and batch renorm recovers most of the loss (at this scale
+batch norm barely degrades: README "Results"). Here, at a scale
 two CPU cores can run: ResNet-8 on the real Fashion-MNIST, minibatches of
 128 examples, three arms:
   - batch norm with full-batch statistics (the baseline),
@@ -11,7 +12,7 @@ two CPU cores can run: ResNet-8 on the real Fashion-MNIST, minibatches of
     batch_renorm.schedule.short_run_schedule ramp),
 each with 3 seeds; test accuracy in inference mode every 100 steps.
 
-    python examples/renorm_microbatch.py            # full: ~15 min on 2 cores
+    python examples/renorm_microbatch.py            # full: ~12 min on 2 cores
     python examples/renorm_microbatch.py --quick    # 200 steps, one seed
 
 Writes results.json, results.md (final accuracies, mean +- std),

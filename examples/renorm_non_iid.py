@@ -15,7 +15,7 @@ each with 3 seeds, learning rate 0.02 for all arms (at 0.1 the 2-class
 minibatches keep SGD from converging in any arm; see README "Results");
 test accuracy in inference mode every 100 steps.
 
-    python examples/renorm_non_iid.py            # full: ~15 min on 2 cores
+    python examples/renorm_non_iid.py            # full: ~12 min on 2 cores
     python examples/renorm_non_iid.py --classes-per-batch 5
     python examples/renorm_non_iid.py --quick    # 200 steps, one seed
 
