@@ -138,9 +138,11 @@ def test_start_up_is_quiet_unless_verbose():
             "--no-progress"]
     quiet = run(*args, TF_CPP_MIN_LOG_LEVEL=None)
     assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stderr.splitlines() == ["epoch 1 step 23: " + quiet.stderr
-                                         .split("epoch 1 step 23: ")[1]
-                                         .splitlines()[0]]
+    assert quiet.stderr.splitlines() == [
+        "resnet8: 75,002 parameters, about 5 MiB to train at batch 64; "
+        "building the graph",
+        "epoch 1 step 23: " + quiet.stderr.split("epoch 1 step 23: ")[1]
+        .splitlines()[0]]
     verbose = run(*args, "--verbose", TF_CPP_MIN_LOG_LEVEL=None)
     assert verbose.returncode == 0
     assert any(line[:5] in ("I0000", "W0000", "E0000")
