@@ -1,6 +1,6 @@
 """Training and inference throughput of the CIFAR ResNets on this machine.
 
-    python benchmarks/throughput.py --memory     # the full table, ~10 min on 2 cores
+    python benchmarks/throughput.py --memory     # the full table, 5 min on 2 Xeon cores
     python benchmarks/throughput.py --quick      # ResNet-20 at batch 128 only
     python benchmarks/throughput.py --depth 20 --norm batch_renorm --batch 8
 
