@@ -104,6 +104,7 @@ class ConvolutionNN:
         server = cluster.start_server(config) if cluster else None
         self.network, self.dataset, self.model_dir = network, dataset, model_dir
         self.allow_changes = allow_changes
+        self._trained = False  # whether `train` ran: a resume is checked
         self.checkpoint_secs, self.checkpoint_steps = (checkpoint_secs,
                                                        checkpoint_steps)
         self.progress = sys.stderr.isatty() if progress is None else progress
@@ -218,14 +219,17 @@ class ConvolutionNN:
 
     def _check_run(self, batch_size):
         """Refuses to resume checkpoints trained with other arguments
-        (unless allow_changes), and a batch size changed mid-epoch always:
+        (unless allow_changes; a later `train` call of this object may
+        change its batch size), and a batch size changed mid-epoch always:
         the epoch's position is counted in batches."""
         step, start = self.session.run([self.global_step,
                                         self._epochs.start_step])
         self._checkpoints.check_run(
             {"batch_size": batch_size, **dataclasses.asdict(self.config),
              "network": self.network.settings()},
-            self.allow_changes, frozen=("batch_size",) if step != start else ())
+            self.allow_changes or self._trained,
+            frozen=("batch_size",) if step != start else ())
+        self._trained = True
 
     @contextlib.contextmanager
     def _lost_workers(self):

@@ -156,6 +156,12 @@ def test_a_resume_with_other_arguments_is_refused(digits, tmp_path):
         cnn.train(BATCH, 1)
         assert cnn.session.run(cnn.global_step) == 24
     assert json.loads((tmp_path / "run.json").read_text())["learning_rate"] == 0.5
+    # One object may change its batch size between its own calls, at an
+    # epoch's end: that is no resume.
+    with make(digits, tmp_path, learning_rate=0.5) as cnn:
+        cnn.train(BATCH, 1)
+        cnn.train(64, 1)
+        assert cnn.epochs_done == 4
 
 
 def test_one_run_at_a_time(digits, tmp_path):
