@@ -137,7 +137,8 @@ class Checkpoints:
             return []
         return sorted(int(match.group(1)) for match in
                       map(_CHECKPOINT.match, os.listdir(self.model_dir))
-                      if match)
+                      if match and os.path.isfile(self.path(match.group(1))
+                                                  + ".index"))
 
     def path(self, step):
         return os.path.join(self.model_dir, f"{PREFIX}-{step}")
@@ -260,18 +261,20 @@ class Checkpoints:
         if not os.path.isdir(self.model_dir):
             return
         for name in os.listdir(self.model_dir):
-            path = os.path.join(self.model_dir, name)
-            if name.startswith(PREFIX) and ".tempstate" in name:
-                os.remove(path)
-            elif name.startswith(PREFIX) and "_temp" in name and os.path.isdir(path):
-                shutil.rmtree(path)
-            elif name.startswith(".") and ".tmp" in name:
-                os.remove(path)
+            if ((name.startswith(PREFIX) and (".tempstate" in name
+                                              or "_temp" in name))
+                    or (name.startswith(".") and ".tmp" in name)):
+                path = os.path.join(self.model_dir, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
 
     def _check_signature(self):
         path = os.path.join(self.model_dir, SIGNATURE_FILE)
         saved = read_json(path)
-        if saved is None:  # missing or unreadable: the variables will tell
+        if not isinstance(saved, dict):  # missing or unreadable: the
+            # variables will tell
             log.warning("%s is missing or unreadable: checking the "
                         "checkpoints' variables instead", path)
             return
@@ -305,6 +308,15 @@ class Checkpoints:
         path = os.path.join(self.model_dir, RUN_FILE)
         saved = read_json(path)
         arguments = json.loads(json.dumps(arguments))
+        if not isinstance(saved, dict):
+            if self.steps() and not allow_changes:
+                raise RunChangedError(
+                    f"{path} is missing or unreadable: the arguments the "
+                    f"checkpoints of {self.model_dir} were trained with "
+                    f"cannot be checked; resume with the same ones and allow "
+                    f"it (allow_changes=True, --allow-changes), or choose "
+                    f"another model_dir")
+            saved = None
         differences = (json_differences(saved, arguments)
                        if saved is not None and self.steps() else [])
         for name in frozen:

@@ -264,6 +264,9 @@ class ConvolutionNN:
     def _split(self, images, labels):
         """The test split, or the checked arrays (`resnet.arrays`)."""
         if images is None:
+            if labels is not None:
+                raise ValueError("labels without images: give both, or "
+                                 "neither for the test split")
             return self.dataset.x_test, self.dataset.y_test
         images = check_images(images, self.dataset.image_shape)
         if len(images) == 0:

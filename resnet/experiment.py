@@ -107,7 +107,7 @@ def _run(arms, setup, out_dir, data_dir):
 def _load(path, setup):
     setup_dict = json.loads(json.dumps(dataclasses.asdict(setup)))
     results = read_json(path)
-    if results is None and os.path.exists(path):
+    if not isinstance(results, dict) and os.path.exists(path):
         raise SetupChangedError(f"{path} is unreadable: move it away")
     if results is None:
         return {"setup": setup_dict, "provenance": provenance(), "runs": {},

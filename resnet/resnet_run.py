@@ -294,6 +294,21 @@ def check_size(network, image_shape, batch_size):
     logging.info("%s; building the graph", size)
 
 
+def schedule_hint(args, message):
+    """Why a resume changed schedules the user never set: they follow the
+    run's length (--epochs, --batch-size)."""
+    derived = [name for name, flag in (
+        ("lr_boundaries", args.lr_boundaries),
+        ("renorm_schedule", args.renorm_warmup))
+        if flag is None and name in message]
+    if not derived:
+        return ""
+    return (f" (the default {' and '.join(derived)} follow the run's length:"
+            f" to train longer, give them as before with --lr-boundaries, "
+            f"--renorm-warmup, --rmax-steps, --dmax-steps, or allow the "
+            f"change)")
+
+
 def _in_units(count):
     return (f"{count / 2**30:.1f} GiB" if count >= 2**30
             else f"{count / 2**20:.0f} MiB")
@@ -346,9 +361,10 @@ def main(argv=None):
         parser.error(str(error))
     try:
         metrics, step = run(args, checked)
-    except (CheckpointMismatchError, RunChangedError,
-            ModelDirInUseError) as error:  # a --model-dir the run cannot use
-        parser.error(str(error))
+    except RunChangedError as error:
+        parser.error(str(error) + schedule_hint(args, str(error)))
+    except (CheckpointMismatchError, ModelDirInUseError) as error:
+        parser.error(str(error))  # a --model-dir the run cannot use
     except (WorkerLost, CheckpointSaveError) as error:
         print(f"{parser.prog}: {error}", file=sys.stderr)
         return 1

@@ -106,6 +106,8 @@ def test_predict_and_evaluate_check_their_arrays(digits):
             (TypeError, "dtype int64", lambda: cnn.predict(images.astype(np.int64))),
             (ValueError, "images is empty", lambda: cnn.evaluate(images[:0], labels[:0])),
             (ValueError, "labels are needed", lambda: cnn.evaluate(images)),
+            (ValueError, "labels without images", lambda: cnn.evaluate(
+                None, labels)),
             (ValueError, r"labels must be in \[0, 10\), got 10 at index 3",
              lambda: cnn.evaluate(images, np.where(np.arange(50) == 3, 10, labels))),
             (ValueError, r"shape \[50\] \(one per image\), got \[49\]",

@@ -42,7 +42,8 @@ def train(digits, model_dir, epochs=1, stop_at=None, **options):
 def steps_in(model_dir):
     return sorted(int(name[len("model.ckpt-"):-len(".index")])
                   for name in os.listdir(model_dir)
-                  if name.startswith("model.ckpt-") and name.endswith(".index"))
+                  if name.startswith("model.ckpt-") and name.endswith(".index")
+                  and os.path.isfile(os.path.join(model_dir, name)))
 
 
 def restored_step(digits, model_dir):
@@ -222,3 +223,44 @@ def test_only_argument_errors_are_usage_errors():
     assert result.returncode == 1, result.stderr
     assert "Traceback" in result.stderr and "ValueError: a bug of ours" in result.stderr
     assert "resnet-run: error" not in result.stderr
+
+
+@pytest.mark.parametrize("content", [None, "", "[1, 2]", "5"])
+def test_a_lost_run_json_is_no_licence_to_change(digits, tmp_path, content):
+    train(digits, tmp_path)
+    path = tmp_path / "run.json"
+    if content is None:
+        path.unlink()
+    else:
+        path.write_text(content)
+    with make(digits, tmp_path, learning_rate=0.5) as cnn:
+        with pytest.raises(RunChangedError, match="run.json is missing or "
+                           "unreadable: the arguments .* cannot be checked"):
+            cnn.train(BATCH, 1)
+    with make(digits, tmp_path, allow_changes=True) as cnn:
+        cnn.train(BATCH, 1)
+    assert json.loads(path.read_text())["learning_rate"] == 0.1
+
+
+def test_odd_entries_neither_crash_nor_count(digits, tmp_path):
+    train(digits, tmp_path)
+    (tmp_path / "model.json").write_text("[]")  # JSON, of the wrong type
+    (tmp_path / "model.ckpt-7.index").mkdir()   # not a checkpoint
+    for leftover in ("model.ckpt-3.tempstate9", ".x.tmp1"):
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "part").write_text("half")
+    assert train(digits, tmp_path) == 24
+    assert steps_in(tmp_path) == [12, 24]
+    assert (tmp_path / "model.ckpt-7.index").is_dir()
+    assert not (tmp_path / "model.ckpt-3.tempstate9").exists()
+    assert not (tmp_path / ".x.tmp1").exists()
+    assert json.loads((tmp_path / "model.json").read_text())["dataset"] == "digits"
+
+
+def test_training_longer_says_which_defaults_follow_the_length(tmp_path):
+    common = ("-m", "resnet.resnet_run", "--depth", "8", "--no-progress",
+              "--model-dir", str(tmp_path))
+    assert run(*common, "--epochs", "1").returncode == 0
+    assert_usage_error(run(*common, "--epochs", "2"),
+                       "(the default lr_boundaries and renorm_schedule follow "
+                       "the run's length: to train longer")
