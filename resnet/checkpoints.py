@@ -224,12 +224,12 @@ class Checkpoints:
         steps = self.steps()
         if not steps:
             return None
-        self._check_signature()
+        signed = self._check_signature()
         for step in reversed(steps):
             path = self.path(step)
             try:
                 shapes = tf.train.load_checkpoint(path).get_variable_to_shape_map()
-                self._check_variables(path, shapes)
+                self._check_variables(path, shapes, exact=not signed)
                 with self._graph.as_default():
                     self.saver.restore(session, path)
             except (tf.errors.OpError, ValueError) as error:
@@ -271,13 +271,15 @@ class Checkpoints:
                     os.remove(path)
 
     def _check_signature(self):
+        """Compares model.json with our signature; returns whether it could
+        (False: missing or unreadable, the variables must decide)."""
         path = os.path.join(self.model_dir, SIGNATURE_FILE)
         saved = read_json(path)
         if not isinstance(saved, dict):  # missing or unreadable: the
             # variables will tell
             log.warning("%s is missing or unreadable: checking the "
                         "checkpoints' variables instead", path)
-            return
+            return False
         # JSON turns tuples into lists: compare in JSON form.
         differences = json_differences(
             saved, json.loads(json.dumps(self.signature)))
@@ -285,9 +287,15 @@ class Checkpoints:
             raise CheckpointMismatchError(
                 f"{self.model_dir} holds checkpoints of another model "
                 f"({_list(differences)}): choose another model_dir")
+        return True
 
-    def _check_variables(self, path, shapes):
-        differences = []
+    def _check_variables(self, path, shapes, exact=False):
+        """Every variable of ours there, in its shape; `exact`: and none
+        more (without model.json, a model with a subset of another's
+        variables would restore silently)."""
+        differences = [f"{name} there only"
+                       for name in sorted(set(shapes) - set(self._variables))
+                       ] if exact else []
         for name, var in self._variables.items():
             if name not in shapes:
                 differences.append(f"{name} missing")

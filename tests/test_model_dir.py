@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from resnet import checkpoints, models
-from resnet.checkpoints import (CheckpointSaveError, ModelDirInUseError,
-                                RunChangedError)
+from resnet.checkpoints import (CheckpointMismatchError, CheckpointSaveError,
+                                ModelDirInUseError, RunChangedError)
 from resnet.convolution_nn import ConvolutionNN, TrainingDiverged
 from tests.conftest import ROOT, assert_usage_error, run
 
@@ -264,3 +264,16 @@ def test_training_longer_says_which_defaults_follow_the_length(tmp_path):
     assert_usage_error(run(*common, "--epochs", "2"),
                        "(the default lr_boundaries and renorm_schedule follow "
                        "the run's length: to train longer")
+
+
+def test_without_model_json_a_subset_of_the_variables_is_refused(digits,
+                                                                  tmp_path):
+    projection = models.resnet(8, 10, norm="batch_renorm", shortcut="B")
+    with ConvolutionNN(projection, digits, model_dir=str(tmp_path),
+                       progress=False) as cnn:
+        cnn.train(BATCH, 1)
+    (tmp_path / "model.json").unlink()
+    # Option A has every variable of option B but the projections.
+    with pytest.raises(CheckpointMismatchError,
+                       match="projection/batch_renorm/beta there only"):
+        make(digits, tmp_path)
