@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from resnet.paths import check_writable_dir
+from resnet.paths import check_writable_dir, deepest_existing
 
 NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "resnet-batch-renorm")
@@ -240,9 +240,7 @@ def _fetch(data_dir, filename, url, download, extract=False):
     except ValueError as error:
         raise DatasetError(f"{path}: file not found, and it cannot be "
                            f"downloaded there: {error}") from None
-    existing = os.path.abspath(data_dir)
-    while not os.path.isdir(existing):
-        existing = os.path.dirname(existing)
+    existing = deepest_existing(data_dir)  # a folder: checked just above
     try:
         import tensorlayer as tl  # slow to import; only needed to download
         return tl.files.maybe_download_and_extract(filename, data_dir, url,

@@ -119,18 +119,17 @@ def _load(path, setup):
             f"({'; '.join(changed[:4])}): choose another --out, or move it "
             f"away")
     results.setdefault("partial", {})
-    if results.get("provenance", {}).get("commit") != provenance()["commit"]:
-        log.warning("%s was started at commit %s, this is %s", path,
-                    results.get("provenance", {}).get("commit"),
+    started, now = (results.get("provenance", {}).get("commit"),
                     provenance()["commit"])
+    if started != now:
+        log.warning("%s was started at commit %s, this is %s", path,
+                    started, now)
     return results
 
 
 def provenance():
     """The code's commit and the versions the results come from."""
     import platform
-
-    import tensorflow as tf
     try:
         commit = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--abbrev=40"],

@@ -122,15 +122,18 @@ class Network:
         """The fields its checkpoints must agree on: the architecture (not
         the training settings, such as the renorm schedule, nor the layout
         the layers compute in)."""
-        return {field.name: _jsonable(getattr(self, field.name))
-                for field in dataclasses.fields(self)
-                if field.metadata["checkpoint"]}
+        return self._fields("checkpoint")
 
     def settings(self):
         """The training settings outside the signature that change what a
         run computes (the norms' momentum, renorm schedule, microbatch)."""
+        return self._fields("run")
+
+    def _fields(self, role):
+        """{name: JSON-able value} of the fields whose metadata `role` is
+        true."""
         return {field.name: _jsonable(getattr(self, field.name))
-                for field in dataclasses.fields(self) if field.metadata["run"]}
+                for field in dataclasses.fields(self) if field.metadata[role]}
 
     def renorm_clip(self):
         """(rmax, dmax) at the graph's global step, or None without batch
@@ -145,11 +148,12 @@ class Network:
         need, known before a graph of minutes is built."""
         height, width, channels = image_shape
         params = activations = 0
+        per_channel = 2 if self.norm else 1  # gamma and beta, or a bias
 
         def conv(cin, cout, kernel, strides):
             nonlocal params, activations, height, width
             height, width = -(-height // strides), -(-width // strides)
-            params += kernel * kernel * cin * cout + (2 if self.norm else 1) * cout
+            params += kernel * kernel * cin * cout + per_channel * cout
             # Kept for the gradients: the product, the norm's and the
             # activation's outputs.
             activations += 3 * height * width * cout
@@ -157,7 +161,7 @@ class Network:
         for layer in self.layers:
             if layer.kind == "dense":
                 inputs = height * width * channels
-                params += inputs * layer.size + (2 if self.norm else 1) * layer.size
+                params += inputs * layer.size + per_channel * layer.size
                 activations += 3 * layer.size
                 height = width = 1
             elif layer.kind == "conv":
@@ -167,7 +171,7 @@ class Network:
                 conv(cin, layer.size, 3, strides)
                 conv(layer.size, layer.size, 3, 1)
                 if self.shortcut == "B" and (strides != 1 or cin != layer.size):
-                    params += cin * layer.size + (2 if self.norm else 1) * layer.size
+                    params += cin * layer.size + per_channel * layer.size
                 activations += height * width * layer.size  # the sum
             channels = layer.size
             if layer.pool:
