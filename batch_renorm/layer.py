@@ -15,9 +15,14 @@ Both layers keep the state of Algorithm 1, in the layer's variable scope:
 in the correction the paper adds. Building a layer with `training` true adds
 its moving-statistics updates to `tf.compat.v1.GraphKeys.UPDATE_OPS`.
 
-Both run the training branch on `tf.nn.fused_batch_norm`: with r and d held
-constant, gamma * r as the scale and gamma * d + beta as the offset give the
-paper's output and gradients at the speed of the fused kernel.
+Both run the training branch on the fused kernel (`FusedBatchNormV3`).
+Batch norm is one training-mode call. Batch renorm needs the batch's
+statistics before it normalises: a gradient-free pass computes them
+(`statistics_method`), then the kernel in inference mode normalises with
+them, gamma * r as the scale and gamma * d + beta as the offset, and its
+gradient is the training kernel's (through the batch mean and variance,
+with r and d held constant): the paper's output and gradients at about the
+cost of batch norm.
 
 Typical use:
     y = batch_renorm(x, training=True)            # rmax/dmax from the schedule
@@ -26,9 +31,11 @@ Typical use:
 """
 import collections
 import numbers
+import os
 
 import tensorflow as tf
 
+from batch_renorm.cpu import has_bfloat16
 from batch_renorm.replicas import replica_group
 from batch_renorm.schedule import renorm_schedule
 from batch_renorm.step import step_value
@@ -253,6 +260,44 @@ def _variable(name, channels, value, trainable=True):
                             trainable=trainable, use_resource=True)
 
 
+STATISTICS = ("fused", "reductions")
+
+
+def statistics_method():
+    """How a batch renorm training step computes its batch statistics.
+
+    "fused": a gradient-free pass of the fused kernel (unit scale, zero
+      offset). The default on a GPU and on CPUs that compute bfloat16
+      natively (the default precision there), where it is the faster.
+    "reductions": two reductions of x, its mean and its Euclidean norm,
+      each one read. The variance is E[x^2] - E[x]^2 in float32, within
+      1e-6 * (1 + (mean / std)^2) of the exact one: choose "fused" for
+      channels whose mean is hundreds of times their std. The default on
+      other CPUs: there oneDNN's training kernel takes up to 3x
+      its inference kernel's time (2.1 vs 0.65 ms on [128, 32, 32, 16] with
+      AVX2), the two reductions 0.67 ms (benchmarks/README.md). CPU only
+      (the gradient kernel reads the statistics as a CPU kernel keeps them).
+    The environment variable BATCH_RENORM_STATISTICS (fused or reductions)
+    chooses; it is read when a layer is built. Batch norm always runs the
+    one fused kernel that normalises with the statistics it computes.
+    """
+    chosen = os.environ.get("BATCH_RENORM_STATISTICS", "")
+    if chosen:
+        if chosen not in STATISTICS:
+            raise ValueError(f"BATCH_RENORM_STATISTICS must be one of "
+                             f"{STATISTICS}, got {chosen!r}")
+        return chosen
+    if has_bfloat16() or tf.config.list_physical_devices("GPU"):
+        return "fused"
+    return "reductions"
+
+
+Statistics = collections.namedtuple("Statistics", "mean variance reserved")
+Statistics.__doc__ = """A batch's statistics: mean and biased variance per
+channel, and what the fused gradient kernel reads of its forward pass
+(`reserve_space_1` to `_3` of FusedBatchNormV3)."""
+
+
 def _train_branch(x, gamma, beta, mean, std, clip, epsilon, data_format):
     """Returns (y, batch mean, batch std, r, d) of Algorithm 1's training
     step; r and d are None for batch norm (clip None)."""
@@ -260,17 +305,66 @@ def _train_branch(x, gamma, beta, mean, std, clip, epsilon, data_format):
         return (*_fused_train(x, gamma, beta, epsilon, data_format), None,
                 None)
     # r and d need the batch statistics before the normalisation that uses
-    # them: a first, gradient-free pass of the fused kernel computes them
-    # (several times faster on oneDNN than tf.nn.moments).
-    ones, zeros = tf.ones(gamma.shape), tf.zeros(gamma.shape)
-    _, batch_mean, batch_std = _fused_train(tf.stop_gradient(x), ones, zeros,
-                                            epsilon, data_format)
-    r, d = _corrections(batch_mean, batch_std, mean, std, clip)
-    # gamma * ((x - mu_B) / sigma_B * r + d) + beta as one fused kernel:
-    # its gradient flows through mu_B and sigma_B, with r and d constant.
-    y, _, _ = _fused_train(x, gamma * r, gamma * d + beta, epsilon,
-                           data_format)
-    return y, batch_mean, batch_std, r, d
+    # them: a first, gradient-free pass computes them.
+    stats = _batch_statistics(tf.stop_gradient(x), epsilon, data_format,
+                              statistics_method())
+    batch_std = tf.sqrt(stats.variance + epsilon)
+    r, d = _corrections(stats.mean, batch_std, mean, std, clip)
+    y = _normalize_by(stats, x, gamma * r, gamma * d + beta, epsilon,
+                      data_format)
+    return y, stats.mean, batch_std, r, d
+
+
+def _batch_statistics(x, epsilon, data_format, method):
+    """The `Statistics` of a 4-D batch x, computed by `method`."""
+    size = channels(x, data_format)
+    if method == "fused":
+        out = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=tf.ones([size]), offset=tf.zeros([size]),
+            mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=epsilon,
+            data_format=data_format, is_training=True)
+        return Statistics(out.batch_mean, _biased(out.batch_variance, x, size),
+                          out[3:])
+    axes = [0, 1, 2] if data_format == "NHWC" else [0, 2, 3]
+    n = tf.cast(tf.size(x) // size, tf.float32)
+    batch_mean = tf.reduce_mean(x, axes)
+    squares = tf.square(tf.math.reduce_euclidean_norm(x, axes)) / n
+    variance = tf.maximum(squares - tf.square(batch_mean), 0.0)
+    # Through float64 and back: out of reach of the bfloat16 rewrite, which
+    # would otherwise hand the kernel bfloat16 statistics, a fatal error.
+    batch_mean, variance = (tf.cast(tf.cast(value, tf.float64), tf.float32)
+                            for value in (batch_mean, variance))
+    # What a CPU kernel keeps: the mean, the biased variance, nothing else.
+    return Statistics(batch_mean, variance,
+                      (batch_mean, variance, tf.zeros([0])))
+
+
+def _normalize_by(stats, x, scale, offset, epsilon, data_format):
+    """scale * (x - mean) / sqrt(variance + epsilon) + offset with the
+    batch's `stats`, by the fused kernel in inference mode (one pass, no
+    reduction), and its gradient as the training kernel's: through the
+    batch's mean and variance, with scale and offset as given (r and d
+    inside them stay constant)."""
+
+    @tf.custom_gradient
+    def normalize(x, scale, offset):
+        y = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=scale, offset=offset, mean=stats.mean,
+            variance=stats.variance, epsilon=epsilon,
+            data_format=data_format, is_training=False).y
+
+        def gradient(dy):
+            grads = tf.raw_ops.FusedBatchNormGradV3(
+                y_backprop=dy, x=x, scale=scale,
+                reserve_space_1=stats.reserved[0],
+                reserve_space_2=stats.reserved[1],
+                reserve_space_3=stats.reserved[2], epsilon=epsilon,
+                data_format=data_format, is_training=True)
+            return grads[:3]
+
+        return y, gradient
+
+    return normalize(x, scale, offset)
 
 
 def _synced_train_branch(x, gamma, beta, mean, std, clip, epsilon,
@@ -366,11 +460,15 @@ def _fused_train(x, scale, offset, epsilon, data_format):
     y, batch_mean, bessel_var = tf1.nn.fused_batch_norm(
         x, scale, offset, epsilon=epsilon, data_format=data_format,
         is_training=True)
-    # The kernel normalises with the biased variance but returns the
-    # unbiased one; sigma_B is the biased one.
-    n = tf.cast(tf.size(x) // tf.size(scale), tf.float32)
-    batch_var = bessel_var * (n - 1.0) / n
-    return y, batch_mean, tf.sqrt(batch_var + epsilon)
+    return y, batch_mean, tf.sqrt(_biased(bessel_var, x, tf.size(scale))
+                                  + epsilon)
+
+
+def _biased(bessel_variance, x, size):
+    """The fused kernel normalises with the biased variance but returns the
+    unbiased one; sigma_B is the biased one."""
+    n = tf.cast(tf.size(x) // size, tf.float32)
+    return bessel_variance * (n - 1.0) / n
 
 
 def _infer_branch(x, gamma, beta, mean, std, epsilon, data_format):

@@ -35,8 +35,8 @@ import tensorflow as tf  # noqa: E402
 
 from resnet import graphs, models, training  # noqa: E402
 from resnet.input_pipeline import TrainInput  # noqa: E402
-from resnet.session_config import (cpu_description, cpu_has_bfloat16,  # noqa: E402
-                                   session_config)
+from batch_renorm.cpu import has_bfloat16  # noqa: E402
+from resnet.session_config import cpu_description, session_config  # noqa: E402
 
 tf1 = tf.compat.v1
 IMAGE_SHAPE = (32, 32, 3)
@@ -218,7 +218,7 @@ def main(argv=None):
         return run_group(args)
     settings = dict(machine(), precision=args.precision, xla=args.xla,
                     data_format=args.data_format,
-                    bfloat16_native=cpu_has_bfloat16())
+                    bfloat16_native=has_bfloat16())
     print("# " + json.dumps(settings))
     print(f"{'depth':>5} {'norm':>12} {'batch':>5} {'input':>9} {'mode':>9} "
           f"{'img/s':>8} {'min':>8} {'max':>8} threads")

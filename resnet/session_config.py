@@ -5,6 +5,8 @@ import os
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
+from batch_renorm.cpu import SPEED_FLAGS, cpu_flags, cpuinfo, has_bfloat16
+
 tf1 = tf.compat.v1
 
 
@@ -14,33 +16,16 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 SMALL_STEP_PIXELS = 8 * 32 * 32
 
 
-# The CPU flags that decide our speed and precision (named with figures).
-SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-
-
-def _cpuinfo(key):
-    """The value of the first `key` line of /proc/cpuinfo, or ""."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            line = next((line for line in f if line.startswith(key)), "")
-    except OSError:
-        return ""
-    return line.split(":", 1)[1].strip() if ":" in line else ""
-
-
-def cpu_has_bfloat16():
-    """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX)."""
-    return bool({"avx512_bf16", "amx_bf16"} & set(_cpuinfo("flags").split()))
-
-
 def cpu_description():
     """The CPU's name, core count and speed-relevant flags, in one line."""
     import platform
-    flags = set(_cpuinfo("flags").split())
-    name = _cpuinfo("model name") or platform.processor() or "unknown CPU"
+    name = cpuinfo("model name") or platform.processor() or "unknown CPU"
+    flags = cpu_flags()
     present = " ".join(flag for flag in SPEED_FLAGS if flag in flags)
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA")
     return (f"{name}, {os.cpu_count()} cores, flags: "
-            f"{present or 'none of ' + '/'.join(SPEED_FLAGS)}")
+            f"{present or 'none of ' + '/'.join(SPEED_FLAGS)}"
+            + (f" (oneDNN limited by ONEDNN_MAX_CPU_ISA={limit})" if limit else ""))
 
 
 def check_device_supports(data_format):
@@ -92,7 +77,7 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     bfloat16 = precision == "bfloat16" or (precision == "auto"
-                                           and cpu_has_bfloat16())
+                                           and has_bfloat16())
     cores = os.cpu_count() or 1
     if intra_threads is None:
         small = (batch_size is not None and image_shape is not None and

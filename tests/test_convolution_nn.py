@@ -11,7 +11,7 @@ from batch_renorm import norm_layers, step_value
 from batch_renorm.schedule import scaled_schedule
 from resnet import models, training
 from resnet.convolution_nn import ConvolutionNN, TrainingDiverged
-from resnet.session_config import session_config
+from resnet.session_config import cpu_description, session_config
 
 tf1 = tf.compat.v1
 
@@ -161,6 +161,26 @@ def test_threads_are_sized_to_the_step(monkeypatch):
                    inter_threads=1) == (3, 1)
     with pytest.raises(ValueError, match="inter_threads must be"):
         session_config(inter_threads=0)
+
+
+def test_onednn_isa_limit_removes_the_flags_above_it(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA (how a benchmark runs an AVX2-only CPU's kernels
+    on an AVX-512 one) takes its flags away, and bfloat16 with them."""
+    from batch_renorm import cpu
+    every = set(cpu.SPEED_FLAGS)
+    monkeypatch.setattr(cpu, "cpuinfo", lambda key: " ".join(every))
+    for limit, want in (("", every), ("ALL", every),
+                        ("AVX512_CORE_AMX", every),
+                        ("AVX512_CORE_BF16", every - {"amx_bf16"}),
+                        ("avx512_core", {"avx2", "avx512f"}),
+                        ("AVX2", {"avx2"}), ("AVX2_VNNI", {"avx2"}),
+                        ("SSE41", set())):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
+        assert cpu.cpu_flags() == want, limit
+    assert not cpu.has_bfloat16()
+    assert "oneDNN limited by ONEDNN_MAX_CPU_ISA=SSE41" in cpu_description()
+    assert session_config().graph_options.rewrite_options \
+        .auto_mixed_precision_onednn_bfloat16 == 0  # float32 under the limit
 
 
 def test_channels_first_needs_onednn_or_a_gpu(digits, monkeypatch):

@@ -113,12 +113,12 @@ def test_batch_norm_per_worker_is_microbatches_of_one_process(tmp_path):
     assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"))
 
 
-def assert_moved_alike(got, want, start):
-    """Every weight and moving statistic of `got` within 1% of how far
+def assert_moved_alike(got, want, start, share=0.01):
+    """Every weight and moving statistic of `got` within `share` of how far
     training moved it from `start` in `want`."""
     for key in weights(want):
         moved = np.max(np.abs(want[key] - start[key]))
-        assert np.max(np.abs(got[key] - want[key])) <= 0.01 * moved, key
+        assert np.max(np.abs(got[key] - want[key])) <= share * moved, key
 
 
 def test_synchronized_statistics_are_the_whole_batch(tmp_path):
@@ -126,8 +126,12 @@ def test_synchronized_statistics_are_the_whole_batch(tmp_path):
     oracle = run_one(tmp_path, "one", *STEPS)
     assert max_difference(chief, worker) == 0.0
     # Unfused (the fused kernel has no gradient for moments passed in)
-    # against the fused full batch: float32 order, as for batch norm.
-    assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"))
+    # against the fused full batch: float32 order, as for batch norm. Its
+    # effect after these 14 steps depends on which rounding each side
+    # takes: measured 0.4% to 1.2% of the move (one process alone differs
+    # by 1.2% between its two ways of computing the statistics).
+    assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"),
+                       share=0.03)
 
 
 def test_the_chiefs_checkpoint_is_the_model_in_one_process(digits, renorm_pair):
