@@ -1,28 +1,33 @@
-"""ResNet-20 training throughput: this library against what a user would
-otherwise pick, side by side on this machine.
+"""ResNet-20 training and inference throughput: this library against what a
+user would otherwise pick, side by side on this machine.
 
-    python benchmarks/peers.py                  # batch 128 and 8
+    python benchmarks/peers.py                  # batch 128 and 8, both precisions
     python benchmarks/peers.py --batch 8 --precision float32
 
 Peers (each skipped, with a note, when not installed):
-  tf_keras    `model.fit` with its fused batch norm, and with its own
-              (unfused) batch renorm, `BatchNormalization(renorm=True)`
-  keras3      Keras 3 `model.fit` (TensorFlow backend), batch norm
-  torch       PyTorch, channels-last, batch norm
-  ours        `benchmarks/throughput.py`'s training step, batch norm and
-              batch renorm
+  tf_keras    `model.fit` / `model.predict`, its fused batch norm and its
+              own batch renorm, `BatchNormalization(renorm=True)`
+  keras3      Keras 3 (TensorFlow backend), the same two
+  torch       PyTorch, channels-last, batch norm; `torch.no_grad` inference
+  ours        batch norm and batch renorm: a training step on in-memory
+              batches (`TrainInput`, no augmentation), and `loop.predict`
 Every case is the CIFAR ResNet-20 of He et al. (option A shortcuts, 269,722
-parameters), SGD with momentum and softmax cross-entropy, on random
-in-memory 32x32x3 images; the peers use as many threads as the machine has
-cores, ours the threads resnet-run picks for the step (session_config);
-"bfloat16" is each framework's own mixed precision (Keras "mixed_bfloat16",
-`torch.autocast`, our oneDNN rewrite). Each case runs in its own process,
-warms up, then times blocks of `--images` images: the cases of a batch size
-and precision take turns, a block each per round for `--repeats` rounds, so
-that the machine's slow spells fall on all of them. images/s is the median
-block, with min and max; the last column is how many times faster our batch
-renorm ran than the case, the median over rounds of their time ratio. The
-peers need their own environment:
+parameters), SGD with momentum and softmax cross-entropy, on the same kind
+of input: random 32x32x3 images held in memory. "bfloat16" is each
+framework's own mixed precision (Keras "mixed_bfloat16", `torch.autocast`,
+our oneDNN rewrite). Ours runs with the threads resnet-run picks for the
+step; every peer runs once with 1 thread per op and once with all cores
+(`--peer-threads`), and its faster setting is kept for the table.
+
+Each case runs in its own process and warms up; then the cases of a batch
+size and precision take turns, one block of `--images` images each per
+round, for `--repeats` rounds of training and then of inference, so that
+the machine's slow spells fall on all of them. images/s is the median
+block. A ratio is taken round by round (this round's block time of one
+case over another's), and reported as its median [min, max] over rounds.
+The last lines check the targets of issue 15 with those ratios.
+
+The peers need their own environment:
 
     python -m venv peers && . peers/bin/activate
     pip install -e . tf-keras==2.21.0 torch
@@ -37,12 +42,27 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
 PARAMETERS = 269722
 IMAGES_IN_MEMORY = 1024
 CASES = [("ours", "batch_renorm"), ("ours", "batch_norm"),
          ("tf_keras", "batch_norm"), ("tf_keras", "batch_renorm"),
-         ("keras3", "batch_norm"), ("torch", "batch_norm")]
-THREADS = os.cpu_count() or 1
+         ("keras3", "batch_norm"), ("keras3", "batch_renorm"),
+         ("torch", "batch_norm")]
+MODES = ("train", "infer")
+CORES = os.cpu_count() or 1
+# Issue 15's targets: (batch, mode, against, sign, bound). "ours batch
+# norm": our batch renorm's step time over our batch norm's; "peers" and
+# "renorm peers": the fastest such peer's block time over our batch
+# renorm's (how many times faster ours is).
+TARGETS = [(128, "train", "ours batch norm", "<=", 1.05),
+           (8, "train", "ours batch norm", "<=", 1.10),
+           (8, "train", "peers", ">=", 1.1),
+           (128, "train", "peers", ">=", 1.2),
+           (128, "train", "renorm peers", ">=", 1.6),
+           (8, "infer", "peers", ">=", 1.1),
+           (128, "infer", "peers", ">=", 1.2)]
 
 
 def random_data():
@@ -85,8 +105,8 @@ def keras_resnet20(keras, tf, renorm):
     return keras.Model(images, logits)
 
 
-def keras_serve(keras, tf, norm, batch, precision, steps, warmup):
-    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+def keras_serve(keras, tf, norm, batch, precision, threads, steps, warmup):
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(2)
     if precision == "bfloat16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -96,10 +116,11 @@ def keras_serve(keras, tf, norm, batch, precision, steps, warmup):
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = random_data()
     data = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(batch)
+    command = []
 
     class Blocks(keras.callbacks.Callback):
         """Times every `steps` steps after the warm-up, waiting for its turn
-        before each block."""
+        before each block; leaves `fit` at the first other command."""
         start = None
 
         def on_train_batch_end(self, index, logs=None):
@@ -107,18 +128,22 @@ def keras_serve(keras, tf, norm, batch, precision, steps, warmup):
             if done < 0 or done % steps:
                 return
             report(time.perf_counter() - self.start if done else None)
-            if not my_turn():
+            command[:] = [next_command()]
+            if command[0] != "train":
                 self.model.stop_training = True
             self.start = time.perf_counter()
 
     model.fit(data.prefetch(2), steps_per_epoch=2 ** 31 - 1, epochs=1,
               verbose=0, callbacks=[Blocks()])
+    block = x[:batch * steps]
+    serve({"infer": lambda: model.predict(block, batch_size=batch, verbose=0)},
+          command[0])
 
 
-def torch_serve(norm, batch, precision, steps, warmup):
+def torch_serve(norm, batch, precision, threads, steps, warmup):
     import torch
     from torch import nn
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
 
     class Block(nn.Module):
         def __init__(self, cin, cout, strides):
@@ -156,43 +181,71 @@ def torch_serve(norm, batch, precision, steps, warmup):
         memory_format=torch.channels_last)
     y = torch.from_numpy(y)
     position = 0
+    bfloat16 = precision == "bfloat16"
 
-    def step():
+    def next_batch():
         nonlocal position
         if position + batch > len(x):
             position = 0
-        images, labels = x[position:position + batch], y[position:position + batch]
         position += batch
-        with torch.autocast("cpu", torch.bfloat16,
-                            enabled=precision == "bfloat16"):
-            loss = nn.functional.cross_entropy(model(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        return x[position - batch:position], y[position - batch:position]
 
-    serve(step, steps, warmup)
+    def train():
+        model.train()
+        for _ in range(steps):
+            images, labels = next_batch()
+            with torch.autocast("cpu", torch.bfloat16, enabled=bfloat16):
+                loss = nn.functional.cross_entropy(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    def infer():
+        model.eval()
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16,
+                                             enabled=bfloat16):
+            for _ in range(steps):
+                model(next_batch()[0]).argmax(1)
+
+    serve({"train": train, "infer": infer}, warm_up(train, warmup, steps))
 
 
 def our_serve(norm, batch, precision, steps, warmup):
-    sys.path.insert(0, ROOT)
     from benchmarks.throughput import Case
+    from resnet import loop
     from resnet.session_config import session_config
     config = session_config(precision=precision, batch_size=batch,
                             image_shape=(32, 32, 3))  # resnet-run's threads
-    case = Case(20, norm, batch, "synthetic", "train", config, warmup=warmup)
-    serve(case.time_step, steps, 0)
+    case = Case(20, norm, batch, "memory", "train", config, warmup=warmup,
+                with_inference=True)
+    block = random_data()[0][:batch * steps]
+
+    def infer():
+        loop.predict(case.session, case.inference, block, batch)
+
+    serve({"train": lambda: [case.time_step() for _ in range(steps)],
+           "infer": infer}, next_command(after_warmup=True))
 
 
-def serve(step, steps, warmup):
-    """Warm-up steps, then a timed block of `steps` steps at each turn."""
-    for _ in range(warmup):
-        step()
-    report(None)
-    while my_turn():
+def warm_up(train, warmup, steps):
+    """Runs ~`warmup` steps, says ready; returns the first command."""
+    for _ in range(max(1, warmup // steps)):
+        train()
+    return next_command(after_warmup=True)
+
+
+def serve(work, command):
+    """At each command ("train", "infer") times one block of that work,
+    after an untimed one the first time."""
+    warm = set()
+    while command:
+        if command not in warm:
+            work[command]()
+            warm.add(command)
         start = time.perf_counter()
-        for _ in range(steps):
-            step()
+        work[command]()
         report(time.perf_counter() - start)
+        command = next_command()
 
 
 def report(seconds):
@@ -200,8 +253,11 @@ def report(seconds):
     print("ready" if seconds is None else repr(seconds), flush=True)
 
 
-def my_turn():
-    return sys.stdin.readline().strip() == "go"
+def next_command(after_warmup=False):
+    """The parent's next command ("train", "infer"), "" at the end."""
+    if after_warmup:
+        report(None)
+    return sys.stdin.readline().strip()
 
 
 def check_parameters(count):
@@ -210,12 +266,12 @@ def check_parameters(count):
                              f"want {PARAMETERS}")
 
 
-def child(peer, norm, batch, precision, steps, warmup):
+def child(peer, norm, batch, precision, threads, steps, warmup):
     """One case in this process, timed a block at a time when the parent
-    says "go" on stdin."""
+    says "train" or "infer" on stdin."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if peer == "torch":
-        torch_serve(norm, batch, precision, steps, warmup)
+        torch_serve(norm, batch, precision, threads, steps, warmup)
     elif peer == "ours":
         our_serve(norm, batch, precision, steps, warmup)
     else:
@@ -224,21 +280,22 @@ def child(peer, norm, batch, precision, steps, warmup):
         else:
             import keras
         import tensorflow as tf
-        keras_serve(keras, tf, norm, batch, precision, steps, warmup)
+        keras_serve(keras, tf, norm, batch, precision, threads, steps, warmup)
 
 
 class Running:
     """A case in its own process, waiting for its turns."""
 
-    def __init__(self, peer, norm, batch, precision, args):
+    def __init__(self, peer, norm, batch, precision, threads, args):
         self.key = {"peer": peer, "norm": norm, "batch": batch,
-                    "precision": precision}
+                    "precision": precision, "threads": threads}
         self.batch, self.steps = batch, max(2, args.images // batch)
-        self.seconds, self.log = [], tempfile.TemporaryFile("w+")
+        self.seconds = {mode: [] for mode in MODES}
+        self.log = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--child", peer, norm,
-             str(batch), precision, "--images", str(args.images),
-             "--warmup", str(args.warmup)],
+             str(batch), precision, str(threads or 0), "--images",
+             str(args.images), "--warmup", str(args.warmup)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
             text=True, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 
@@ -253,17 +310,26 @@ class Running:
         self.log.seek(0)
         sys.exit(f"{self.key} failed:\n{self.log.read()[-3000:]}")
 
-    def turn(self):
-        self.process.stdin.write("go\n")
+    def turn(self, mode):
+        self.process.stdin.write(mode + "\n")
         self.process.stdin.flush()
-        self.seconds.append(self.answer())
+        self.seconds[mode].append(self.answer())
 
     def stop(self):
         self.process.stdin.close()
         self.process.wait()
-        rates = [self.batch * self.steps / s for s in self.seconds]
-        return dict(self.key, images_per_second=round(statistics.median(rates), 1),
-                    min=round(min(rates), 1), max=round(max(rates), 1))
+
+    def rates(self, mode):
+        rates = [self.batch * self.steps / s for s in self.seconds[mode]]
+        return statistics.median(rates), min(rates), max(rates)
+
+
+def ratio(numerator, denominator, mode):
+    """Median, min and max over rounds of numerator's block time over
+    denominator's."""
+    values = [a / b for a, b in zip(numerator.seconds[mode],
+                                    denominator.seconds[mode])]
+    return statistics.median(values), min(values), max(values)
 
 
 def installed(peer):
@@ -273,52 +339,133 @@ def installed(peer):
     return subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
+def cpu():
+    """The machine's CPU, named as our figures name it (imported here: a
+    torch child must not import TensorFlow, the two crash together)."""
+    import platform
+    from batch_renorm.cpu import SPEED_FLAGS, cpu_flags, cpuinfo
+    name = cpuinfo("model name") or platform.processor() or "unknown CPU"
+    flags = " ".join(f for f in SPEED_FLAGS if f in cpu_flags()) or "none"
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return (f"{name}, {CORES} cores, flags: {flags}"
+            + (f" (oneDNN limited by ONEDNN_MAX_CPU_ISA={limit})" if limit else ""))
+
+
+def run_group(batch, precision, peers, args):
+    """Every case of one batch size and precision, taking turns; returns
+    {(peer, norm): the Running kept (a peer's faster thread setting)}."""
+    group = [Running(peer, norm, batch, precision, threads, args)
+             for peer, norm in CASES if peer in peers
+             for threads in ([None] if peer == "ours" else args.peer_threads)]
+    for case in group:
+        case.answer()  # ready: built and warmed up
+    for mode in MODES:
+        for _ in range(args.repeats + 1):
+            for case in group:  # in turns: slow spells hit all alike
+                # A pause first: threads that spin after their work (PyTorch's
+                # OpenMP threads, for ~0.2 s) would slow the next case.
+                time.sleep(args.pause)
+                case.turn(mode)
+        for case in group:
+            # The first round is not timed: the processes just built their
+            # graphs may still be busy (one ours block took 60 s there).
+            del case.seconds[mode][0]
+    for case in group:
+        case.stop()
+    kept = {}
+    for case in group:
+        name = (case.key["peer"], case.key["norm"])
+        if name not in kept or case.rates("train")[0] > kept[name].rates("train")[0]:
+            kept[name] = case
+    return kept
+
+
+def print_group(kept, batch, precision):
+    """The group's table rows; returns them as dicts."""
+    ours, results = kept.get(("ours", "batch_renorm")), []
+    for mode in MODES:
+        for (peer, norm), case in kept.items():
+            median, low, high = case.rates(mode)
+            line = (f"{mode:>5} {peer:>9} {norm:>12} {batch:>5} {precision:>9} "
+                    f"{case.key['threads'] or 'auto':>7} {median:>8.1f} "
+                    f"{low:>8.1f} {high:>8.1f}")
+            if ours and case is not ours:
+                line += " {:>6.3f} [{:.3f}, {:.3f}]".format(*ratio(case, ours, mode))
+            print(line, flush=True)
+            results.append(dict(case.key, mode=mode,
+                                images_per_second=round(median, 1),
+                                min=round(low, 1), max=round(high, 1)))
+    return results
+
+
+def check_targets(groups):
+    """Issue 15's targets, each against the ratios of one group."""
+    print("# targets: ratios per round, median [min, max]")
+    for batch, mode, against, sign, bound in TARGETS:
+        for (b, precision), kept in groups.items():
+            ours = kept.get(("ours", "batch_renorm"))
+            if b != batch or not ours:
+                continue
+            if against == "ours batch norm":
+                if ("ours", "batch_norm") not in kept:
+                    continue
+                what = "our batch renorm / batch norm, step time"
+                got = ratio(ours, kept[("ours", "batch_norm")], mode)
+            else:
+                peers = [case for (peer, norm), case in kept.items()
+                         if peer != "ours" and (against == "peers"
+                                                or norm == "batch_renorm")]
+                if not peers:
+                    continue
+                fastest = max(peers, key=lambda case: case.rates(mode)[0])
+                what = (f"our batch renorm / fastest {against[:-1]} "
+                        f"({fastest.key['peer']} {fastest.key['norm']}), speed")
+                got = ratio(fastest, ours, mode)
+            met = got[0] <= bound if sign == "<=" else got[0] >= bound
+            print(f"{mode} batch {batch} {precision}: {what} {got[0]:.3f} "
+                  f"[{got[1]:.3f}, {got[2]:.3f}]; target {sign} {bound}: "
+                  f"{'met' if met else 'missed'}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, nargs="+", default=[128, 8])
     p.add_argument("--precision", nargs="+", default=["float32", "bfloat16"],
                    choices=("float32", "bfloat16"))
     p.add_argument("--peers", nargs="+", default=sorted({c[0] for c in CASES}))
+    p.add_argument("--peer-threads", type=int, nargs="+",
+                   default=sorted({1, CORES}),
+                   help="intra-op threads each peer is tried with (default "
+                        "1 and all cores); the faster is kept")
     p.add_argument("--images", type=int, default=512,
-                   help="images per timed repeat (default 512)")
+                   help="images per timed block (default 512)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--child", nargs=4, metavar=("PEER", "NORM", "BATCH", "PRECISION"),
-                   help=argparse.SUPPRESS)
+    p.add_argument("--pause", type=float, default=0.5,
+                   help="seconds between two cases' blocks (default 0.5)")
+    p.add_argument("--child", nargs=5, help=argparse.SUPPRESS,
+                   metavar=("PEER", "NORM", "BATCH", "PRECISION", "THREADS"))
     args = p.parse_args(argv)
     if args.child:
-        peer, norm, batch, precision = args.child
+        peer, norm, batch, precision, threads = args.child
         batch = int(batch)
-        child(peer, norm, batch, precision, max(2, args.images // batch),
-              args.warmup)
+        child(peer, norm, batch, precision, int(threads),
+              max(2, args.images // batch), args.warmup)
         return
     missing = [peer for peer in args.peers if not installed(peer)]
     for peer in missing:
         print(f"# {peer}: not installed here, skipped (see --help)")
-    print(f"{'peer':>9} {'norm':>12} {'batch':>5} {'precision':>9} "
-          f"{'img/s':>8} {'min':>8} {'max':>8}  ours renorm / this", flush=True)
-    results = []
+    print(f"# {cpu()}")
+    print(f"{'mode':>5} {'peer':>9} {'norm':>12} {'batch':>5} {'precision':>9} "
+          f"{'threads':>7} {'img/s':>8} {'min':>8} {'max':>8}  "
+          f"ours renorm / this, speed", flush=True)
+    peers = [peer for peer in args.peers if peer not in missing]
+    groups, results = {}, []
     for batch in args.batch:
         for precision in args.precision:
-            group = [Running(peer, norm, batch, precision, args)
-                     for peer, norm in CASES
-                     if peer in args.peers and peer not in missing]
-            for case in group:
-                case.answer()  # ready: built and warmed up
-            for _ in range(args.repeats):
-                for case in group:  # in turns: slow spells hit all alike
-                    case.turn()
-            ours = group[0] if group[0].key["peer"] == "ours" else None
-            for case in group:
-                result = case.stop()
-                if ours:  # step-time ratio of the peer to ours, round by round
-                    result["speedup_of_our_renorm"] = round(statistics.median(
-                        b / a for a, b in zip(ours.seconds, case.seconds)), 3)
-                results.append(result)
-                print(f"{result['peer']:>9} {result['norm']:>12} {batch:>5} "
-                      f"{precision:>9} {result['images_per_second']:>8.1f} "
-                      f"{result['min']:>8.1f} {result['max']:>8.1f}  "
-                      f"{result.get('speedup_of_our_renorm', '')}", flush=True)
+            groups[batch, precision] = run_group(batch, precision, peers, args)
+            results += print_group(groups[batch, precision], batch, precision)
+    check_targets(groups)
     for result in results:
         print(json.dumps(result))
 

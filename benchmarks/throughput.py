@@ -3,12 +3,16 @@
     python benchmarks/throughput.py --memory     # the full table, 5 min on 2 Xeon cores
     python benchmarks/throughput.py --quick      # ResNet-20 at batch 128 only
     python benchmarks/throughput.py --depth 20 --norm batch_renorm --batch 8
+    python benchmarks/throughput.py --loop --depth 20 --norm batch_renorm
 
 Prints the machine and TensorFlow settings, a table, and one JSON line per
 case: images/s (median of the timed repeats, and their min and max) of a
 training step and of inference, with the input generated in the graph
 ("synthetic": compute only) or read through ConvolutionNN's input pipeline
-from in-memory 32x32x3 data with the CIFAR augmentation ("pipeline").
+from in-memory 32x32x3 data with the CIFAR augmentation ("pipeline"), or
+without it ("memory", what benchmarks/peers.py feeds every framework).
+--loop times ConvolutionNN.train itself (augmentation, hooks) against the
+compute-only step instead.
 All cases of a depth and batch size run in one fresh process (TensorFlow
 keeps the intra-op threads of a process's first session), with the threads
 resnet-run would pick for the step, each case in its own open session; they
@@ -45,8 +49,10 @@ CONFIG = training.TrainConfig(learning_rate=0.01, momentum=0.9,
                               weight_decay=1e-4)
 
 
-def build(depth, norm, batch, input_kind, mode, data_format="NHWC", seed=0):
-    """A graph and the op one timed step runs."""
+def build(depth, norm, batch, input_kind, mode, data_format="NHWC", seed=0,
+          with_inference=False):
+    """A graph, the op one timed step runs, the input pipeline (or None)
+    and, if asked, the inference graph (`graphs.build_inference`)."""
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(seed)
@@ -56,30 +62,33 @@ def build(depth, norm, batch, input_kind, mode, data_format="NHWC", seed=0):
             batch_input = graphs.Batch(
                 tf.random.uniform([batch, *IMAGE_SHAPE]),
                 tf.random.uniform([batch], 0, 10, tf.int64))
-        else:
+        else:  # "memory": in-memory batches; "pipeline": augmented too
             rng = np.random.RandomState(seed)
             batch_input = pipeline = TrainInput(
                 rng.rand(PIPELINE_IMAGES, *IMAGE_SHAPE).astype(np.float32),
                 rng.randint(0, 10, PIPELINE_IMAGES).astype(np.int64),
-                seed, augment=True)
+                seed, augment=input_kind == "pipeline")
         if mode == "train":
             step = graphs.build_training(network, batch_input, CONFIG).train_op
         else:
             step = tf.reduce_sum(network(batch_input.images, training=False))
+        inference = (graphs.build_inference(network, IMAGE_SHAPE)
+                     if with_inference else None)
         init = tf1.global_variables_initializer()
-    return graph, init, step, pipeline
+    return graph, init, step, pipeline, inference
 
 
 class Case:
     """One benchmark case in its own open session, timed a step at a time."""
 
     def __init__(self, depth, norm, batch, input_kind, mode, config,
-                 data_format="NHWC", warmup=5):
+                 data_format="NHWC", warmup=5, with_inference=False):
         self.key = {"depth": depth, "norm": norm or "none", "batch": batch,
                     "input": input_kind, "mode": mode}
         self.batch, self.seconds = batch, []
-        graph, init, self.step, pipeline = build(depth, norm, batch,
-                                                 input_kind, mode, data_format)
+        graph, init, self.step, pipeline, self.inference = build(
+            depth, norm, batch, input_kind, mode, data_format,
+            with_inference=with_inference)
         self.session = tf1.Session(graph=graph, config=config)
         self.session.run(init)
         self.pipeline, self.epoch, self.batches_left = pipeline, 0, None
@@ -147,6 +156,49 @@ def ratios(cases):
             for name, case, ref in pairs if ref is not None]
 
 
+def loop_group(args):
+    """`ConvolutionNN.train` (in-memory 32x32x3 data with the CIFAR
+    augmentation, its default hooks) against the compute-only step
+    (synthetic input), one epoch of 8 x `--images` images each in turns;
+    prints a JSON line per norm: both rates and the per-round ratio of the
+    compute-only time to train's for the same steps (1: no cost besides
+    the step's compute)."""
+    from resnet.convolution_nn import ConvolutionNN
+    from resnet.datasets import Dataset
+    depth, batch = args.depth[0], args.batch[0]
+    config = session_config(args.intra_threads, args.inter_threads,
+                            args.precision, args.xla, batch, IMAGE_SHAPE)
+    rng, images = np.random.RandomState(0), 8 * args.images
+    dataset = Dataset("random", rng.rand(images, *IMAGE_SHAPE).astype(
+        np.float32), rng.randint(0, 10, images).astype(np.int64),
+        np.zeros([1, *IMAGE_SHAPE], np.float32), np.zeros([1], np.int64), 10)
+    steps = images // batch
+    for norm in args.norm:
+        norm = None if norm == "none" else norm
+        network = models.resnet(depth, 10, norm=norm)
+        with ConvolutionNN(network, dataset, CONFIG, session_config=config,
+                           progress=False, augment=True) as cnn:
+            compute = Case(depth, norm, batch, "synthetic", "train", config,
+                           args.data_format)
+            cnn.train(batch, 1)  # warm-up
+            trained, computed = [], []
+            for _ in range(args.repeats):
+                trained.append(cnn.train(batch, 1)[-1]["seconds"])
+                computed.append(sum(compute.time_step() for _ in range(steps)))
+            compute.session.close()
+        ratios = sorted(c / t for c, t in zip(computed, trained))
+        print(json.dumps({
+            "depth": depth, "norm": norm or "none", "batch": batch,
+            "train_images_per_second": round(
+                steps * batch / statistics.median(trained), 1),
+            "compute_images_per_second": round(
+                steps * batch / statistics.median(computed), 1),
+            "train/compute speed": [round(statistics.median(ratios), 3),
+                                    round(ratios[0], 3), round(ratios[-1], 3)],
+            "intra_threads": config.intra_op_parallelism_threads,
+            "inter_threads": config.inter_op_parallelism_threads}))
+
+
 def peak_memory_mib(depth=110, batch=128, steps=3):
     """Peak RSS of a fresh process training ResNet-`depth` for a few steps."""
     code = (f"import resource;"
@@ -183,7 +235,7 @@ def run_group(args):
              for input_kind, mode, norm in itertools.product(
                  args.input, args.mode, args.norm)
              # inference reads no training pipeline
-             if not (mode == "inference" and input_kind == "pipeline")]
+             if not (mode == "inference" and input_kind != "synthetic")]
     measure(cases, steps, args.repeats)
     for line in [dict(case.result(steps), **threads) for case in cases] + ratios(cases):
         print(json.dumps(line))
@@ -194,7 +246,8 @@ def main(argv=None):
     p.add_argument("--depth", type=int, nargs="+", default=[20, 56])
     p.add_argument("--norm", nargs="+", default=["none", "batch_norm", "batch_renorm"])
     p.add_argument("--batch", type=int, nargs="+", default=[128, 8])
-    p.add_argument("--input", nargs="+", default=["synthetic", "pipeline"])
+    p.add_argument("--input", nargs="+", default=["synthetic", "pipeline"],
+                   choices=("synthetic", "pipeline", "memory"))
     p.add_argument("--mode", nargs="+", default=["train", "inference"])
     p.add_argument("--images", type=int, default=512,
                    help="images per timed repeat (default 512)")
@@ -209,13 +262,16 @@ def main(argv=None):
                    help="also the peak memory of training ResNet-110")
     p.add_argument("--quick", action="store_true",
                    help="ResNet-20, batch 128, synthetic input only")
+    p.add_argument("--loop", action="store_true",
+                   help="ConvolutionNN.train with the CIFAR augmentation "
+                        "against the compute-only step, instead of the table")
     p.add_argument("--group", action="store_true", help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     if args.quick:
         args.depth, args.batch, args.input = [20], [128], ["synthetic"]
     if args.group:
-        return run_group(args)
+        return loop_group(args) if args.loop else run_group(args)
     settings = dict(machine(), precision=args.precision, xla=args.xla,
                     data_format=args.data_format,
                     bfloat16_native=has_bfloat16())
@@ -234,7 +290,14 @@ def main(argv=None):
             sys.exit(f"ResNet-{depth} at batch {batch} failed:\n"
                      f"{group.stderr[-3000:]}")
         for result in map(json.loads, group.stdout.splitlines()):
-            if "images_per_second" in result:
+            if args.loop:
+                median, low, high = result["train/compute speed"]
+                print(f"{depth:>5} {result['norm']:>12} {batch:>5} "
+                      f"ConvolutionNN.train {result['train_images_per_second']:.1f}"
+                      f" img/s, compute-only {result['compute_images_per_second']:.1f}:"
+                      f" {median:.3f} ({low:.3f}-{high:.3f})", flush=True)
+                results.append(result)
+            elif "images_per_second" in result:
                 results.append(result)
                 print(f"{depth:>5} {result['norm']:>12} {batch:>5} "
                       f"{result['input']:>9} {result['mode']:>9} "

@@ -51,3 +51,46 @@ def test_tiny_run_prints_every_case_and_pair(capsys):
     for pair in pairs:
         median, low, high = pair["step_time_ratio"]
         assert 0 < low <= median <= high
+
+
+def test_peers_targets_take_the_fastest_peer_round_by_round(capsys):
+    """Ratios per round against the fastest peer (by median rate), and the
+    renorm target only against renorm peers."""
+    from benchmarks import peers
+
+    def running(peer, norm, seconds):
+        case = peers.Running.__new__(peers.Running)
+        case.key = {"peer": peer, "norm": norm, "threads": 1}
+        case.batch, case.steps = 128, 4
+        case.seconds = {"train": seconds, "infer": seconds}
+        return case
+
+    kept = {("ours", "batch_renorm"): running("ours", "batch_renorm", [1.0, 1.0, 2.0]),
+            ("ours", "batch_norm"): running("ours", "batch_norm", [1.0, 0.9, 2.0]),
+            ("torch", "batch_norm"): running("torch", "batch_norm", [1.3, 1.1, 2.2]),
+            ("keras3", "batch_renorm"): running("keras3", "batch_renorm", [2.0, 1.8, 3.0])}
+    peers.check_targets({(128, "float32"): kept})
+    lines = capsys.readouterr().out.splitlines()
+    train = {line.split(": ", 1)[1] for line in lines if line.startswith("train")}
+    # renorm/norm per round: 1, 1.111, 1 -> median 1.0
+    assert ("our batch renorm / batch norm, step time 1.000 [1.000, 1.111]; "
+            "target <= 1.05: met") in train
+    # torch is the fastest peer: 1.3, 1.1, 1.1 -> 1.1
+    assert ("our batch renorm / fastest peer (torch batch_norm), speed 1.100 "
+            "[1.100, 1.300]; target >= 1.2: missed") in train
+    # only keras3 renorm counts as a renorm peer: 2, 1.8, 1.5
+    assert ("our batch renorm / fastest renorm peer (keras3 batch_renorm), "
+            "speed 1.800 [1.500, 2.000]; target >= 1.6: met") in train
+
+
+def test_tiny_loop_run_times_convolution_nn_train(capsys):
+    throughput.main(["--loop", "--depth", "8", "--batch", "4", "--images",
+                     "8", "--repeats", "2", "--norm", "batch_renorm",
+                     "--precision", "float32"])
+    line, = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{")]
+    assert (line["depth"], line["norm"], line["batch"]) == (8, "batch_renorm", 4)
+    median, low, high = line["train/compute speed"]
+    assert 0 < low <= median <= high
+    assert line["train_images_per_second"] > 0
+    assert line["compute_images_per_second"] > 0
