@@ -282,14 +282,16 @@ def statistics_method():
     one fused kernel that normalises with the statistics it computes.
     """
     chosen = os.environ.get("BATCH_RENORM_STATISTICS", "")
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    if chosen not in ("",) + STATISTICS:
+        raise ValueError(f"BATCH_RENORM_STATISTICS must be one of "
+                         f"{STATISTICS}, got {chosen!r}")
+    if chosen == "reductions" and gpu:
+        raise ValueError("BATCH_RENORM_STATISTICS=reductions is for CPUs: a "
+                         "GPU's gradient kernel reads other statistics")
     if chosen:
-        if chosen not in STATISTICS:
-            raise ValueError(f"BATCH_RENORM_STATISTICS must be one of "
-                             f"{STATISTICS}, got {chosen!r}")
         return chosen
-    if has_bfloat16() or tf.config.list_physical_devices("GPU"):
-        return "fused"
-    return "reductions"
+    return "fused" if has_bfloat16() or gpu else "reductions"
 
 
 Statistics = collections.namedtuple("Statistics", "mean variance reserved")

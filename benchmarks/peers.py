@@ -1,7 +1,7 @@
 """ResNet-20 training and inference throughput: this library against what a
 user would otherwise pick, side by side on this machine.
 
-    python benchmarks/peers.py                  # batch 128 and 8, both precisions
+    python benchmarks/peers.py                  # batch 128 and 8, both precisions: ~25 min
     python benchmarks/peers.py --batch 8 --precision float32
 
 Peers (each skipped, with a note, when not installed):

@@ -410,6 +410,11 @@ def test_statistics_method(monkeypatch):
     monkeypatch.setenv("BATCH_RENORM_STATISTICS", "moments")
     with pytest.raises(ValueError, match="BATCH_RENORM_STATISTICS must be"):
         statistics_method()
+    monkeypatch.setenv("BATCH_RENORM_STATISTICS", "reductions")
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    with pytest.raises(ValueError, match="reductions is for CPUs"):
+        statistics_method()
 
 
 @pytest.mark.parametrize("microbatch", [None, 4])
