@@ -17,8 +17,8 @@ its moving-statistics updates to `tf.compat.v1.GraphKeys.UPDATE_OPS`.
 
 Both run the training branch on the fused kernel (`FusedBatchNormV3`).
 Batch norm is one training-mode call. Batch renorm needs the batch's
-statistics before it normalises: a gradient-free pass computes them
-(`statistics_method`), then the kernel in inference mode normalises with
+statistics before it normalises: a gradient-free training-mode pass
+computes them, then the kernel in inference mode normalises with
 them, gamma * r as the scale and gamma * d + beta as the offset, and its
 gradient is the training kernel's (through the batch mean and variance,
 with r and d held constant): the paper's output and gradients at about the
@@ -31,11 +31,9 @@ Typical use:
 """
 import collections
 import numbers
-import os
 
 import tensorflow as tf
 
-from batch_renorm.cpu import has_bfloat16
 from batch_renorm.replicas import replica_group
 from batch_renorm.schedule import renorm_schedule
 from batch_renorm.step import step_value
@@ -260,44 +258,10 @@ def _variable(name, channels, value, trainable=True):
                             trainable=trainable, use_resource=True)
 
 
-STATISTICS = ("fused", "reductions")
-
-
-def statistics_method():
-    """How a batch renorm training step computes its batch statistics.
-
-    "fused": a gradient-free pass of the fused kernel (unit scale, zero
-      offset). The default on a GPU and on CPUs that compute bfloat16
-      natively (the default precision there), where it is the faster.
-    "reductions": two reductions of x, its mean and its Euclidean norm,
-      each one read. The variance is E[x^2] - E[x]^2 in float32, within
-      1e-6 * (1 + (mean / std)^2) of the exact one: choose "fused" for
-      channels whose mean is hundreds of times their std. The default on
-      other CPUs: there oneDNN's training kernel takes up to 3x
-      its inference kernel's time (2.1 vs 0.65 ms on [128, 32, 32, 16] with
-      AVX2), the two reductions 0.67 ms (benchmarks/README.md). CPU only
-      (the gradient kernel reads the statistics as a CPU kernel keeps them).
-    The environment variable BATCH_RENORM_STATISTICS (fused or reductions)
-    chooses; it is read when a layer is built. Batch norm always runs the
-    one fused kernel that normalises with the statistics it computes.
-    """
-    chosen = os.environ.get("BATCH_RENORM_STATISTICS", "")
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    if chosen not in ("",) + STATISTICS:
-        raise ValueError(f"BATCH_RENORM_STATISTICS must be one of "
-                         f"{STATISTICS}, got {chosen!r}")
-    if chosen == "reductions" and gpu:
-        raise ValueError("BATCH_RENORM_STATISTICS=reductions is for CPUs: a "
-                         "GPU's gradient kernel reads other statistics")
-    if chosen:
-        return chosen
-    return "fused" if has_bfloat16() or gpu else "reductions"
-
-
 Statistics = collections.namedtuple("Statistics", "mean variance reserved")
 Statistics.__doc__ = """A batch's statistics: mean and biased variance per
-channel, and what the fused gradient kernel reads of its forward pass
-(`reserve_space_1` to `_3` of FusedBatchNormV3)."""
+channel, and what the fused gradient kernel reads of the pass that computed
+them (`reserve_space_1` to `_3` of FusedBatchNormV3)."""
 
 
 def _train_branch(x, gamma, beta, mean, std, clip, epsilon, data_format):
@@ -307,9 +271,9 @@ def _train_branch(x, gamma, beta, mean, std, clip, epsilon, data_format):
         return (*_fused_train(x, gamma, beta, epsilon, data_format), None,
                 None)
     # r and d need the batch statistics before the normalisation that uses
-    # them: a first, gradient-free pass computes them.
-    stats = _batch_statistics(tf.stop_gradient(x), epsilon, data_format,
-                              statistics_method())
+    # them: a first, gradient-free pass of the fused kernel computes them
+    # (several times faster on oneDNN than tf.nn.moments).
+    stats = _batch_statistics(tf.stop_gradient(x), epsilon, data_format)
     batch_std = tf.sqrt(stats.variance + epsilon)
     r, d = _corrections(stats.mean, batch_std, mean, std, clip)
     y = _normalize_by(stats, x, gamma * r, gamma * d + beta, epsilon,
@@ -317,28 +281,16 @@ def _train_branch(x, gamma, beta, mean, std, clip, epsilon, data_format):
     return y, stats.mean, batch_std, r, d
 
 
-def _batch_statistics(x, epsilon, data_format, method):
-    """The `Statistics` of a 4-D batch x, computed by `method`."""
+def _batch_statistics(x, epsilon, data_format):
+    """The `Statistics` of a 4-D batch x: the fused kernel in training mode
+    with unit scale and zero offset."""
     size = channels(x, data_format)
-    if method == "fused":
-        out = tf.raw_ops.FusedBatchNormV3(
-            x=x, scale=tf.ones([size]), offset=tf.zeros([size]),
-            mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=epsilon,
-            data_format=data_format, is_training=True)
-        return Statistics(out.batch_mean, _biased(out.batch_variance, x, size),
-                          out[3:])
-    axes = [0, 1, 2] if data_format == "NHWC" else [0, 2, 3]
-    n = tf.cast(tf.size(x) // size, tf.float32)
-    batch_mean = tf.reduce_mean(x, axes)
-    squares = tf.square(tf.math.reduce_euclidean_norm(x, axes)) / n
-    variance = tf.maximum(squares - tf.square(batch_mean), 0.0)
-    # Through float64 and back: out of reach of the bfloat16 rewrite, which
-    # would otherwise hand the kernel bfloat16 statistics, a fatal error.
-    batch_mean, variance = (tf.cast(tf.cast(value, tf.float64), tf.float32)
-                            for value in (batch_mean, variance))
-    # What a CPU kernel keeps: the mean, the biased variance, nothing else.
-    return Statistics(batch_mean, variance,
-                      (batch_mean, variance, tf.zeros([0])))
+    out = tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=tf.ones([size]), offset=tf.zeros([size]),
+        mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=epsilon,
+        data_format=data_format, is_training=True)
+    return Statistics(out.batch_mean, _biased(out.batch_variance, x, size),
+                      out[3:])
 
 
 def _normalize_by(stats, x, scale, offset, epsilon, data_format):

@@ -192,7 +192,6 @@ Plan = collections.namedtuple("Plan", "network dataset config cluster "
 def plan(args):
     """Checks every argument and loads the data, before any graph is built;
     returns the run's `Plan`. A ValueError here is a usage error."""
-    from batch_renorm.layer import statistics_method
     from resnet import checkpoints, models, training
     from resnet.export import check_export_path
     from resnet.hooks import check_checkpoint_schedule
@@ -219,7 +218,6 @@ def plan(args):
         check_export_path(args.export, args.model_dir)
     check_threads(args.intra_threads, args.inter_threads)
     check_device_supports(args.data_format)
-    statistics_method()  # BATCH_RENORM_STATISTICS, if set, is one we know
     norm = None if args.norm == "none" else args.norm
     options = dict(norm=norm, shortcut=args.shortcut,
                    norm_momentum=args.norm_momentum,

@@ -40,12 +40,6 @@ def test_channels_first_without_onednn_or_gpu_is_a_usage_error():
                        "NHWC")
 
 
-def test_unknown_statistics_method_is_a_usage_error():
-    result = run("-m", "resnet.resnet_run", BATCH_RENORM_STATISTICS="moments")
-    assert_usage_error(result, "BATCH_RENORM_STATISTICS must be one of "
-                       "('fused', 'reductions'), got 'moments'")
-
-
 def test_missing_dataset_files_are_a_usage_error(tmp_path):
     # An empty data dir and a file in the way of the download: no network.
     result = run("-m", "resnet.resnet_run", "--dataset", "mnist",

@@ -128,8 +128,9 @@ def test_synchronized_statistics_are_the_whole_batch(tmp_path):
     # Unfused (the fused kernel has no gradient for moments passed in)
     # against the fused full batch: float32 order, as for batch norm. Its
     # effect after these 14 steps depends on which rounding each side
-    # takes: measured 0.4% to 1.2% of the move (one process alone differs
-    # by 1.2% between its two ways of computing the statistics).
+    # takes: measured 0.4% to 1.2% of the move (one process alone moved by
+    # 1.2% when its normalisation went from a second training-mode kernel
+    # to the inference-mode one, the same formula).
     assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"),
                        share=0.03)
 
