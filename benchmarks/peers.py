@@ -234,10 +234,11 @@ def warm_up(train, warmup, steps):
     return next_command(after_warmup=True)
 
 
-def serve(work, command):
+def serve(work, command, warm=("train",)):
     """At each command ("train", "infer") times one block of that work,
-    after an untimed one the first time."""
-    warm = set()
+    after an untimed one the first time unless it is `warm` (training is
+    warmed up before "ready")."""
+    warm = set(warm)
     while command:
         if command not in warm:
             work[command]()
@@ -326,10 +327,9 @@ class Running:
 
 def ratio(numerator, denominator, mode):
     """Median, min and max over rounds of numerator's block time over
-    denominator's."""
-    values = [a / b for a, b in zip(numerator.seconds[mode],
-                                    denominator.seconds[mode])]
-    return statistics.median(values), min(values), max(values)
+    denominator's (imported here, as in `cpu`)."""
+    from benchmarks.throughput import paired_ratio
+    return paired_ratio(numerator.seconds[mode], denominator.seconds[mode])
 
 
 def installed(peer):
@@ -342,13 +342,8 @@ def installed(peer):
 def cpu():
     """The machine's CPU, named as our figures name it (imported here: a
     torch child must not import TensorFlow, the two crash together)."""
-    import platform
-    from batch_renorm.cpu import SPEED_FLAGS, cpu_flags, cpuinfo
-    name = cpuinfo("model name") or platform.processor() or "unknown CPU"
-    flags = " ".join(f for f in SPEED_FLAGS if f in cpu_flags()) or "none"
-    limit = os.environ.get("ONEDNN_MAX_CPU_ISA")
-    return (f"{name}, {CORES} cores, flags: {flags}"
-            + (f" (oneDNN limited by ONEDNN_MAX_CPU_ISA={limit})" if limit else ""))
+    from resnet.session_config import cpu_description
+    return cpu_description()
 
 
 def run_group(batch, precision, peers, args):

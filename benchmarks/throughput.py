@@ -132,9 +132,10 @@ def measure(cases, steps, repeats):
         case.session.close()
 
 
-def paired_ratio(case, reference):
-    """Median and range over rounds of case's step time / reference's."""
-    ratios = [a / b for a, b in zip(case.seconds, reference.seconds)]
+def paired_ratio(seconds, reference_seconds):
+    """Median and range over rounds of a case's time / the reference's,
+    given the two cases' times round by round."""
+    ratios = [a / b for a, b in zip(seconds, reference_seconds)]
     return (round(statistics.median(ratios), 3), round(min(ratios), 3),
             round(max(ratios), 3))
 
@@ -152,7 +153,8 @@ def ratios(cases):
         if input_kind == "pipeline":
             pairs.append(("pipeline/synthetic", case,
                           by_key.get((depth, norm, batch, "synthetic", mode))))
-    return [dict(case.key, ratio=name, step_time_ratio=paired_ratio(case, ref))
+    return [dict(case.key, ratio=name, step_time_ratio=paired_ratio(
+                     case.seconds, ref.seconds))
             for name, case, ref in pairs if ref is not None]
 
 
@@ -186,15 +188,14 @@ def loop_group(args):
                 trained.append(cnn.train(batch, 1)[-1]["seconds"])
                 computed.append(sum(compute.time_step() for _ in range(steps)))
             compute.session.close()
-        ratios = sorted(c / t for c, t in zip(computed, trained))
+        speed = paired_ratio(computed, trained)
         print(json.dumps({
             "depth": depth, "norm": norm or "none", "batch": batch,
             "train_images_per_second": round(
                 steps * batch / statistics.median(trained), 1),
             "compute_images_per_second": round(
                 steps * batch / statistics.median(computed), 1),
-            "train/compute speed": [round(statistics.median(ratios), 3),
-                                    round(ratios[0], 3), round(ratios[-1], 3)],
+            "train/compute speed": list(speed),
             "intra_threads": config.intra_op_parallelism_threads,
             "inter_threads": config.inter_op_parallelism_threads}))
 
