@@ -44,11 +44,14 @@ DATA_FORMATS = ("NHWC", "NCHW")
 _LAYERS_KEY = "batch_renorm_layers"
 
 NormLayer = collections.namedtuple(
-    "NormLayer", "name gamma beta moving_mean moving_std r d clip")
+    "NormLayer", "name gamma beta moving_mean moving_std r d clip "
+    "batch_mean batch_std")
 NormLayer.__doc__ = """A norm layer built for training: its scope name, its
 variables, its r and d tensors and their bounds `clip` = (rmax, dmax) (r,
 d and clip are None for batch norm; r and d also when `training` is a
-tensor: they live inside a conditional)."""
+tensor: they live inside a conditional), and the statistics [C] its moving
+averages move toward (the batch's mean and sqrt(variance + epsilon); with
+microbatches, the mean over the groups)."""
 
 
 def norm_layers(graph=None):
@@ -247,7 +250,7 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
                     tf1.add_to_collection(tf1.GraphKeys.UPDATE_OPS, op)
             tf1.add_to_collection(_LAYERS_KEY, NormLayer(
                 tf1.get_variable_scope().name, gamma, beta, moving_mean,
-                moving_std, r, d, clip))
+                moving_std, r, d, clip, batch_mean, batch_std))
         y = y if inputs.shape.rank == 4 else tf.reshape(y, [-1, size])
         return tf.identity(y, name="output")
 

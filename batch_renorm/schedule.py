@@ -7,6 +7,7 @@ DMAX = 5.0
 WARMUP_STEPS = 5000  # rmax = 1, dmax = 0 (plain batch norm) until here
 RMAX_STEPS = 40000   # rmax reaches RMAX here
 DMAX_STEPS = 25000   # dmax reaches DMAX here
+PAPER_STEPS = 130000  # the length of the paper's batch renorm run
 
 
 def renorm_schedule(step, rmax=RMAX, dmax=DMAX, warmup_steps=WARMUP_STEPS,
@@ -98,9 +99,24 @@ def scaled_schedule(total_steps, rmax=RMAX, dmax=DMAX):
                 rmax_steps=total_steps, dmax_steps=total_steps)
 
 
+def proportional_schedule(total_steps, rmax=RMAX, dmax=DMAX):
+    """`renorm_schedule` keyword arguments for a run of `total_steps` in the
+    paper's proportions: its batch renorm run of 130,000 steps held plain
+    batch norm for 5,000 (3.8%), opened dmax by 25,000 (19%) and rmax by
+    40,000 (31%)."""
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    return dict(rmax=rmax, dmax=dmax,
+                warmup_steps=total_steps * WARMUP_STEPS // PAPER_STEPS,
+                rmax_steps=total_steps * RMAX_STEPS // PAPER_STEPS,
+                dmax_steps=total_steps * DMAX_STEPS // PAPER_STEPS)
+
+
 # Rules fitting the ramp to a run's length: name -> f(total_steps, momentum).
 SCHEDULES = {
     "short_run": short_run_schedule,
+    "proportional": lambda total_steps, momentum: proportional_schedule(
+        total_steps),
     "half": lambda total_steps, momentum: scaled_schedule(total_steps),
     "paper": lambda total_steps, momentum: {},  # renorm_schedule's defaults
 }

@@ -14,12 +14,14 @@ resnet_run.import_tensorflow_quietly()
 from resnet import datasets, experiment  # noqa: E402
 from resnet.checkpoints import ModelDirInUseError  # noqa: E402
 
-# A smoke test: 6400 images, 4 epochs of 128 (200 steps), one seed, a point
-# every 25 steps; written beside the full run's folder, never into it.
-QUICK = dict(train_images=6400, epochs=4, seeds=(0,), eval_every=25)
+# A smoke test: 6400 images, 2 epochs of 128 (100 steps), one seed, a point
+# every 25 steps on 2000 test images; written beside the full run's folder,
+# never into it.
+QUICK = dict(train_images=6400, test_images=2000, epochs=2, seeds=(0,),
+             eval_every=25)
 
 
-def main(description, arms, full_setup, default_out, argv=None):
+def main(description, arms, full_setup, default_out, argv=None, roles=None):
     """Parses argv, runs `arms` on `full_setup` (or the quick one) and
     prints the table."""
     p = argparse.ArgumentParser(description=description,
@@ -42,12 +44,12 @@ def main(description, arms, full_setup, default_out, argv=None):
     out = args.out or (default_out + "-quick" if args.quick else default_out)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        results = experiment.run(arms, setup, out, args.data_dir)
+        results = experiment.run(arms, setup, out, args.data_dir, roles)
     except (datasets.DatasetError, experiment.SetupChangedError,
             ModelDirInUseError) as error:
         p.error(str(error))
     summary = experiment.summarize(results, [arm.name for arm in arms])
-    print(experiment.table(summary, setup))
+    print(experiment.table(summary, setup, roles))
     print(f"results, plot and TensorBoard logs in {out}")
     return 0
 

@@ -25,7 +25,7 @@ from resnet import datasets, experiment  # noqa: E402
 from resnet.experiment import Arm, Setup  # noqa: E402
 
 ARMS = [Arm("batch renorm, 2 classes per batch", "batch_renorm",
-            classes_per_batch=2),
+            classes_per_group=2),
         Arm("batch renorm, microbatches of 4", "batch_renorm", microbatch=4)]
 
 

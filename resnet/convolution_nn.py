@@ -19,7 +19,7 @@ import sys
 
 import tensorflow as tf
 
-from batch_renorm import global_step
+from batch_renorm import global_step, norm_layers
 from batch_renorm.replicas import ReplicaGroup, replica_group, set_replica_group
 from resnet import cluster as cluster_lib
 from resnet import graphs, hooks as hooks_lib, loop, training
@@ -28,7 +28,7 @@ from resnet.checkpoints import Checkpoints, DirectoryLock, check_model_dir
 from resnet.export import export_saved_model
 from resnet.hooks import (CHECKPOINT_SECS, TrainingDiverged,  # noqa: F401
                           TrainingInterrupted)
-from resnet.input_pipeline import (TrainInput, check_batches,
+from resnet.input_pipeline import (TrainInput, check_batches, check_groups,
                                    per_channel_normalizer)
 from resnet.models import NetworkLike
 from resnet.session_config import check_device_supports
@@ -36,6 +36,8 @@ from resnet.session_config import session_config as default_session_config
 
 tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
+
+STATISTICS = ("moving", "population", "batch")  # evaluate's norm statistics
 
 
 class ConvolutionNN:
@@ -88,10 +90,10 @@ class ConvolutionNN:
                             f"signature() and renorm_clip()), got {network!r}")
         self.config = dataclasses.replace(config or training.TrainConfig(),
                                           **hyperparameters)
-        if (self.config.classes_per_batch or 0) > dataset.num_classes:
-            raise ValueError(f"classes_per_batch must be at most the "
+        if (self.config.classes_per_group or 0) > dataset.num_classes:
+            raise ValueError(f"classes_per_group must be at most the "
                              f"dataset's {dataset.num_classes} classes, got "
-                             f"{self.config.classes_per_batch}")
+                             f"{self.config.classes_per_group}")
         hooks_lib.check_checkpoint_schedule(checkpoint_secs, checkpoint_steps)
         if sync_statistics and cluster is None:
             raise ValueError("sync_statistics needs a cluster")
@@ -105,6 +107,7 @@ class ConvolutionNN:
         self.network, self.dataset, self.model_dir = network, dataset, model_dir
         self.allow_changes = allow_changes
         self._trained = False  # whether `train` ran: a resume is checked
+        self._batch_graphs = {}  # microbatch -> graph, its norm layers
         self.checkpoint_secs, self.checkpoint_steps = (checkpoint_secs,
                                                        checkpoint_steps)
         self.progress = sys.stderr.isatty() if progress is None else progress
@@ -124,7 +127,7 @@ class ConvolutionNN:
                 dataset.x_train)
             self._input = TrainInput(
                 dataset.x_train, dataset.y_train, self.config.seed, augment,
-                self.config.classes_per_batch,
+                self.config.classes_per_group, self.config.group_size,
                 (cluster.task_index, cluster.size) if cluster else (0, 1))
             self.train_graph = graphs.build_training(
                 network, self._input, self.config, preprocess)
@@ -192,8 +195,11 @@ class ConvolutionNN:
         after ours. Returns `loop.train`'s history: a dict per epoch."""
         training.check_run_arguments(batch_size, num_epoch)
         check_batches(batch_size, len(self.dataset.x_train),
-                      self.network.microbatch, self.config.classes_per_batch,
+                      self.network.microbatch,
                       self.cluster.size if self.cluster else 1)
+        if self.config.classes_per_group:
+            check_groups(batch_size, self.config.classes_per_group,
+                         self.config.group_size)
         if self._checkpoints:
             self._check_run(batch_size)
         ours = [hooks_lib.DivergenceHook(self.train_graph.cross_entropy,
@@ -251,15 +257,75 @@ class ConvolutionNN:
                                           labels),
             every_steps, every_epochs, self._writer, name)
 
-    def evaluate(self, images=None, labels=None):
-        """{'loss', 'accuracy'} with the moving statistics (inference mode),
-        on the test split unless images and labels are given."""
-        metrics = loop.evaluate(self.session, self.inference,
-                                *self._split(images, labels))
+    def evaluate(self, images=None, labels=None, statistics="moving"):
+        """{'loss', 'accuracy'} on the test split unless images and labels
+        are given. The norms use `statistics`:
+          "moving": their moving averages (inference mode, as `predict`);
+          "population": each layer's mean and std recomputed over the
+            training set (`loop.population_statistics`), for this call only;
+          "batch": each fed group's own, as in training: the network's
+            microbatches, else batches of 500 (order the images in groups).
+        """
+        if statistics not in STATISTICS:
+            raise ValueError(f"statistics must be one of {STATISTICS}, got "
+                             f"{statistics!r}")
+        if statistics != "moving" and self.cluster:
+            raise ValueError(f"statistics={statistics!r} is for one process "
+                             f"(evaluate a restored model outside the "
+                             f"cluster)")
+        images, labels = self._split(images, labels)
+        if statistics == "batch":
+            group = self.network.microbatch or loop.EVAL_BATCH_SIZE
+            return loop.evaluate(self.session, self._batch_inference(
+                self.network), images, labels,
+                loop.EVAL_BATCH_SIZE // group * group or group)
+        if statistics == "population":
+            with self._population_statistics():
+                return loop.evaluate(self.session, self.inference, images,
+                                     labels)
+        metrics = loop.evaluate(self.session, self.inference, images, labels)
         if self._writer:
             hooks_lib.write_scalars(self._writer, "test", metrics,
                                     self.session.run(self.global_step))
         return metrics
+
+    def _batch_inference(self, network):
+        """The inference graph of `network` (sharing our variables)
+        normalised by batch statistics; built once per network."""
+        key = network.microbatch
+        if key not in self._batch_graphs:
+            with self.graph.as_default():
+                built = len(norm_layers())
+                graph = graphs.build_inference(
+                    network, self.dataset.image_shape, self._preprocess,
+                    batch_statistics=True)
+                self._batch_graphs[key] = graph, norm_layers()[built:]
+        return self._batch_graphs[key][0]
+
+    @contextlib.contextmanager
+    def _population_statistics(self):
+        """Sets the moving statistics to the training set's population
+        statistics, and back on exit."""
+        full = (dataclasses.replace(self.network, microbatch=None)
+                if self.network.microbatch else self.network)
+        graph = self._batch_inference(full)
+        layers = self._batch_graphs[None][1]
+        values = loop.population_statistics(
+            self.session, graph.images, layers, self.dataset.x_train)
+        moving = [v for layer in layers
+                  for v in (layer.moving_mean, layer.moving_std)]
+        saved = self.session.run(moving)
+
+        def load(values):
+            with self.graph.as_default():
+                for variable, value in zip(moving, values):
+                    variable.load(value, self.session)
+
+        load([value for pair in values for value in pair])
+        try:
+            yield
+        finally:
+            load(saved)
 
     def _split(self, images, labels):
         """The test split, or the checked arrays (`resnet.arrays`)."""

@@ -28,6 +28,7 @@ from resnet.checkpoints import (DirectoryLock, json_differences, read_json,
                                 write_json)
 from resnet.convolution_nn import ConvolutionNN
 from resnet.hooks import EpochHook
+from resnet.input_pipeline import non_iid_order
 
 tf1 = tf.compat.v1
 
@@ -36,11 +37,28 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
-    """One configuration compared: its norm and how its batches are made."""
+    """One configuration compared: its norm, how its batches are made, and
+    what is measured at the end besides the curve.
+
+    microbatch: the norms' groups (None: the whole batch).
+    classes_per_group, group_size: non-i.i.d. groups of the sampler
+      (`input_pipeline.non_iid_order`; group_size None: the whole batch).
+    schedule, rmax, dmax: the renorm ramp's rule of
+      `batch_renorm.schedule.SCHEDULES` and its limits (None: the setup's).
+    diagnostics: final test accuracies with other statistics
+      (`ConvolutionNN.evaluate`): "population" (recomputed over the
+      training set), "batch" (each test group's own, the test set ordered
+      in groups as the training batches are).
+    """
     name: str
     norm: Optional[str]
-    microbatch: Optional[int] = None         # microbatches of the norms
-    classes_per_batch: Optional[int] = None  # non-i.i.d. batches
+    microbatch: Optional[int] = None
+    classes_per_group: Optional[int] = None
+    group_size: Optional[int] = None
+    schedule: Optional[str] = None
+    rmax: Optional[float] = None
+    dmax: Optional[float] = None
+    diagnostics: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,9 +68,11 @@ class Setup:
     `batch_renorm.schedule.SCHEDULES` that fits the renorm ramp to the run."""
     dataset: str = "fashion_mnist"
     depth: int = 8
+    strides: tuple = (1, 2, 2)          # the ResNet stages' first strides
     batch_size: int = 128
     epochs: int = 10
     train_images: Optional[int] = None  # a stratified subset, for quick runs
+    test_images: Optional[int] = None   # the first test images only
     learning_rate: float = 0.1
     norm_momentum: float = 0.99         # alpha = 0.01, the paper's
     seeds: tuple = (0, 1, 2)
@@ -64,23 +84,27 @@ class SetupChangedError(ValueError):
     """The output folder holds results of another setup."""
 
 
-def run(arms, setup, out_dir, data_dir=None):
-    """Runs every arm with every seed; returns the results dict. A run's
-    curve is saved after every point: an interrupted run resumes from its
-    checkpoint with its curve so far."""
+def run(arms, setup, out_dir, data_dir=None, roles=None):
+    """Runs every arm with every seed, seed by seed; returns the results
+    dict. A run's curve is saved after every point: an interrupted run
+    resumes from its checkpoint with its curve so far.
+
+    `roles` names the arms the recovered fraction compares: {"baseline":
+    ARM, "batch_norm": ARM, "batch_renorm": ARM}; results.json keeps it."""
     lock = DirectoryLock(out_dir, "--out")  # one experiment per folder
     try:
-        return _run(arms, setup, out_dir, data_dir)
+        return _run(arms, setup, out_dir, data_dir, roles)
     finally:
         lock.release()
 
 
-def _run(arms, setup, out_dir, data_dir):
+def _run(arms, setup, out_dir, data_dir, roles):
     path = os.path.join(out_dir, "results.json")
-    results = _load(path, setup)
+    results = _load(path, setup, arms)
+    results["roles"] = roles
     ds = _dataset(setup, data_dir)
-    for arm in arms:
-        for seed in setup.seeds:
+    for seed in setup.seeds:
+        for arm in arms:
             key = f"{arm.name} / seed {seed}"
             if key in results["runs"]:
                 log.info("%s: done already", key)
@@ -98,14 +122,16 @@ def _run(arms, setup, out_dir, data_dir):
             write_json(path, results, sort_keys=False)  # nothing is lost
     summary = summarize(results, [arm.name for arm in arms])
     with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(table(summary, setup))
+        f.write(table(summary, setup, roles))
     plot(results, [arm.name for arm in arms],
          os.path.join(out_dir, "accuracy.png"))
     return results
 
 
-def _load(path, setup):
-    setup_dict = json.loads(json.dumps(dataclasses.asdict(setup)))
+def _load(path, setup, arms):
+    setup_dict = json.loads(json.dumps({
+        **dataclasses.asdict(setup),
+        "arms": [dataclasses.asdict(arm) for arm in arms]}))
     results = read_json(path)
     if not isinstance(results, dict) and os.path.exists(path):
         raise SetupChangedError(f"{path} is unreadable: move it away")
@@ -152,34 +178,65 @@ def _dataset(setup, data_dir):
                                for c in range(ds.num_classes)])
         ds = dataclasses.replace(ds, x_train=ds.x_train[keep],
                                  y_train=ds.y_train[keep])
+    if setup.test_images:
+        ds = dataclasses.replace(ds, x_test=ds.x_test[:setup.test_images],
+                                 y_test=ds.y_test[:setup.test_images])
     return ds
 
 
 def _train(arm, setup, ds, seed, out_dir, curve, save):
-    """Trains one arm with one seed; returns {"curve", "renorm_schedule"}.
-    `curve` holds the points recorded so far (of an interrupted run);
-    `save(curve)` is called after each new point."""
+    """Trains one arm with one seed; returns {"curve", "renorm_schedule",
+    "diagnostics"}. `curve` holds the points recorded so far (of an
+    interrupted run); `save(curve)` is called after each new point."""
     steps_per_epoch = -(-len(ds.x_train) // setup.batch_size)
     total = setup.epochs * steps_per_epoch
-    ramp = SCHEDULES[setup.schedule](total, setup.norm_momentum)
+    ramp = ramp_of(arm, setup, total)
     network = models.resnet(setup.depth, ds.num_classes, norm=arm.norm,
                             norm_momentum=setup.norm_momentum,
-                            microbatch=arm.microbatch, renorm_schedule=ramp)
+                            microbatch=arm.microbatch, renorm_schedule=ramp,
+                            strides=tuple(setup.strides))
     run_dir = os.path.join(out_dir, "runs",
                            f"{arm.name}-seed{seed}".replace(" ", "_")
                            .replace(",", "").replace("/", "_"))
     with ConvolutionNN(network, ds, learning_rate=setup.learning_rate,
                        lr_boundaries=(total // 2, total * 3 // 4),
                        model_dir=run_dir, seed=seed, progress=False,
-                       classes_per_batch=arm.classes_per_batch) as cnn:
+                       classes_per_group=arm.classes_per_group,
+                       group_size=arm.group_size) as cnn:
         step = int(cnn.session.run(cnn.global_step))
         curve = [point for point in curve if point["step"] <= step]
         hook = CurveHook(lambda session: cnn.evaluate()["accuracy"],
                          cnn.train_graph, setup.eval_every, curve, save)
         cnn.train(setup.batch_size, setup.epochs - cnn.epochs_done,
                   hooks=[hook])
-    return {"curve": curve,
+        diagnostics = {name: diagnostic(name, cnn, arm, seed)
+                       for name in arm.diagnostics}
+    return {"curve": curve, "diagnostics": diagnostics,
             "renorm_schedule": ramp if arm.norm == "batch_renorm" else None}
+
+
+def ramp_of(arm, setup, total_steps):
+    """The renorm schedule's keyword arguments of `arm` in a run of
+    `total_steps`."""
+    ramp = SCHEDULES[arm.schedule or setup.schedule](total_steps,
+                                                     setup.norm_momentum)
+    limits = {key: value for key, value in (("rmax", arm.rmax),
+                                            ("dmax", arm.dmax))
+              if value is not None}
+    return {**ramp, **limits} if limits else ramp
+
+
+def diagnostic(name, cnn, arm, seed):
+    """The final test accuracy of the trained `cnn` with the statistics of
+    diagnostic `name` (see `Arm`)."""
+    images, labels = cnn.dataset.x_test, cnn.dataset.y_test
+    if name == "batch" and arm.classes_per_group:
+        # Test groups built as the training groups are.
+        group = cnn.network.microbatch
+        order = non_iid_order(seed, 0, labels, group * max(1, 500 // group),
+                              arm.classes_per_group, group)
+        images, labels = images[order], labels[order]
+    return cnn.evaluate(images, labels, statistics=name)["accuracy"]
 
 
 class CurveHook(EpochHook):
@@ -241,8 +298,16 @@ def summarize(results, arm_names):
         final = curves[:, -1]
         # The sample standard deviation (ddof = 1); 0 for a single seed.
         ddof = 1 if len(runs) > 1 else 0
+        diagnostics = {
+            key: [r["diagnostics"][key] for r in runs]
+            for key in runs[0].get("diagnostics", {})}
         summary[name] = {"final": final.tolist(), "mean": float(final.mean()),
                          "std": float(final.std(ddof=ddof)),
+                         "diagnostics": {
+                             key: {"final": values,
+                                   "mean": float(np.mean(values)),
+                                   "std": float(np.std(values, ddof=ddof))}
+                             for key, values in diagnostics.items()},
                          "steps": [p["step"] for p in runs[0]["curve"]],
                          "curve_mean": curves.mean(axis=0).tolist(),
                          "curve_std": curves.std(axis=0, ddof=ddof).tolist(),
@@ -250,15 +315,39 @@ def summarize(results, arm_names):
     return summary
 
 
-def table(summary, setup):
+DIAGNOSTICS = {"population": "population statistics recomputed over the "
+                              "training set",
+               "batch": "batch statistics of test groups built alike"}
+
+
+def recovered(summary, roles):
+    """The fraction of batch norm's loss against the baseline that batch
+    renorm recovers, from the arms' mean final accuracies, or None."""
+    try:
+        baseline, norm, renorm = (summary[roles[key]]["mean"] for key in
+                                  ("baseline", "batch_norm", "batch_renorm"))
+    except (KeyError, TypeError):
+        return None
+    return (renorm - norm) / (baseline - norm) if baseline != norm else None
+
+
+def table(summary, setup, roles=None):
     lines = ["| arm | final test accuracy (mean ± std, ddof 1) | per seed |",
              "| --- | --- | --- |"]
     for name, s in summary.items():
         seeds = ", ".join(f"{a:.4f}" for a in s["final"])
         lines.append(f"| {name} | {s['mean']:.4f} ± {s['std']:.4f} | {seeds} |")
+        for key, d in s.get("diagnostics", {}).items():
+            seeds = ", ".join(f"{a:.4f}" for a in d["final"])
+            lines.append(f"| {name}, evaluated with {DIAGNOSTICS[key]} | "
+                         f"{d['mean']:.4f} ± {d['std']:.4f} | {seeds} |")
+    fraction = recovered(summary, roles)
+    footer = ("" if fraction is None else
+              f"\nbatch renorm recovers {fraction:.0%} of batch norm's loss "
+              f"against {roles['baseline']}\n")
     return (f"{setup.dataset}, ResNet-{setup.depth}, batch {setup.batch_size}, "
             f"{setup.epochs} epochs, {len(setup.seeds)} seeds\n\n"
-            + "\n".join(lines) + "\n")
+            + "\n".join(lines) + "\n" + footer)
 
 
 def plot(results, arm_names, path):

@@ -120,13 +120,21 @@ def build_training(network, batch, config, preprocess=None):
                       fetches, tf1.summary.merge(summaries), renorm)
 
 
-def build_inference(network, image_shape, preprocess=None):
+def build_inference(network, image_shape, preprocess=None,
+                    batch_statistics=False):
     """The inference graph of `network` (moving statistics, no dropout) on
-    fed images of `image_shape` [H, W, C]."""
+    fed images of `image_shape` [H, W, C].
+
+    With `batch_statistics`, the norms normalise each fed batch (or each of
+    its microbatches) by its own statistics, as in training: a diagnostic
+    of what the moving statistics cost. That graph is the network in
+    training mode: its norms' update ops join UPDATE_OPS and its layers
+    `norm_layers()` (with their batch statistics), but no train op runs
+    them."""
     images = tf1.placeholder(tf.float32, [None, *image_shape], name="images")
     labels = tf1.placeholder(tf.int64, [None], name="labels")
     logits = network(preprocess(images) if preprocess else images,
-                     training=False)
+                     training=bool(batch_statistics))
     predictions = tf.argmax(logits, axis=1, name="predictions")
     loss_sum = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=labels, logits=logits))

@@ -27,39 +27,72 @@ def epoch_order(seed, epoch, size):
     return np.random.default_rng([seed, epoch]).permutation(size)
 
 
-def non_iid_order(seed, epoch, labels, batch_size, classes_per_batch):
-    """An epoch's order in which every run of `batch_size` examples comes from
-    `classes_per_batch` classes only, batch_size / classes_per_batch of each:
-    the non-i.i.d. minibatches of the batch renorm paper (section 4.3).
+def non_iid_order(seed, epoch, labels, batch_size, classes_per_group,
+                  group_size=None):
+    """An epoch's order in which every run of `group_size` examples (a
+    normalisation group; default the whole batch) comes from
+    `classes_per_group` classes, group_size / classes_per_group images of
+    each, while the batch of `batch_size` as a whole stays class-balanced:
+    the non-i.i.d. groups of the batch renorm paper (section 4.3), where one
+    worker's 32 hold 16 labels x 2 images and the gradient of the 50
+    workers' 1,600 covers most classes.
 
-    Each batch draws its classes at random among those with examples left;
-    what cannot fill a batch is left out of the epoch.
+    Each batch has `batch_size / group_size * classes_per_group` class
+    slots, dealt as evenly as the classes allow (the extra slots go to the
+    classes with the most images left, ties broken at random) and in a
+    random order to the groups, so that no group holds a class twice.
+    Within a group the images come one of each class, then the next one of
+    each: its two halves hold one image of each same-label pair. Images are
+    drawn without replacement; the epoch ends before the first batch a
+    class can no longer fill.
     """
-    if batch_size % classes_per_batch:
-        raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
-                         f"classes_per_batch ({classes_per_batch})")
+    group_size = group_size or batch_size
+    check_groups(batch_size, classes_per_group, group_size)
+    classes = np.unique(labels)
+    if classes_per_group > len(classes):
+        raise ValueError(f"classes_per_group ({classes_per_group}) must be "
+                         f"at most the {len(classes)} classes")
     rng = np.random.default_rng([seed, epoch])
-    per_class = batch_size // classes_per_batch
-    pools = {c: list(rng.permutation(np.flatnonzero(labels == c)))
-             for c in np.unique(labels)}
+    per_class = group_size // classes_per_group
+    groups = batch_size // group_size
+    pools = [list(rng.permutation(np.flatnonzero(labels == c)))
+             for c in classes]
+    base, extra = divmod(groups * classes_per_group, len(classes))
     batches = []
     while True:
-        ready = [c for c, pool in pools.items() if len(pool) >= per_class]
-        if len(ready) < classes_per_batch:
+        # The fullest classes first, ties at random.
+        shuffled = rng.permutation(len(classes))
+        order = shuffled[np.argsort([-len(pools[c]) for c in shuffled],
+                                    kind="stable")]
+        counts = base + (np.arange(len(classes)) < extra)
+        if any(len(pools[c]) < n * per_class for c, n in zip(order, counts)):
             break
-        chosen = rng.choice(ready, classes_per_batch, replace=False)
-        batch = np.concatenate([[pools[c].pop() for _ in range(per_class)]
-                                for c in chosen])
-        batches.append(rng.permutation(batch))
+        # Slot i goes to group i % groups: a class's slots are consecutive
+        # and at most `groups` of them, so they land in distinct groups.
+        slots = np.repeat(order, counts).reshape(classes_per_group, groups).T
+        batch = [np.array([[pools[c].pop() for _ in range(per_class)]
+                           for c in slots[g]]).T.ravel()
+                 for g in rng.permutation(groups)]
+        batches.append(np.concatenate(batch))
     return np.concatenate(batches) if batches else np.zeros([0], np.int64)
 
 
-def check_batches(batch_size, train_size, microbatch=None,
-                  classes_per_batch=None, parts=1):
+def check_groups(batch_size, classes_per_group, group_size):
+    """Raises ValueError unless groups of `group_size` (None: the batch)
+    from `classes_per_group` classes fill a batch evenly."""
+    group_size = group_size or batch_size
+    if batch_size % group_size:
+        raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
+                         f"group_size ({group_size})")
+    if group_size % classes_per_group:
+        raise ValueError(f"group_size ({group_size}) must be a multiple of "
+                         f"classes_per_group ({classes_per_group})")
+
+
+def check_batches(batch_size, train_size, microbatch=None, parts=1):
     """Raises ValueError unless `parts` workers can split every batch of an
     epoch of `train_size` examples (the last one trimmed to a multiple of
-    `parts`), microbatches divide every worker's slice, and
-    classes_per_batch divides the batch."""
+    `parts`) and microbatches divide every worker's slice."""
     if batch_size % parts:
         raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
                          f"the {parts} workers")
@@ -72,9 +105,6 @@ def check_batches(batch_size, train_size, microbatch=None,
             f"batch_size ({batch_size}) and of the epoch's last batch "
             f"({last}) must be a multiple of {microbatch}"
             + (f" ({parts} workers)" if parts > 1 else ""))
-    if classes_per_batch and batch_size % classes_per_batch:
-        raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
-                         f"classes_per_batch ({classes_per_batch})")
 
 
 def pad_crop_flip(images, seed, pad=PAD):
@@ -111,10 +141,11 @@ class TrainInput:
     epoch feeds only its order of indices, never a batch.
     """
 
-    def __init__(self, x, y, seed, augment, classes_per_batch=None,
-                 part=(0, 1)):
+    def __init__(self, x, y, seed, augment, classes_per_group=None,
+                 group_size=None, part=(0, 1)):
         self._x, self._y, self._seed = x, y, seed
-        self._classes_per_batch = classes_per_batch
+        self._classes_per_group, self._group_size = (classes_per_group,
+                                                     group_size)
         self._part, self._parts = part
         with tf1.name_scope("input"):
             self._x_value = tf1.placeholder(tf.float32, x.shape, "x_value")
@@ -165,9 +196,9 @@ class TrainInput:
     def start_epoch(self, session, epoch, batch_size, position, first_step):
         """Starts epoch `epoch` at batch `position`; its first batch is
         consumed by global step `first_step`. Returns the number of batches."""
-        if self._classes_per_batch:
+        if self._classes_per_group:
             order = non_iid_order(self._seed, epoch, self._y, batch_size,
-                                  self._classes_per_batch)
+                                  self._classes_per_group, self._group_size)
         else:
             order = epoch_order(self._seed, epoch, len(self._x))
         order = order[position * batch_size:]

@@ -156,3 +156,35 @@ def predict(session, inference, images, batch_size=EVAL_BATCH_SIZE):
                     {inference.images: images[i:i + batch_size]})
         for i in range(0, len(images), batch_size)] or
         [np.zeros([0], np.int64)])
+
+
+def population_statistics(session, images_placeholder, layers, images,
+                          batch_size=EVAL_BATCH_SIZE):
+    """Each norm layer's population mean and std over `images` (the whole
+    batches of `batch_size` in it): what the moving averages estimate,
+    computed exactly ("precise BN", Wu & Johnson 2021).
+
+    `layers` are `NormLayer`s built in training mode on `images_placeholder`
+    without microbatches (`graphs.build_inference(..., batch_statistics=
+    True)`), so that each batch is normalised by its own, large batch's
+    statistics. Per layer, the mean is the batches' mean of means, and
+    std**2 = variance + epsilon = the batches' mean of their std**2 plus
+    the variance of their means (the law of total variance). Returns a list
+    of (mean, std) float32 arrays [C], one per layer.
+    """
+    fetches = [(layer.batch_mean, layer.batch_std) for layer in layers]
+    means = [[] for _ in layers]
+    squares = [[] for _ in layers]
+    for start in range(0, len(images) - batch_size + 1, batch_size):
+        values = session.run(fetches, {
+            images_placeholder: images[start:start + batch_size]})
+        for index, (mean, std) in enumerate(values):
+            means[index].append(mean)
+            means[index][-1] = mean.astype(np.float64)
+            squares[index].append(np.square(std.astype(np.float64)))
+    if not means or not means[0]:
+        raise ValueError(f"population statistics need at least one batch of "
+                         f"{batch_size} images, got {len(images)}")
+    return [(np.mean(m, axis=0).astype(np.float32),
+             np.sqrt(np.mean(s, axis=0) + np.var(m, axis=0)).astype(np.float32))
+            for m, s in zip(means, squares)]

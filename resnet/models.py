@@ -234,22 +234,27 @@ def _build(layer, h, training, shortcut, normalizer, data_format, name):
 
 def resnet(depth, num_classes, norm="batch_norm", shortcut="A",
            base_filters=16, dropout_rate=0.0, norm_momentum=0.99,
-           renorm_schedule=None, microbatch=None, data_format="NHWC"):
+           renorm_schedule=None, microbatch=None, data_format="NHWC",
+           strides=(1, 2, 2)):
     """The CIFAR ResNet of He et al. 2015: depth = 6n + 2.
 
     A 3x3 conv, then 3 stages of n basic blocks with base_filters x 1, 2, 4
-    filters (the first block of stages 2 and 3 halves the size), global
-    average pooling and a dense layer. `dropout_rate` follows every block.
+    filters, the first block of stage i with `strides[i]` (He et al.: 1, 2,
+    2; (2, 2, 2) gives 28x28 images maps of 14, 7 and 4), global average
+    pooling and a dense layer. `dropout_rate` follows every block.
     """
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"ResNet depth must be 6n + 2 (20, 32, 44, 56, 110, "
                          f"...), got {depth}")
+    if len(strides) != 3:
+        raise ValueError(f"strides must give the 3 stages' strides, got "
+                         f"{strides!r}")
     blocks = (depth - 2) // 6
     layers = [Layer("conv", base_filters)]
     for stage in range(3):
         for index in range(blocks):
             layers.append(Layer("block", base_filters * 2 ** stage,
-                                strides=2 if stage and not index else 1,
+                                strides=1 if index else strides[stage],
                                 dropout_rate=dropout_rate))
     return Network(tuple(layers), num_classes, norm=norm, shortcut=shortcut,
                    norm_momentum=norm_momentum,

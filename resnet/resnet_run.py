@@ -76,9 +76,13 @@ def build_parser():
                       "(downloaded there if absent)")
     data.add_argument("--validation", type=int, default=0, metavar="N",
                       help="hold out N training images and test on them")
-    data.add_argument("--classes-per-batch", type=int, metavar="K",
-                      help="build each training batch from K classes only "
-                      "(non-i.i.d. batches)")
+    data.add_argument("--classes-per-group", type=int, metavar="K",
+                      help="build each group of --group-size training "
+                      "examples from K classes only, the batch staying "
+                      "class-balanced (non-i.i.d. normalisation groups)")
+    data.add_argument("--group-size", type=int, metavar="G",
+                      help="the groups of --classes-per-group (default: "
+                      "the whole batch)")
     data.add_argument("--augment", action=argparse.BooleanOptionalAction,
                       help="pad-crop-flip (default: on for 32x32 RGB)")
     model = p.add_argument_group("model")
@@ -195,7 +199,7 @@ def plan(args):
     from resnet import checkpoints, models, training
     from resnet.export import check_export_path
     from resnet.hooks import check_checkpoint_schedule
-    from resnet.input_pipeline import check_batches
+    from resnet.input_pipeline import check_batches, check_groups
     from resnet.session_config import check_device_supports, check_threads
 
     batch_size, epochs = DEFAULTS[args.dataset]
@@ -207,7 +211,8 @@ def plan(args):
         learning_rate=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, lr_boundaries=args.lr_boundaries or (),
         augment=args.augment, seed=args.seed,
-        classes_per_batch=args.classes_per_batch)
+        classes_per_group=args.classes_per_group,
+        group_size=args.group_size)
     check_checkpoint_schedule(args.checkpoint_secs, args.checkpoint_steps)
     cluster = cluster_from(args)
     if cluster and batch_size % cluster.size:
@@ -238,7 +243,9 @@ def plan(args):
     if args.validation:
         ds = ds.split_validation(args.validation, seed=args.seed)
     check_batches(batch_size, len(ds.x_train), args.microbatch,
-                  args.classes_per_batch, cluster.size if cluster else 1)
+                  cluster.size if cluster else 1)
+    if args.classes_per_group:
+        check_groups(batch_size, args.classes_per_group, args.group_size)
     total_steps = epochs * -(-len(ds.x_train) // batch_size)
     network = dataclasses.replace(
         network, num_classes=ds.num_classes,

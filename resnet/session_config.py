@@ -28,6 +28,15 @@ def cpu_description():
             + (f" (oneDNN limited by ONEDNN_MAX_CPU_ISA={limit})" if limit else ""))
 
 
+def usable_cores():
+    """The cores this process may run on (`taskset` and cgroup cpusets
+    narrow them), which is what its threads can use."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def check_device_supports(data_format):
     """NCHW runs on a GPU, or on a CPU through oneDNN: TensorFlow's own CPU
     kernels for pooling and convolution gradients are NHWC only."""
@@ -56,8 +65,8 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
                    xla=False, batch_size=None, image_shape=None):
     """A ConfigProto for `ConvolutionNN(session_config=...)` (its default).
 
-    intra_threads: threads inside one op (default: the machine's cores, or
-      half of them for small steps, see below).
+    intra_threads: threads inside one op (default: the cores the process
+      may use, or half of them for small steps, see below).
     inter_threads: ops run side by side (default 2).
     batch_size, image_shape: the training step's size, if known. A step of
       at most SMALL_STEP_PIXELS pixels (batch x height x width) per core
@@ -78,7 +87,7 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     bfloat16 = precision == "bfloat16" or (precision == "auto"
                                            and has_bfloat16())
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if intra_threads is None:
         small = (batch_size is not None and image_shape is not None and
                  batch_size * image_shape[0] * image_shape[1]

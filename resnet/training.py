@@ -31,8 +31,10 @@ class TrainConfig:
     momentum: SGD momentum. weight_decay: L2 on the kernels.
     augment: pad-crop-flip the training images (None: for 32x32 RGB).
     seed: weight initialisation, data order, augmentation and dropout.
-    classes_per_batch: build each training batch from this many classes
-      only (non-i.i.d. batches; `input_pipeline.non_iid_order`).
+    classes_per_group, group_size: build each group of `group_size`
+      consecutive training examples (None: the whole batch) from
+      `classes_per_group` classes only, the batch staying class-balanced
+      (non-i.i.d. normalisation groups; `input_pipeline.non_iid_order`).
     """
     learning_rate: float = LEARNING_RATE
     momentum: float = MOMENTUM
@@ -41,7 +43,8 @@ class TrainConfig:
     lr_decay: float = LR_DECAY
     augment: Optional[bool] = None
     seed: int = 0
-    classes_per_batch: Optional[int] = None
+    classes_per_group: Optional[int] = None
+    group_size: Optional[int] = None
 
     def __post_init__(self):
         check_optimizer_arguments(self.learning_rate, self.momentum,
@@ -53,10 +56,14 @@ class TrainConfig:
         if self.augment not in (None, True, False):
             raise ValueError(f"augment must be True, False or None, got "
                              f"{self.augment!r}")
-        if self.classes_per_batch is not None and not (
-                _is_int(self.classes_per_batch) and self.classes_per_batch >= 1):
-            raise ValueError(f"classes_per_batch must be an integer >= 1 or "
-                             f"None, got {self.classes_per_batch!r}")
+        for name in ("classes_per_group", "group_size"):
+            value = getattr(self, name)
+            if value is not None and not (_is_int(value) and value >= 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None, "
+                                 f"got {value!r}")
+        if self.group_size and not self.classes_per_group:
+            raise ValueError("group_size needs classes_per_group (the "
+                             "groups' composition)")
 
 
 def step_learning_rate(step, base=LEARNING_RATE, boundaries=LR_BOUNDARIES,

@@ -145,7 +145,14 @@ def test_a_checkpoint_serves_both_layouts(digits, tmp_path):
 
 
 def test_threads_are_sized_to_the_step(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    if hasattr(os, "sched_setaffinity"):
+        allowed = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(allowed)})  # as under taskset -c
+        try:
+            assert session_config().intra_op_parallelism_threads == 1
+        finally:
+            os.sched_setaffinity(0, allowed)
+    monkeypatch.setattr("resnet.session_config.usable_cores", lambda: 4)
 
     def threads(**kwargs):
         config = session_config(**kwargs)
@@ -306,9 +313,11 @@ def test_hyperparameters_are_one_validated_config(digits):
                                                   momentum=0.8)
     with pytest.raises(ValueError, match="seed must be"):
         training.TrainConfig(seed=-1)
-    with pytest.raises(ValueError, match="classes_per_batch must be at most"):
+    with pytest.raises(ValueError, match="classes_per_group must be at most"):
         ConvolutionNN(small_resnet("batch_norm", 10), digits,
-                      classes_per_batch=11)
+                      classes_per_group=11)
+    with pytest.raises(ValueError, match="group_size needs classes_per_group"):
+        training.TrainConfig(group_size=4)
     with pytest.raises(TypeError, match="NetworkLike"):
         ConvolutionNN(lambda images, training: images, digits)
 

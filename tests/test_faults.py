@@ -235,7 +235,11 @@ def test_batches_that_microbatches_or_classes_cannot_divide(digits):
         # 1437 = 22 * 64 + 29: the last batch is no multiple of 4.
         with pytest.raises(ValueError, match=r"last batch \(29\)"):
             cnn.train(batch_size=64, num_epoch=1)
-    with ConvolutionNN(small(), digits, classes_per_batch=3,
+    with ConvolutionNN(small(), digits, classes_per_group=3,
                        progress=False) as cnn:
-        with pytest.raises(ValueError, match="multiple of classes_per_batch"):
+        with pytest.raises(ValueError, match="multiple of classes_per_group"):
+            cnn.train(batch_size=64, num_epoch=1)
+    with ConvolutionNN(small(), digits, classes_per_group=2, group_size=6,
+                       progress=False) as cnn:
+        with pytest.raises(ValueError, match=r"multiple of group_size \(6\)"):
             cnn.train(batch_size=64, num_epoch=1)

@@ -277,3 +277,16 @@ def test_without_model_json_a_subset_of_the_variables_is_refused(digits,
     with pytest.raises(CheckpointMismatchError,
                        match="projection/batch_renorm/beta there only"):
         make(digits, tmp_path)
+
+
+def test_a_resume_with_non_iid_groups_sees_the_same_batches(digits, tmp_path):
+    def weights(model_dir):
+        with make(digits, model_dir, **groups) as cnn:
+            return cnn.session.run(tf1.trainable_variables())
+
+    groups = dict(classes_per_group=2, group_size=4)
+    train(digits, tmp_path / "whole", epochs=2, **groups)
+    train(digits, tmp_path / "resumed", epochs=1, stop_at=7, **groups)
+    assert train(digits, tmp_path / "resumed", epochs=2, **groups) == 22
+    for a, b in zip(weights(tmp_path / "whole"), weights(tmp_path / "resumed")):
+        np.testing.assert_array_equal(a, b)

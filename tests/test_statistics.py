@@ -1,0 +1,73 @@
+"""Evaluation with other statistics than the moving averages: each group's
+own batch statistics, and population statistics recomputed over the
+training set, against NumPy."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from batch_renorm import batch_norm, norm_layers
+from resnet import graphs, loop, models
+from resnet.convolution_nn import ConvolutionNN
+
+tf1 = tf.compat.v1
+EPSILON = 1e-3  # the layers' default
+
+
+def test_population_statistics_are_the_whole_sets(graph):
+    rng = np.random.RandomState(0)
+    # Channels far from zero and of unequal spread; 7 batches of 50 and a
+    # partial one that is left out.
+    data = (rng.randn(370, 2, 2, 3) * [1.0, 5.0, 0.1] + [3.0, -40.0, 0.5]
+            ).astype(np.float32)
+    images = tf1.placeholder(tf.float32, [None, 2, 2, 3])
+    batch_norm(images, training=True)
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        (mean, std), = loop.population_statistics(session, images,
+                                                  norm_layers(), data, 50)
+    whole = data[:350].astype(np.float64)
+    np.testing.assert_allclose(mean, whole.mean(axis=(0, 1, 2)), rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_allclose(
+        std, np.sqrt(whole.var(axis=(0, 1, 2)) + EPSILON), rtol=1e-4)
+    with pytest.raises(ValueError, match="at least one batch of 500"):
+        loop.population_statistics(session, images, norm_layers(), data)
+
+
+def test_batch_statistics_normalise_each_group_alone(graph):
+    network = models.custom("dense:6", 10, norm="batch_norm", microbatch=4)
+    inference = graphs.build_inference(network, (8, 8, 1),
+                                       batch_statistics=True)
+    x = np.random.RandomState(1).rand(12, 8, 8, 1).astype(np.float32)
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        logits = session.run(inference.logits, {inference.images: x})
+        values = {v.op.name: session.run(v)
+                  for v in tf1.trainable_variables()}
+    kernel, out_kernel = (values[n] for n in sorted(values) if "kernel" in n)
+    gamma, = (values[n] for n in values if n.endswith("gamma"))
+    beta, = (values[n] for n in values if n.endswith("beta"))
+    bias, = (values[n] for n in values if n.endswith("bias"))
+    h = (x.reshape(12, 64) @ kernel).reshape(3, 4, 6)  # 3 groups of 4
+    h = (h - h.mean(axis=1, keepdims=True)) / np.sqrt(
+        h.var(axis=1, keepdims=True) + EPSILON)
+    h = np.maximum(gamma * h + beta, 0.0).reshape(12, 6)
+    np.testing.assert_allclose(logits, h @ out_kernel + bias, rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_population_statistics_mend_unconverged_moving_averages(digits):
+    # 24 steps: the moving averages (alpha = 0.01) still hold most of their
+    # initial 0 and 1, so inference with them is far off.
+    network = models.resnet(8, 10, norm="batch_norm")
+    with ConvolutionNN(network, digits, progress=False) as cnn:
+        cnn.train(batch_size=128, num_epoch=2)
+        before = cnn.evaluate()
+        population = cnn.evaluate(statistics="population")
+        assert cnn.evaluate() == before  # the moving averages are back
+        ordered = cnn.evaluate(statistics="batch")
+        with pytest.raises(ValueError, match="statistics must be one of"):
+            cnn.evaluate(statistics="running")
+    assert population["accuracy"] > before["accuracy"] + 0.3, (population,
+                                                                before)
+    assert population["accuracy"] > 0.8 and ordered["accuracy"] > 0.8
