@@ -34,12 +34,16 @@ ARMS = [Arm("batch norm, full batch", "batch_norm"),
         Arm("batch norm, microbatches of 2", "batch_norm", microbatch=2,
             diagnostics=("population",)),
         Arm("batch renorm, microbatches of 2", "batch_renorm", microbatch=2),
+        Arm("batch renorm, microbatches of 2, rmax 1.5, dmax 0.5",
+            "batch_renorm", microbatch=2, rmax=1.5, dmax=0.5),
+        Arm("batch renorm, microbatches of 2, the paper's proportions",
+            "batch_renorm", microbatch=2, schedule="proportional"),
         Arm("batch norm, microbatches of 4", "batch_norm", microbatch=4),
         Arm("batch renorm, microbatches of 4", "batch_renorm", microbatch=4)]
 ROLES = {"baseline": ARMS[0].name, "batch_norm": ARMS[1].name,
          "batch_renorm": ARMS[2].name}
 SETUP = Setup(dataset="fashion_mnist", depth=20, strides=(2, 2, 2),
-              batch_size=128, epochs=4)
+              batch_size=128, epochs=2)
 
 if __name__ == "__main__":
     sys.exit(main(__doc__, ARMS, SETUP, "results/microbatch", None, ROLES))

@@ -129,21 +129,28 @@ def _run(arms, setup, out_dir, data_dir, roles):
 
 
 def _load(path, setup, arms):
-    setup_dict = json.loads(json.dumps({
-        **dataclasses.asdict(setup),
-        "arms": [dataclasses.asdict(arm) for arm in arms]}))
+    """The results so far in `path`, or new ones. Another setup, or an arm
+    of the same name defined otherwise, is refused; arms may be added or
+    left out (their runs stay recorded)."""
+    setup_dict = json.loads(json.dumps(dataclasses.asdict(setup)))
+    arms_dict = json.loads(json.dumps(
+        {arm.name: dataclasses.asdict(arm) for arm in arms}))
     results = read_json(path)
     if not isinstance(results, dict) and os.path.exists(path):
         raise SetupChangedError(f"{path} is unreadable: move it away")
     if results is None:
-        return {"setup": setup_dict, "provenance": provenance(), "runs": {},
-                "partial": {}}
-    if results.get("setup") != setup_dict:
-        changed = json_differences(results.get("setup"), setup_dict)
+        return {"setup": setup_dict, "arms": arms_dict,
+                "provenance": provenance(), "runs": {}, "partial": {}}
+    changed = json_differences(results.get("setup"), setup_dict) + [
+        f"arm {name!r}: {difference}" for name, arm in arms_dict.items()
+        if name in results.get("arms", {})
+        for difference in json_differences(results["arms"][name], arm)]
+    if changed:
         raise SetupChangedError(
             f"{os.path.dirname(path)} holds results of another setup "
             f"({'; '.join(changed[:4])}): choose another --out, or move it "
             f"away")
+    results["arms"] = {**results.get("arms", {}), **arms_dict}
     results.setdefault("partial", {})
     started, now = (results.get("provenance", {}).get("commit"),
                     provenance()["commit"])
