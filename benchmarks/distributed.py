@@ -3,8 +3,8 @@ intra-op thread each against one process with two, for ResNet-20 on
 in-memory 32x32x3 images (training images/s through `ConvolutionNN.train`,
 the second epoch of each run).
 
-    python benchmarks/distributed.py            # ~3 min on 2 cores
-    python benchmarks/distributed.py --rounds 1 --images 2048
+    python -m benchmarks.distributed            # ~3 min on 2 cores
+    python -m benchmarks.distributed --rounds 1 --images 2048
 
 A 2-core machine cannot show scaling: the workers share the cores, so the
 ratio is the overhead of the all-reduces and of two processes. The cases
@@ -19,7 +19,6 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 CASES = {  # name: (workers, intra-op threads, inter-op threads, sync)
     "one process x 2 threads": (1, 2, 2, False),
@@ -31,10 +30,11 @@ CASES = {  # name: (workers, intra-op threads, inter-op threads, sync)
 def worker(args):
     """One process of a case: prints the second epoch's images/s."""
     import numpy as np
-    from resnet import datasets, models
-    from resnet.cluster import Cluster
+    from resnet import models
+    from resnet.data import datasets
+    from resnet.runtime.cluster import Cluster
     from resnet.convolution_nn import ConvolutionNN
-    from resnet.session_config import session_config
+    from resnet.runtime.session_config import session_config
 
     rng = np.random.RandomState(0)
     x = rng.rand(args.images, 32, 32, 3).astype(np.float32)
@@ -54,11 +54,11 @@ def worker(args):
 
 
 def run_case(name, args):
-    from resnet.cluster import free_ports
+    from resnet.runtime.cluster import free_ports
     workers, threads, inter, sync = CASES[name]
     hosts = ",".join(f"127.0.0.1:{p}" for p in free_ports(workers)) \
         if workers > 1 else ""
-    common = [sys.executable, os.path.abspath(__file__), "--worker",
+    common = [sys.executable, "-m", "benchmarks.distributed", "--worker",
               "--threads", str(threads), "--inter", str(inter),
               "--images", str(args.images),
               "--batch", str(args.batch), "--precision", args.precision]
@@ -66,7 +66,8 @@ def run_case(name, args):
     processes = [subprocess.Popen(
         common + (["--hosts", hosts, "--task", str(task)] if hosts else [])
         + (["--sync"] if sync else []),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=ROOT)
         for task in range(workers)]
     outputs = [p.communicate() for p in processes]
     for process, (_, stderr) in zip(processes, outputs):
@@ -116,7 +117,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
-    from resnet.session_config import cpu_description
+    from resnet.runtime.session_config import cpu_description
     print(f"# {cpu_description()}; ResNet-20 batch renorm, global "
           f"batch {args.batch}, {args.precision}")
     rates = {name: [] for name in CASES}

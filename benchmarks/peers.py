@@ -1,8 +1,8 @@
 """ResNet-20 training and inference throughput: this library against what a
 user would otherwise pick, side by side on this machine.
 
-    python benchmarks/peers.py                  # batch 128 and 8, both precisions: ~25 min
-    python benchmarks/peers.py --batch 8 --precision float32
+    python -m benchmarks.peers                  # batch 128 and 8, both precisions: ~25 min
+    python -m benchmarks.peers --batch 8 --precision float32
 
 Peers (each skipped, with a note, when not installed):
   tf_keras    `model.fit` / `model.predict`, its fused batch norm and its
@@ -42,7 +42,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 PARAMETERS = 269722
 IMAGES_IN_MEMORY = 1024
@@ -212,8 +211,8 @@ def torch_serve(norm, batch, precision, threads, steps, warmup):
 
 def our_serve(norm, batch, precision, steps, warmup):
     from benchmarks.throughput import Case
-    from resnet import loop
-    from resnet.session_config import session_config
+    from resnet.train import loop
+    from resnet.runtime.session_config import session_config
     config = session_config(precision=precision, batch_size=batch,
                             image_shape=(32, 32, 3))  # resnet-run's threads
     case = Case(20, norm, batch, "memory", "train", config, warmup=warmup,
@@ -294,7 +293,7 @@ class Running:
         self.seconds = {mode: [] for mode in MODES}
         self.log = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), "--child", peer, norm,
+            [sys.executable, "-m", "benchmarks.peers", "--child", peer, norm,
              str(batch), precision, str(threads or 0), "--images",
              str(args.images), "--warmup", str(args.warmup)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
@@ -342,7 +341,7 @@ def installed(peer):
 def cpu():
     """The machine's CPU, named as our figures name it (imported here: a
     torch child must not import TensorFlow, the two crash together)."""
-    from resnet.session_config import cpu_description
+    from resnet.runtime.session_config import cpu_description
     return cpu_description()
 
 

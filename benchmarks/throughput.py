@@ -1,9 +1,9 @@
 """Training and inference throughput of the CIFAR ResNets on this machine.
 
-    python benchmarks/throughput.py --memory     # the full table, 5 min on 2 Xeon cores
-    python benchmarks/throughput.py --quick      # ResNet-20 at batch 128 only
-    python benchmarks/throughput.py --depth 20 --norm batch_renorm --batch 8
-    python benchmarks/throughput.py --loop --depth 20 --norm batch_renorm
+    python -m benchmarks.throughput --memory     # the full table, 5 min on 2 Xeon cores
+    python -m benchmarks.throughput --quick      # ResNet-20 at batch 128 only
+    python -m benchmarks.throughput --depth 20 --norm batch_renorm --batch 8
+    python -m benchmarks.throughput --loop --depth 20 --norm batch_renorm
 
 Prints the machine and TensorFlow settings, a table, and one JSON line per
 case: images/s (median of the timed repeats, and their min and max) of a
@@ -31,16 +31,18 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from resnet import graphs, models, training  # noqa: E402
-from resnet.input_pipeline import TrainInput  # noqa: E402
-from batch_renorm.cpu import has_bfloat16  # noqa: E402
-from resnet.session_config import cpu_description, session_config  # noqa: E402
+from resnet import models
+from resnet.train import graphs
+from resnet.train import optimization as training
+from resnet.data.input_pipeline import TrainInput  # noqa: E402
+from resnet.runtime.cpu import has_bfloat16  # noqa: E402
+from resnet.runtime.session_config import cpu_description, session_config  # noqa: E402
 
 tf1 = tf.compat.v1
 IMAGE_SHAPE = (32, 32, 3)
@@ -166,7 +168,7 @@ def loop_group(args):
     compute-only time to train's for the same steps (1: no cost besides
     the step's compute)."""
     from resnet.convolution_nn import ConvolutionNN
-    from resnet.datasets import Dataset
+    from resnet.data.datasets import Dataset
     depth, batch = args.depth[0], args.batch[0]
     config = session_config(args.intra_threads, args.inter_threads,
                             args.precision, args.xla, batch, IMAGE_SHAPE)
@@ -204,13 +206,12 @@ def peak_memory_mib(depth=110, batch=128, steps=3):
     """Peak RSS of a fresh process training ResNet-`depth` for a few steps."""
     code = (f"import resource;"
             f"from benchmarks.throughput import Case, measure;"
-            f"from resnet.session_config import session_config;"
+            f"from resnet.runtime.session_config import session_config;"
             f"measure([Case({depth}, 'batch_renorm', {batch}, 'synthetic', "
             f"'train', session_config(), warmup=1)], {steps}, 1);"
             f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
-                         env=dict(os.environ, PYTHONPATH=root),
+    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT),
                          capture_output=True, text=True).stdout
     return int(out.split()[-1]) / 1024  # KiB on Linux
 
@@ -284,9 +285,9 @@ def main(argv=None):
         # A fresh process per group: TensorFlow keeps the intra-op threads
         # of a process's first session for all its later sessions.
         group = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), *argv, "--depth",
+            [sys.executable, "-m", "benchmarks.throughput", *argv, "--depth",
              str(depth), "--batch", str(batch), "--group"],
-            capture_output=True, text=True)
+            capture_output=True, text=True, cwd=ROOT)
         if group.returncode:
             sys.exit(f"ResNet-{depth} at batch {batch} failed:\n"
                      f"{group.stderr[-3000:]}")

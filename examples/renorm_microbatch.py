@@ -24,11 +24,9 @@ accuracies, mean +- std, the fraction recovered), accuracy.png and
 TensorBoard logs (runs/) to --out (default results/microbatch;
 results/microbatch-quick with --quick).
 """
-import os
 import sys
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from experiment_cli import main  # noqa: E402
-from resnet.experiment import Arm, Setup  # noqa: E402
+
+from resnet.experiments import Arm, Setup, main
 
 ARMS = [Arm("batch norm, full batch", "batch_norm"),
         Arm("batch norm, microbatches of 2", "batch_norm", microbatch=2,

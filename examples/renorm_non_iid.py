@@ -36,11 +36,9 @@ results/non_iid_DESIGN for the others; OUT-quick with --quick).
 """
 import argparse
 import dataclasses
-import os
 import sys
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from experiment_cli import main  # noqa: E402
-from resnet.experiment import Arm, Setup  # noqa: E402
+
+from resnet.experiments import Arm, Setup, main
 
 SETUP = Setup(dataset="fashion_mnist", depth=8, batch_size=128, epochs=2,
               learning_rate=0.1)

@@ -1,9 +1,10 @@
 """`ConvolutionNN`: a network, its dataset, one graph and the session that
-runs it; a thin composition of the graph builders (`resnet.graphs`), the
-loop (`resnet.loop`), its hooks (`resnet.hooks`) and the checkpoints.
+runs it; a thin composition of the graph builders (`resnet.train.graphs`), the
+loop (`resnet.train.loop`), its hooks (`resnet.train.hooks`) and the checkpoints.
 
 Typical use:
-    from resnet import datasets, models
+    from resnet import models
+    from resnet.data import datasets
     from resnet.convolution_nn import ConvolutionNN
 
     ds = datasets.load("digits")
@@ -21,18 +22,22 @@ import tensorflow as tf
 
 from batch_renorm import global_step, norm_layers
 from batch_renorm.replicas import ReplicaGroup, replica_group, set_replica_group
-from resnet import cluster as cluster_lib
-from resnet import graphs, hooks as hooks_lib, loop, training
-from resnet.arrays import check_images, check_labels
-from resnet.checkpoints import Checkpoints, DirectoryLock, check_model_dir
-from resnet.export import export_saved_model
-from resnet.hooks import (CHECKPOINT_SECS, TrainingDiverged,  # noqa: F401
-                          TrainingInterrupted)
-from resnet.input_pipeline import (TrainInput, check_batches, check_groups,
+from resnet.runtime import cluster as cluster_lib
+from resnet.train import graphs
+from resnet.train import hooks as hooks_lib
+from resnet.train import loop
+from resnet.train import optimization as training
+from resnet.data.arrays import check_images, check_labels
+from resnet.storage.checkpoints import Checkpoints
+from resnet.storage.model_dir import DirectoryLock, check_model_dir
+from resnet.storage.export import export_saved_model
+from resnet.errors import PeersNotReady, TrainingInterrupted
+from resnet.train.hooks import CHECKPOINT_SECS
+from resnet.data.input_pipeline import (TrainInput, check_batches, check_groups,
                                    per_channel_normalizer)
 from resnet.models import NetworkLike
-from resnet.session_config import check_device_supports
-from resnet.session_config import session_config as default_session_config
+from resnet.runtime.session_config import check_device_supports
+from resnet.runtime.session_config import session_config as default_session_config
 
 tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
@@ -68,10 +73,10 @@ class ConvolutionNN:
         setting).
       allow_changes: let `train` resume checkpoints trained with other
         arguments (batch size, learning rate, seed, renorm schedule, ...);
-        without it that is refused with `checkpoints.RunChangedError`.
+        without it that is refused with `errors.RunChangedError`.
 
     A model_dir is locked for the object's life (`close` frees it): another
-    run on it raises `checkpoints.ModelDirInUseError`.
+    run on it raises `errors.ModelDirInUseError`.
 
     During `train`, with a model_dir, SIGINT and SIGTERM stop training after
     the current step and save a checkpoint (`TrainingInterrupted`); a second
@@ -159,6 +164,12 @@ class ConvolutionNN:
             config=cluster.session_config(config) if cluster else config)
         try:
             self._start(init, broadcast)
+        except PeersNotReady:
+            # A thread still waits inside the session: closing it would
+            # wait too. The process is to end; the lock goes first.
+            if self._lock:
+                self._lock.release()
+            raise
         except BaseException:
             self.close()
             raise
@@ -182,7 +193,8 @@ class ConvolutionNN:
                     lambda: self.session.run(broadcast), cluster.start_timeout,
                     f"worker {cluster.task_index}: no answer from the other "
                     f"workers within {cluster.start_timeout:.0f} s; is every "
-                    f"one started, with the same --worker-hosts?")
+                    f"one started, with the same --worker-hosts?",
+                    f"the other workers of {', '.join(cluster.workers)}")
 
     @property
     def epochs_done(self):
@@ -239,7 +251,7 @@ class ConvolutionNN:
 
     @contextlib.contextmanager
     def _lost_workers(self):
-        """A collective op's failure as one `cluster.WorkerLost`."""
+        """A collective op's failure as one `errors.WorkerLost`."""
         try:
             yield
         except cluster_lib.LOST as error:
@@ -328,7 +340,7 @@ class ConvolutionNN:
             load(saved)
 
     def _split(self, images, labels):
-        """The test split, or the checked arrays (`resnet.arrays`)."""
+        """The test split, or the checked arrays (`resnet.data.arrays`)."""
         if images is None:
             if labels is not None:
                 raise ValueError("labels without images: give both, or "
@@ -348,7 +360,7 @@ class ConvolutionNN:
 
     def export(self, path):
         """Writes the inference graph with the current weights as a
-        SavedModel to `path` (see `resnet.export`); returns `path`."""
+        SavedModel to `path` (see `resnet.storage.export`); returns `path`."""
         variables = self.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
         values = dict(zip([v.op.name for v in variables],
                           self.session.run(variables)))

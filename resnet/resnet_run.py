@@ -17,7 +17,9 @@ import os
 import sys
 import time
 
-from resnet import datasets
+from resnet import errors
+from resnet.runtime.quiet import import_tensorflow_quietly
+from resnet.data import datasets
 
 # Per-dataset defaults: (batch size, epochs). Digits: 17 s on 2 Xeon cores
 # with AMX (README).
@@ -39,35 +41,12 @@ def _steps(text):
             f"expected comma-separated steps, got {text!r}") from None
 
 
-def import_tensorflow_quietly(verbose=False):
-    """Imports TensorFlow and looks for GPUs without the C++ log lines their
-    start-up writes to stderr (oneDNN notices no setting turns off, and
-    "failed call to cuInit" on every machine without a GPU), so that a usage
-    error or a result is all the terminal shows. Later errors still show.
-    `verbose`: nothing hidden, and TensorFlow's own logging at INFO."""
-    if verbose:
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
-        import tensorflow as tf
-        tf.get_logger().setLevel(logging.INFO)
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
-        tf.config.list_physical_devices("GPU")  # CUDA's start-up, once
-        tf.get_logger().setLevel(logging.ERROR)  # deprecation notices
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def build_parser():
     from batch_renorm import schedule
-    from resnet import models, training
-    from resnet.cluster import COLLECTIVE_TIMEOUT
-    from resnet.hooks import CHECKPOINT_SECS
+    from resnet import models
+    from resnet.train import optimization as training
+    from resnet.runtime.cluster import COLLECTIVE_TIMEOUT
+    from resnet.train.hooks import CHECKPOINT_SECS
 
     p = _Parser(prog="resnet-run", description=__doc__.split("\n\n")[0])
     data = p.add_argument_group("data")
@@ -196,11 +175,13 @@ Plan = collections.namedtuple("Plan", "network dataset config cluster "
 def plan(args):
     """Checks every argument and loads the data, before any graph is built;
     returns the run's `Plan`. A ValueError here is a usage error."""
-    from resnet import checkpoints, models, training
-    from resnet.export import check_export_path
-    from resnet.hooks import check_checkpoint_schedule
-    from resnet.input_pipeline import check_batches, check_groups
-    from resnet.session_config import check_device_supports, check_threads
+    from resnet import models
+    from resnet.storage import model_dir
+    from resnet.train import optimization as training
+    from resnet.storage.export import check_export_path
+    from resnet.train.hooks import check_checkpoint_schedule
+    from resnet.data.input_pipeline import check_batches, check_groups
+    from resnet.runtime.session_config import check_device_supports, check_threads
 
     batch_size, epochs = DEFAULTS[args.dataset]
     batch_size = batch_size if args.batch_size is None else args.batch_size
@@ -218,7 +199,7 @@ def plan(args):
     if cluster and batch_size % cluster.size:
         raise ValueError(f"--batch-size {batch_size} must be a multiple of "
                          f"the {cluster.size} workers")
-    checkpoints.check_model_dir(args.model_dir)
+    model_dir.check_model_dir(args.model_dir)
     if args.export is not None:
         check_export_path(args.export, args.model_dir)
     check_threads(args.intra_threads, args.inter_threads)
@@ -261,7 +242,7 @@ def run(args, plan):
     """Trains as `args` and their `plan` say; returns (test metrics, global
     step)."""
     from resnet.convolution_nn import ConvolutionNN
-    from resnet.session_config import session_config
+    from resnet.runtime.session_config import session_config
 
     network, ds, config, cluster, batch_size, epochs = plan
     with ConvolutionNN(network, ds, config, model_dir=args.model_dir,
@@ -321,9 +302,27 @@ def _in_units(count):
             else f"{count / 2**20:.0f} MiB")
 
 
+def report(prog, error, args):
+    """Prints `error` in one line; returns the exit status its class gives
+    (`errors.exit_status`)."""
+    status = errors.exit_status(error)
+    message = str(error)
+    if isinstance(error, errors.RunChangedError):
+        message += schedule_hint(args, message)
+    elif isinstance(error, errors.TrainingInterrupted):
+        message += "; run the same command again to resume"
+    print(f"{prog}: {'error: ' if status == 2 else ''}{message}",
+          file=sys.stderr, flush=True)
+    if isinstance(error, errors.PeersNotReady):
+        # A thread stays blocked in gRPC and would hold the interpreter's
+        # exit: the command line ends the process itself.
+        os._exit(status)
+    return status
+
+
 def cluster_from(args):
     """The run's `Cluster` from the flags or TF_CONFIG, checked, or None."""
-    from resnet.cluster import Cluster, check_port_free
+    from resnet.runtime.cluster import Cluster, check_port_free
     if (args.worker_hosts is None) != (args.task_index is None):
         raise ValueError("--worker-hosts and --task-index go together")
     if args.worker_hosts is not None:
@@ -344,17 +343,11 @@ def cluster_from(args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     import_tensorflow_quietly(verbose="--verbose" in argv)
-    from resnet.checkpoints import (CheckpointMismatchError,
-                                    CheckpointSaveError, ModelDirInUseError,
-                                    RunChangedError)
-    from resnet.cluster import WorkerLost
-    from resnet.hooks import TrainingDiverged, TrainingInterrupted
-
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.local_workers is not None:
-        from resnet.local_cluster import run_local_workers
+        from resnet.runtime.local_cluster import run_local_workers
         try:
             return run_local_workers(
                 args.local_workers, argv,
@@ -368,20 +361,8 @@ def main(argv=None):
         parser.error(str(error))
     try:
         metrics, step = run(args, checked)
-    except RunChangedError as error:
-        parser.error(str(error) + schedule_hint(args, str(error)))
-    except (CheckpointMismatchError, ModelDirInUseError) as error:
-        parser.error(str(error))  # a --model-dir the run cannot use
-    except (WorkerLost, CheckpointSaveError) as error:
-        print(f"{parser.prog}: {error}", file=sys.stderr)
-        return 1
-    except TrainingInterrupted as stop:
-        print(f"{parser.prog}: {stop}; run the same command again to resume",
-              file=sys.stderr)
-        return stop.exit_code
-    except TrainingDiverged as error:
-        print(f"{parser.prog}: {error}", file=sys.stderr)
-        return 1
+    except errors.Error as error:
+        return report(parser.prog, error, args)
     print(f"test accuracy {metrics['accuracy']:.4f} (loss {metrics['loss']:.4f})"
           f" after {step} steps, {time.perf_counter() - start:.1f} s")
     return 0

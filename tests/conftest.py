@@ -24,7 +24,7 @@ def graph():
 @pytest.fixture(scope="session")
 def digits():
     """The embedded digits dataset (8x8x1, 10 classes)."""
-    from resnet import datasets
+    from resnet.data import datasets
     return datasets.load("digits")
 
 

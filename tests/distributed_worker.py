@@ -53,10 +53,11 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     import tensorflow as tf
-    from resnet import datasets, models
-    from resnet.cluster import Cluster
+    from resnet import models
+    from resnet.data import datasets
+    from resnet.runtime.cluster import Cluster
     from resnet.convolution_nn import ConvolutionNN
-    from resnet.session_config import session_config
+    from resnet.runtime.session_config import session_config
 
     ds = datasets.load("digits")
     # 1024 training images: every batch of 64 splits in two, and in

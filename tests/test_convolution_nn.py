@@ -9,9 +9,11 @@ import tensorflow as tf
 
 from batch_renorm import norm_layers, step_value
 from batch_renorm.schedule import scaled_schedule
-from resnet import models, training
-from resnet.convolution_nn import ConvolutionNN, TrainingDiverged
-from resnet.session_config import cpu_description, session_config
+from resnet import models
+from resnet.train import optimization as training
+from resnet.convolution_nn import ConvolutionNN
+from resnet.errors import TrainingDiverged
+from resnet.runtime.session_config import cpu_description, session_config
 
 tf1 = tf.compat.v1
 
@@ -152,7 +154,7 @@ def test_threads_are_sized_to_the_step(monkeypatch):
             assert session_config().intra_op_parallelism_threads == 1
         finally:
             os.sched_setaffinity(0, allowed)
-    monkeypatch.setattr("resnet.session_config.usable_cores", lambda: 4)
+    monkeypatch.setattr("resnet.runtime.session_config.usable_cores", lambda: 4)
 
     def threads(**kwargs):
         config = session_config(**kwargs)
@@ -191,7 +193,7 @@ def test_onednn_isa_limit_removes_the_flags_above_it(monkeypatch):
 
 
 def test_channels_first_needs_onednn_or_a_gpu(digits, monkeypatch):
-    monkeypatch.setattr("resnet.session_config.onednn_enabled", lambda: False)
+    monkeypatch.setattr("resnet.runtime.session_config.onednn_enabled", lambda: False)
     network = dataclasses.replace(small_resnet("batch_norm", 10),
                                   data_format="NCHW")
     with pytest.raises(ValueError, match="NCHW needs a GPU, or oneDNN"):

@@ -6,8 +6,8 @@ import struct
 import numpy as np
 import pytest
 
-from resnet import datasets
-from resnet.datasets import DatasetError
+from resnet.data import datasets
+from resnet.errors import DatasetError
 from tests import formats
 from tests.conftest import run
 
@@ -248,7 +248,8 @@ def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path):
             f.write(zeros)
     result = run("-c", (
         "import resource, sys\n"
-        "from resnet.datasets import read_idx, DatasetError\n"
+        "from resnet.data.datasets import read_idx\n"
+        "from resnet.errors import DatasetError\n"
         "resource.setrlimit(resource.RLIMIT_AS, (300 * 2**20, 300 * 2**20))\n"
         "try:\n"
         f"    read_idx({str(path)!r}, 3)\n"

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from resnet import models
-from resnet.cluster import Cluster, free_ports
+from resnet.runtime.cluster import Cluster, free_ports
 from resnet.convolution_nn import ConvolutionNN
-from resnet.input_pipeline import check_batches
+from resnet.data.input_pipeline import check_batches
 from tests.conftest import ROOT, assert_usage_error, run
 
 # 2 epochs of 4 global batches of 256: each worker normalises 128.

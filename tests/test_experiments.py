@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from resnet import datasets, experiment
+from resnet.data import datasets
+from resnet.experiments import harness as experiment
 from tests.conftest import ROOT, assert_usage_error, run
 
 
@@ -125,7 +126,7 @@ def test_example_scripts_without_their_data_say_so_in_one_line(
 
 
 def test_one_experiment_per_output_folder(tmp_path):
-    from resnet.checkpoints import DirectoryLock
+    from resnet.storage.model_dir import DirectoryLock
     lock = DirectoryLock(str(tmp_path))
     result = run(os.path.join("examples", "renorm_microbatch.py"), "--quick",
                  "--out", str(tmp_path))

@@ -7,9 +7,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from resnet import export, models
+from resnet import models
+from resnet.storage import export
 from resnet.convolution_nn import ConvolutionNN
-from resnet.session_config import session_config
+from resnet.runtime.session_config import session_config
 from tests.conftest import assert_usage_error, run
 
 LOAD = """

@@ -12,8 +12,9 @@ import pytest
 import tensorflow as tf
 
 from resnet import models
-from resnet.checkpoints import CheckpointMismatchError
-from resnet.convolution_nn import ConvolutionNN, TrainingDiverged
+from resnet.errors import CheckpointMismatchError
+from resnet.convolution_nn import ConvolutionNN
+from resnet.errors import TrainingDiverged
 from tests.conftest import ROOT, assert_usage_error, run
 
 # digits, 3 epochs of 23 steps, a checkpoint every 5 steps and at epoch ends.

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from resnet.input_pipeline import (PAD, TrainInput, epoch_order, non_iid_order,
+from resnet.data.input_pipeline import (PAD, TrainInput, epoch_order, non_iid_order,
                                    pad_crop_flip)
 
 tf1 = tf.compat.v1

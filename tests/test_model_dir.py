@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from resnet import checkpoints, models
-from resnet.checkpoints import (CheckpointMismatchError, CheckpointSaveError,
-                                ModelDirInUseError, RunChangedError)
-from resnet.convolution_nn import ConvolutionNN, TrainingDiverged
+from resnet import models
+from resnet.convolution_nn import ConvolutionNN
+from resnet.errors import (CheckpointMismatchError, CheckpointSaveError,
+                           ModelDirInUseError, RunChangedError,
+                           TrainingDiverged)
+from resnet.storage import files
 from tests.conftest import ROOT, assert_usage_error, run
 
 tf1 = tf.compat.v1
@@ -126,14 +128,14 @@ def test_an_empty_model_json_is_rewritten_and_the_variables_checked(
 
 def test_records_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     path = tmp_path / "run.json"
-    checkpoints.write_json(str(path), {"seed": 0})
+    files.write_json(str(path), {"seed": 0})
 
     def no_space(descriptor):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", no_space)
     with pytest.raises(OSError):
-        checkpoints.write_json(str(path), {"seed": 1})
+        files.write_json(str(path), {"seed": 1})
     assert json.loads(path.read_text()) == {"seed": 0}
     assert os.listdir(tmp_path) == ["run.json"]
 
@@ -172,7 +174,7 @@ def test_one_run_at_a_time(digits, tmp_path):
             make(digits, tmp_path)
     # Closed, it is free again; and a killed holder's lock dies with it.
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from resnet.checkpoints import DirectoryLock; "
+        "import sys, time; from resnet.storage.model_dir import DirectoryLock; "
         f"lock = DirectoryLock({str(tmp_path)!r}); print(flush=True); "
         "time.sleep(60)")],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,

@@ -6,7 +6,9 @@ import pytest
 import tensorflow as tf
 
 from batch_renorm import batch_norm, norm_layers
-from resnet import graphs, loop, models
+from resnet import models
+from resnet.train import graphs
+from resnet.train import loop
 from resnet.convolution_nn import ConvolutionNN
 
 tf1 = tf.compat.v1

@@ -11,16 +11,19 @@ Typical use:
 """
 import dataclasses
 import json
+import logging
 import os
 import re
 import socket
-import sys
 import threading
 import time
 
 import tensorflow as tf
 
+from resnet.errors import PeersNotReady, WorkerLost
+
 tf1 = tf.compat.v1
+log = logging.getLogger(__name__)
 
 JOB = "worker"
 COLLECTIVE_TIMEOUT = 60.0  # seconds a training step waits for a peer
@@ -28,10 +31,6 @@ START_TIMEOUT = 600.0      # seconds the first broadcast waits for all workers
 # What a collective op raises when a peer is gone or silent.
 LOST = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
         tf.errors.AbortedError, tf.errors.CancelledError)
-
-
-class WorkerLost(RuntimeError):
-    """A peer died, hung or never came: the collective ops stopped."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,12 +144,14 @@ def worker_lost(error, cluster):
         f"checkpoint")
 
 
-def run_in_time(function, seconds, message):
-    """Returns `function()`, run in a thread while this one waits: if it is
-    not done within `seconds`, or at Ctrl-C, the process ends with
-    `message` (status 1) or status 130. A worker whose peers never came
-    waits in gRPC's reconnection loop, which no op or run timeout ends and
-    which holds off Python's signal handlers in the calling thread."""
+def run_in_time(function, seconds, message, waiting_for, say_every=30.0):
+    """Returns `function()`, run in a thread while this one waits, saying
+    every `say_every` seconds that it waits for `waiting_for`. If it is not
+    done within `seconds`, or at Ctrl-C, raises `PeersNotReady` with
+    `message` (exit code 1) or with exit code 130: the thread stays blocked,
+    in gRPC's reconnection loop (where a worker whose peers never came
+    waits, which no op or run timeout ends and which holds off Python's
+    signal handlers in the calling thread), so the process should end."""
     outcome = {}
 
     def target():
@@ -161,22 +162,24 @@ def run_in_time(function, seconds, message):
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    deadline = time.monotonic() + seconds
+    start = time.monotonic()
+    said = start
     try:
         while thread.is_alive():
-            if time.monotonic() > deadline:
-                _exit(message, 1)
+            now = time.monotonic()
+            if now > start + seconds:
+                raise PeersNotReady(message)
+            if now - said >= say_every:
+                log.info("waiting for %s (%.0f s of at most %.0f)",
+                         waiting_for, now - start, seconds)
+                said = now
             thread.join(0.2)
     except KeyboardInterrupt:
-        _exit("interrupted while waiting for the other workers", 130)
+        raise PeersNotReady("interrupted while waiting for the other "
+                            "workers", exit_code=130) from None
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
-
-
-def _exit(message, status):
-    print(message, file=sys.stderr, flush=True)
-    os._exit(status)
 
 
 def _check_address(address):

@@ -18,7 +18,8 @@ import zlib
 
 import numpy as np
 
-from resnet.paths import check_writable_dir, deepest_existing
+from resnet.errors import DatasetError
+from resnet.storage.files import check_writable_dir, deepest_existing
 
 NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "resnet-batch-renorm")
@@ -40,10 +41,6 @@ CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_DIR = "cifar-10-batches-py"
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST = ("test_batch",)
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing, damaged, or not what was expected."""
 
 
 @dataclasses.dataclass

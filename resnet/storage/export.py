@@ -21,8 +21,8 @@ import tempfile
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from resnet import graphs
-from resnet.paths import check_writable_dir
+from resnet.train import graphs
+from resnet.storage.files import check_writable_dir
 
 tf1 = tf.compat.v1
 

@@ -24,7 +24,7 @@ import tensorflow as tf
 from batch_renorm import global_step, norm_layers, step_value
 from batch_renorm.layer import clipping_statistics
 from batch_renorm.replicas import replica_group
-from resnet import training
+from resnet.train import optimization as training
 
 tf1 = tf.compat.v1
 

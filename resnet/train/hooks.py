@@ -35,28 +35,14 @@ import numpy as np
 import tensorflow as tf
 
 from batch_renorm import step_value
-from resnet.signals import StopOnSignal
+from resnet.errors import TrainingDiverged
+from resnet.train.signals import StopOnSignal
 
 tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SECS = 300   # seconds of training between checkpoints
 SUMMARY_EVERY = 20      # steps between TensorBoard training summaries
-
-
-class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM stopped training after a step, and a checkpoint of
-    that step was saved. `exit_code` is 128 + the signal's number."""
-
-    def __init__(self, message, signal):
-        super().__init__(message)
-        self.signal = signal
-        self.exit_code = 128 + int(signal)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss (or a saved variable) stopped being finite; nothing was
-    saved after it."""
 
 
 class EpochHook(tf1.train.SessionRunHook):

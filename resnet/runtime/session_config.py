@@ -5,7 +5,7 @@ import os
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
-from batch_renorm.cpu import SPEED_FLAGS, cpu_flags, cpuinfo, has_bfloat16
+from resnet.runtime.cpu import SPEED_FLAGS, cpu_flags, cpuinfo, has_bfloat16
 
 tf1 = tf.compat.v1
 

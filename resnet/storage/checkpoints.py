@@ -17,14 +17,12 @@ and the last few checkpoints of a `tf.compat.v1.train.Saver`. Its promises:
     the newest `KEEP`, and the newest one taken at the end of an epoch, so
     that a run that diverges with a checkpoint every step still has one
     from before.
-  - One run at a time: `lock` takes an exclusive lock on the directory; the
-    lock of a killed run dies with it.
+  - One run at a time: hold the directory's `model_dir.DirectoryLock`.
   - `model.json` and `run.json` are written atomically (temporary file,
     fsync, rename).
 """
 import contextlib
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -33,14 +31,16 @@ import shutil
 
 import tensorflow as tf
 
-from resnet.paths import check_writable_dir
+from resnet.errors import (CheckpointMismatchError, CheckpointSaveError,
+                           RunChangedError)
+from resnet.storage.files import (json_differences, read_json, write_json,
+                                  write_text)
 
 tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
 
 SIGNATURE_FILE = "model.json"
 RUN_FILE = "run.json"
-LOCK_FILE = ".lock"
 DAMAGED_DIR = "damaged"
 PREFIX = "model.ckpt"
 KEEP = 5  # checkpoints kept, besides the newest of a completed epoch
@@ -48,58 +48,6 @@ _CHECKPOINT = re.compile(r"^model\.ckpt-(\d+)\.index$")
 # The variable of `graphs.build_epoch_state` that says where the epoch under
 # way started: a checkpoint at an epoch's end holds its own step there.
 EPOCH_START = "train_state/epoch_start_step"
-
-
-class CheckpointMismatchError(ValueError):
-    """The model directory holds checkpoints of another model."""
-
-
-class RunChangedError(ValueError):
-    """A resumed run's training arguments differ from the ones its
-    checkpoints were trained with."""
-
-
-class ModelDirInUseError(ValueError):
-    """Another run holds the model directory."""
-
-
-class CheckpointSaveError(RuntimeError):
-    """A checkpoint or record could not be written (e.g. the disk is full);
-    the checkpoints before it are intact."""
-
-
-def check_model_dir(model_dir):
-    """Raises ValueError unless `model_dir` is None or a directory that can
-    be created or written to."""
-    if model_dir is not None:
-        check_writable_dir(model_dir, "model_dir")
-
-
-class DirectoryLock:
-    """An exclusive lock on a model directory (or any output folder: `what`
-    names it in the error), held until `release` (or the process's end: a
-    killed run's lock is free at once). Raises ModelDirInUseError, naming
-    the holder's pid, if another run holds it."""
-
-    def __init__(self, model_dir, what="model_dir"):
-        os.makedirs(model_dir, exist_ok=True)
-        self._file = open(os.path.join(model_dir, LOCK_FILE), "a+")
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "unknown"
-            self._file.close()
-            raise ModelDirInUseError(
-                f"{model_dir} is in use by another run (pid {holder}); wait "
-                f"for it to end or choose another {what}") from None
-        self._file.truncate(0)
-        self._file.write(f"{os.getpid()}\n")
-        self._file.flush()
-
-    def release(self):
-        if not self._file.closed:
-            self._file.close()  # closing the file releases the lock
 
 
 class Checkpoints:
@@ -233,8 +181,6 @@ class Checkpoints:
                 with self._graph.as_default():
                     self.saver.restore(session, path)
             except (tf.errors.OpError, ValueError) as error:
-                if isinstance(error, CheckpointMismatchError):
-                    raise
                 log.warning("checkpoint %s cannot be read (%s); moved to "
                             "%s/, trying the one before", path,
                             _first_line(error), DAMAGED_DIR)
@@ -349,41 +295,6 @@ class Checkpoints:
         return differences
 
 
-def write_json(path, value, sort_keys=True):
-    """Writes `value` as JSON to `path` atomically (`write_text`)."""
-    write_text(path, json.dumps(value, indent=1, sort_keys=sort_keys))
-
-
-def write_text(path, text):
-    """Writes `text` to `path` atomically: a reader sees the old file or the
-    new one, never a part (temporary file, fsync, rename)."""
-    directory, name = os.path.split(path)
-    temporary = os.path.join(directory, f".{name}.tmp{os.getpid()}")
-    try:
-        with open(temporary, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    descriptor = os.open(directory or ".", os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def read_json(path):
-    """The JSON value in `path`, or None if it is missing or unreadable."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def _files_of(model_dir, step):
     """The names of the files of the checkpoint of `step`."""
     stem = f"{PREFIX}-{step}."
@@ -415,28 +326,6 @@ def _free_space(directory):
 
 def _list(items, limit=4):
     return "; ".join(items[:limit]) + ("; ..." if len(items) > limit else "")
-
-
-def json_differences(there, here, path=""):
-    """The fields in which two JSON values differ, each as one short
-    'path: value there, value here'."""
-    if isinstance(there, dict) and isinstance(here, dict):
-        return [line for key in sorted(set(there) | set(here))
-                for line in json_differences(there.get(key), here.get(key),
-                                         f"{path}.{key}" if path else key)]
-    if isinstance(there, list) and isinstance(here, list):
-        if len(there) != len(here):
-            return [f"{path}: {len(there)} items there, {len(here)} here"]
-        return [line for index, (a, b) in enumerate(zip(there, here))
-                for line in json_differences(a, b, f"{path}[{index}]")]
-    if there == here:
-        return []
-    return [f"{path}: {_short(there)} there, {_short(here)} here"]
-
-
-def _short(value, limit=40):
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _first_line(error):

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 
-from resnet.cluster import free_ports
+from resnet.runtime.cluster import free_ports
 
 STOP_GRACE = 30  # seconds the other workers get to end after the chief
 

@@ -1,18 +1,11 @@
-"""The command line the paper-experiment scripts share (see
-renorm_microbatch.py and renorm_non_iid.py)."""
+"""The command line the paper-experiment scripts share
+(examples/renorm_microbatch.py, examples/renorm_non_iid.py)."""
 import argparse
 import dataclasses
 import logging
-import sys
 
-from resnet import resnet_run
-
-# Before anything imports TensorFlow (the scripts import resnet.experiment
-# after this module): its start-up lines stay off the terminal.
-resnet_run.import_tensorflow_quietly()
-
-from resnet import datasets, experiment  # noqa: E402
-from resnet.checkpoints import ModelDirInUseError  # noqa: E402
+from resnet import errors
+from resnet.experiments import harness, report
 
 # A smoke test: 6400 images, 2 epochs of 128 (100 steps), one seed, a point
 # every 25 steps on 2000 test images; written beside the full run's folder,
@@ -44,15 +37,11 @@ def main(description, arms, full_setup, default_out, argv=None, roles=None):
     out = args.out or (default_out + "-quick" if args.quick else default_out)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        results = experiment.run(arms, setup, out, args.data_dir, roles)
-    except (datasets.DatasetError, experiment.SetupChangedError,
-            ModelDirInUseError) as error:
+        results = harness.run(arms, setup, out, args.data_dir, roles)
+    except (errors.UsageError, errors.ModelDirError) as error:
         p.error(str(error))
-    summary = experiment.summarize(results, [arm.name for arm in arms])
-    print(experiment.table(summary, setup, roles))
+    summary = report.summarize(results, [arm.name for arm in arms])
+    print(report.table(summary, setup, roles))
     print(f"results, plot and TensorBoard logs in {out}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit("run renorm_microbatch.py or renorm_non_iid.py")

@@ -1,7 +1,7 @@
 """The run loops: training epochs with hooks, and batched inference.
 
 `train` is short on purpose: every side job (checkpoints, summaries,
-divergence, signals, progress, evaluation) is a hook (`resnet.hooks`) called
+divergence, signals, progress, evaluation) is a hook (`resnet.train.hooks`) called
 through TensorFlow 1's `SessionRunHook` interface.
 
 Why not `tf.compat.v1.train.MonitoredSession`: it owns its session (ours
@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from batch_renorm import step_value
-from resnet.hooks import EpochHook
+from resnet.train.hooks import EpochHook
 
 tf1 = tf.compat.v1
 

@@ -1,0 +1,28 @@
+"""TensorFlow's import without its C++ start-up lines: what the command
+line, the experiments and `ConvolutionNN` import it through."""
+import logging
+import os
+
+
+def import_tensorflow_quietly(verbose=False):
+    """Imports TensorFlow and looks for GPUs without the C++ log lines their
+    start-up writes to stderr (oneDNN notices no setting turns off, and
+    "failed call to cuInit" on every machine without a GPU), so that a usage
+    error or a result is all the terminal shows. Later errors still show.
+    `verbose`: nothing hidden, and TensorFlow's own logging at INFO."""
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        import tensorflow as tf
+        tf.get_logger().setLevel(logging.INFO)
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+        tf.config.list_physical_devices("GPU")  # CUDA's start-up, once
+        tf.get_logger().setLevel(logging.ERROR)  # deprecation notices
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
