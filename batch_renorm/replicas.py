@@ -65,19 +65,25 @@ class ReplicaGroup:
         the ops that use them (a norm's moving-statistics updates)."""
         self._later.append((list(tensors), build))
 
-    def all_reduce_gradients(self, gradients):
+    def all_reduce_gradients(self, gradients, extra=None):
         """The gradients averaged over the workers, in one collective with
-        what `mean_later` deferred; returns (gradients, the deferred ops).
-        One collective a step: the workers wait for each other once."""
+        what `mean_later` deferred and the scalars of `extra` (a dict, e.g.
+        the step's loss and accuracy); returns (gradients, the deferred
+        ops, `extra` averaged). One collective a step: the workers wait for
+        each other once."""
+        extra = dict(extra or {})
         deferred = [t for tensors, _ in self._later for t in tensors]
-        reduced = self.all_reduce_packed(list(gradients) + deferred)
+        reduced = self.all_reduce_packed(
+            list(gradients) + list(extra.values()) + deferred)
         gradients, rest = reduced[:len(gradients)], reduced[len(gradients):]
+        averaged = dict(zip(extra, rest[:len(extra)]))
+        rest = rest[len(extra):]
         ops = []
         for tensors, build in self._later:
             ops += build(*rest[:len(tensors)])
             rest = rest[len(tensors):]
         self._later = []
-        return gradients, ops
+        return gradients, ops, averaged
 
     def sum_with_gradient(self, tensor):
         """The sum of `tensor` over the workers; its gradient is the sum of

@@ -39,7 +39,7 @@ import tensorflow as tf  # noqa: E402
 
 from resnet import models
 from resnet.train import graphs
-from resnet.train import optimization as training
+from resnet.train import config as training
 from resnet.data.input_pipeline import TrainInput  # noqa: E402
 from resnet.runtime.cpu import has_bfloat16  # noqa: E402
 from resnet.runtime.session_config import cpu_description, session_config  # noqa: E402

@@ -18,26 +18,33 @@ import dataclasses
 import logging
 import sys
 
-import tensorflow as tf
+from resnet.runtime.quiet import import_tensorflow_quietly
 
-from batch_renorm import global_step, norm_layers
-from batch_renorm.replicas import ReplicaGroup, replica_group, set_replica_group
-from resnet.runtime import cluster as cluster_lib
-from resnet.train import graphs
-from resnet.train import hooks as hooks_lib
-from resnet.train import loop
-from resnet.train import optimization as training
-from resnet.data.arrays import check_images, check_labels
-from resnet.storage.checkpoints import Checkpoints
-from resnet.storage.model_dir import DirectoryLock, check_model_dir
-from resnet.storage.export import export_saved_model
-from resnet.errors import PeersNotReady, TrainingInterrupted
-from resnet.train.hooks import CHECKPOINT_SECS
-from resnet.data.input_pipeline import (TrainInput, check_batches, check_groups,
-                                   per_channel_normalizer)
-from resnet.models import NetworkLike
-from resnet.runtime.session_config import check_device_supports
-from resnet.runtime.session_config import session_config as default_session_config
+import_tensorflow_quietly()  # a Python user's terminal stays as quiet
+
+import tensorflow as tf  # noqa: E402
+
+from batch_renorm import global_step, norm_layers  # noqa: E402
+from batch_renorm.schedule import WARMUP_STEPS  # noqa: E402
+from batch_renorm.replicas import (ReplicaGroup, replica_group,  # noqa: E402
+                                   set_replica_group)
+from resnet.data.arrays import check_images, check_labels  # noqa: E402
+from resnet.data.datasets import Dataset  # noqa: E402
+from resnet.data.input_pipeline import (TrainInput, check_batches,  # noqa: E402
+                                        check_groups, per_channel_normalizer)
+from resnet.errors import PeersNotReady, TrainingInterrupted  # noqa: E402
+from resnet.models import NetworkLike  # noqa: E402
+from resnet.runtime import cluster as cluster_lib  # noqa: E402
+from resnet.runtime.session_config import check_device_supports  # noqa: E402
+from resnet.runtime.session_config import (  # noqa: E402
+    session_config as default_session_config)
+from resnet.storage.checkpoints import Checkpoints  # noqa: E402
+from resnet.storage.export import export_saved_model  # noqa: E402
+from resnet.storage.model_dir import DirectoryLock  # noqa: E402
+from resnet.train import graphs, loop  # noqa: E402
+from resnet.train import hooks as hooks_lib  # noqa: E402
+from resnet.train.config import (RunConfig, TrainConfig,  # noqa: E402
+                                 check_run_length)
 
 tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
@@ -51,29 +58,41 @@ class ConvolutionNN:
     Args:
       network: a `models.NetworkLike`, e.g. `models.resnet(20, 10)`.
       dataset: a `datasets.Dataset`.
-      config: a `training.TrainConfig`; keyword arguments of TrainConfig
-        (learning_rate=..., seed=...) replace its fields.
-      model_dir: where checkpoints and TensorBoard summaries go (None:
-        nowhere). The newest checkpoint there is restored on construction.
-      progress: show a progress bar (default: when stderr is a terminal).
+      config: a `config.TrainConfig`: what training computes. Its defaults
+        are the paper's, in steps (lr 0.1 divided at 32k and 48k steps,
+        batch renorm's ramp from step 5,000): for a short run, give the
+        network and config `config.run_length_defaults(total_steps)`, as
+        resnet-run does; `train` warns when batch renorm's ramp cannot open
+        within the run it makes.
+      run_config: a `config.RunConfig`: how the run goes. Its fields:
+        model_dir: where checkpoints and TensorBoard summaries go (None:
+          nowhere). The newest checkpoint there is restored on construction.
+        progress: show a progress bar (default: when stderr is a terminal).
+        checkpoint_secs, checkpoint_steps: with a model_dir, save a
+          checkpoint after every so many seconds or steps of training (and
+          at each epoch's end). A run resumed from any checkpoint ends with
+          the weights of the uninterrupted run.
+        cluster: a `cluster.Cluster` to train data-parallel on, this
+          process being one of its tasks (every task makes the same
+          ConvolutionNN). `batch_size` is the global batch; each worker
+          takes its slice, the gradients are averaged, the chief (task 0)
+          saves and restores, and its variables are broadcast to every
+          worker at the start.
+        sync_statistics: with a cluster, the norms use the moments of the
+          whole global batch (else each worker's own slice's, the paper's
+          setting).
+        allow_changes: let `train` resume checkpoints trained with other
+          arguments (batch size, learning rate, seed, renorm schedule,
+          ...); without it that is refused with `errors.RunChangedError`.
       session_config: a `tf.compat.v1.ConfigProto` (default:
         `session_config.session_config()`; `session_config(batch_size=...,
         image_shape=...)` sizes the threads to the step, as resnet-run does).
-      checkpoint_secs, checkpoint_steps: with a model_dir, save a checkpoint
-        after every so many seconds or steps of training (and at each
-        epoch's end). A run resumed from any checkpoint ends with the
-        weights of the uninterrupted run.
-      cluster: a `cluster.Cluster` to train data-parallel on, this process
-        being one of its tasks (every task makes the same ConvolutionNN).
-        `batch_size` is the global batch; each worker takes its slice, the
-        gradients are averaged, the chief (task 0) saves and restores, and
-        its variables are broadcast to every worker at the start.
-      sync_statistics: with a cluster, the norms use the moments of the
-        whole global batch (else each worker's own slice's, the paper's
-        setting).
-      allow_changes: let `train` resume checkpoints trained with other
-        arguments (batch size, learning rate, seed, renorm schedule, ...);
-        without it that is refused with `errors.RunChangedError`.
+      **fields: fields of TrainConfig (learning_rate=..., seed=...) or of
+        RunConfig (model_dir=..., ...), replacing the configs' own.
+
+    Raises:
+      TypeError: a network, dataset or config of the wrong type.
+      ValueError (`errors.UsageError`): a value no run can use.
 
     A model_dir is locked for the object's life (`close` frees it): another
     run on it raises `errors.ModelDirInUseError`.
@@ -84,38 +103,36 @@ class ConvolutionNN:
     (`TrainingDiverged`) without writing over the last checkpoint.
     """
 
-    def __init__(self, network, dataset, config=None, *, model_dir=None,
-                 progress=None, session_config=None,
-                 checkpoint_secs=CHECKPOINT_SECS, checkpoint_steps=None,
-                 cluster=None, sync_statistics=False, allow_changes=False,
-                 **hyperparameters):
+    def __init__(self, network, dataset, config=None, run_config=None, *,
+                 session_config=None, **fields):
         if not isinstance(network, NetworkLike):
             raise TypeError(f"network must be a models.NetworkLike (a "
                             f"callable with data_format, microbatch, "
                             f"signature() and renorm_clip()), got {network!r}")
-        self.config = dataclasses.replace(config or training.TrainConfig(),
-                                          **hyperparameters)
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"dataset must be a datasets.Dataset (e.g. "
+                            f"datasets.load('digits')), got {dataset!r}")
+        self.config, self.run_config = _configs(config, run_config, fields)
         if (self.config.classes_per_group or 0) > dataset.num_classes:
             raise ValueError(f"classes_per_group must be at most the "
                              f"dataset's {dataset.num_classes} classes, got "
                              f"{self.config.classes_per_group}")
-        hooks_lib.check_checkpoint_schedule(checkpoint_secs, checkpoint_steps)
-        if sync_statistics and cluster is None:
-            raise ValueError("sync_statistics needs a cluster")
+        run = self.run_config
+        cluster, model_dir = run.cluster, run.model_dir
         if cluster and not cluster.is_chief:
-            model_dir, progress = None, False  # the chief saves and reports
-        check_model_dir(model_dir)
+            # The chief saves and reports.
+            run = self.run_config = dataclasses.replace(
+                run, model_dir=None, progress=False)
+            model_dir = None
         check_device_supports(network.data_format)
         self.cluster = cluster
         config = session_config or default_session_config()
         server = cluster.start_server(config) if cluster else None
         self.network, self.dataset, self.model_dir = network, dataset, model_dir
-        self.allow_changes = allow_changes
         self._trained = False  # whether `train` ran: a resume is checked
         self._batch_graphs = {}  # microbatch -> graph, its norm layers
-        self.checkpoint_secs, self.checkpoint_steps = (checkpoint_secs,
-                                                       checkpoint_steps)
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.progress = (sys.stderr.isatty() if run.progress is None
+                         else run.progress)
         augment = self.config.augment
         if augment is None:
             augment = dataset.image_shape == (32, 32, 3)
@@ -124,7 +141,7 @@ class ConvolutionNN:
                 cluster.device if cluster else None):
             if cluster:
                 set_replica_group(ReplicaGroup(
-                    cluster.size, cluster.task_index, sync_statistics,
+                    cluster.size, cluster.task_index, run.sync_statistics,
                     cluster.timeout))
             tf1.set_random_seed(self.config.seed)
             self.global_step, self.increment_op = global_step()
@@ -159,6 +176,8 @@ class ConvolutionNN:
         with self.graph.as_default():
             self._writer = (tf1.summary.FileWriter(model_dir, self.graph)
                             if model_dir else None)
+        # Where this object's metrics go out (TensorBoard, with a model_dir).
+        self.metrics = hooks_lib.Metrics(self._writer)
         self.session = tf1.Session(
             server.target if server else "", graph=self.graph,
             config=cluster.session_config(config) if cluster else config)
@@ -205,7 +224,7 @@ class ConvolutionNN:
         """Trains `num_epoch` more epochs (finishing first an epoch that is
         under way), running `hooks` (`tf.compat.v1.train.SessionRunHook`s)
         after ours. Returns `loop.train`'s history: a dict per epoch."""
-        training.check_run_arguments(batch_size, num_epoch)
+        check_run_length(batch_size, num_epoch)
         check_batches(batch_size, len(self.dataset.x_train),
                       self.network.microbatch,
                       self.cluster.size if self.cluster else 1)
@@ -214,13 +233,16 @@ class ConvolutionNN:
                          self.config.group_size)
         if self._checkpoints:
             self._check_run(batch_size)
+        self._warn_if_ramp_stays_shut(batch_size, num_epoch)
         ours = [hooks_lib.DivergenceHook(self.train_graph.cross_entropy,
                                          self._checkpoints)]
         signals = None
         if self._checkpoints:
             signals = hooks_lib.SignalHook()
             ours += [signals, hooks_lib.CheckpointHook(
-                self._checkpoints, self.checkpoint_secs, self.checkpoint_steps)]
+                self._checkpoints, hooks_lib.Trigger(
+                    every_steps=self.run_config.checkpoint_steps,
+                    every_secs=self.run_config.checkpoint_secs))]
         if self._writer:
             ours.append(hooks_lib.SummaryHook(self._writer, self.train_graph.summary))
         ours.append(hooks_lib.ProgressHook(self.train_graph.fetches, self.progress))
@@ -235,6 +257,25 @@ class ConvolutionNN:
                 f"{self._checkpoints.latest}", signals.received)
         return history
 
+    def _warn_if_ramp_stays_shut(self, batch_size, num_epoch):
+        """One warning when batch renorm's r and d stay 1 and 0 through the
+        whole run this `train` call makes: it would train as batch norm."""
+        if getattr(self.network, "norm", None) != "batch_renorm":
+            return
+        schedule = getattr(self.network, "renorm_schedule", None) or {}
+        warmup = schedule.get("warmup_steps", WARMUP_STEPS)
+        start = int(self.session.run(self._epochs.start_step))
+        per_epoch = -(-len(self.dataset.x_train) // batch_size)
+        end = start + num_epoch * per_epoch  # the epoch under way counts
+        if num_epoch and end <= warmup:
+            log.warning(
+                "batch renorm: r = 1 and d = 0 until step %d (the network's "
+                "renorm_schedule), and this run ends at step %d, so it "
+                "trains as batch norm; for a run of this length give the "
+                "network renorm_schedule=config.run_length_defaults(%d)"
+                "['network']['renorm_schedule'] (what resnet-run does)",
+                warmup, end, end)
+
     def _check_run(self, batch_size):
         """Refuses to resume checkpoints trained with other arguments
         (unless allow_changes; a later `train` call of this object may
@@ -245,7 +286,7 @@ class ConvolutionNN:
         self._checkpoints.check_run(
             {"batch_size": batch_size, **dataclasses.asdict(self.config),
              "network": self.network.settings()},
-            self.allow_changes or self._trained,
+            self.run_config.allow_changes or self._trained,
             frozen=("batch_size",) if step != start else ())
         self._trained = True
 
@@ -260,14 +301,17 @@ class ConvolutionNN:
             raise cluster_lib.worker_lost(error, self.cluster) from None
 
     def evaluation_hook(self, every_steps=None, every_epochs=None,
-                        images=None, labels=None, name="test"):
+                        images=None, labels=None, name="test",
+                        every_secs=None):
         """A `hooks.EvaluationHook` that evaluates like `evaluate`, on the
-        test split unless images and labels are given (a held-out split)."""
+        test split unless images and labels are given (a held-out split),
+        when a `hooks.Trigger` of the `every_*` arguments says."""
+        trigger = hooks_lib.Trigger(every_steps, every_secs, every_epochs)
         images, labels = self._split(images, labels)
         return hooks_lib.EvaluationHook(
             lambda session: loop.evaluate(session, self.inference, images,
                                           labels),
-            every_steps, every_epochs, self._writer, name)
+            trigger, self.metrics, name)
 
     def evaluate(self, images=None, labels=None, statistics="moving"):
         """{'loss', 'accuracy'} on the test split unless images and labels
@@ -296,9 +340,8 @@ class ConvolutionNN:
                 return loop.evaluate(self.session, self.inference, images,
                                      labels)
         metrics = loop.evaluate(self.session, self.inference, images, labels)
-        if self._writer:
-            hooks_lib.write_scalars(self._writer, "test", metrics,
-                                    self.session.run(self.global_step))
+        self.metrics.write(int(self.session.run(self.global_step)), "test",
+                           metrics, log_it=False)
         return metrics
 
     def _batch_inference(self, network):
@@ -368,6 +411,7 @@ class ConvolutionNN:
                                   self._preprocess, values, path)
 
     def close(self):
+        """Frees the session and the model directory's lock."""
         if self._writer:
             self._writer.close()
         self.session.close()
@@ -379,3 +423,23 @@ class ConvolutionNN:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+def _configs(config, run_config, fields):
+    """(TrainConfig, RunConfig) from the given ones (default: defaults)
+    with `fields` replaced, each field going to the config that has it."""
+    for name, value, kind in (("config", config, TrainConfig),
+                              ("run_config", run_config, RunConfig)):
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{name} must be a {kind.__name__}, got "
+                            f"{value!r}")
+    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
+    run_names = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(fields) - train_names - run_names)
+    if unknown:
+        raise TypeError(f"unknown argument(s) {', '.join(unknown)}: fields "
+                        f"of TrainConfig or RunConfig are accepted")
+    return (dataclasses.replace(config or TrainConfig(), **{
+                k: v for k, v in fields.items() if k in train_names}),
+            dataclasses.replace(run_config or RunConfig(), **{
+                k: v for k, v in fields.items() if k in run_names}))

@@ -44,9 +44,9 @@ def _steps(text):
 def build_parser():
     from batch_renorm import schedule
     from resnet import models
-    from resnet.train import optimization as training
+    from resnet.train import config as training
     from resnet.runtime.cluster import COLLECTIVE_TIMEOUT
-    from resnet.train.hooks import CHECKPOINT_SECS
+    from resnet.train.config import CHECKPOINT_SECS
 
     p = _Parser(prog="resnet-run", description=__doc__.split("\n\n")[0])
     data = p.add_argument_group("data")
@@ -155,20 +155,25 @@ def build_parser():
     return p
 
 
-def renorm_schedule_for(args, total_steps):
-    """The run's renorm schedule: `short_run_schedule`, overridden by flags."""
-    from batch_renorm import schedule
-    values = schedule.short_run_schedule(total_steps, args.norm_momentum,
-                                         args.rmax, args.dmax)
+def length_defaults(args, total_steps):
+    """The run's `run_length_defaults`, overridden by the flags given:
+    (TrainConfig fields, Network fields)."""
+    from resnet.train.config import run_length_defaults
+    defaults = run_length_defaults(total_steps, args.norm_momentum)
+    schedule = dict(defaults["network"]["renorm_schedule"], rmax=args.rmax,
+                    dmax=args.dmax)
     for key, flag in (("warmup_steps", args.renorm_warmup),
                       ("rmax_steps", args.rmax_steps),
                       ("dmax_steps", args.dmax_steps)):
         if flag is not None:
-            values[key] = flag
-    return values
+            schedule[key] = flag
+    train = dict(defaults["train"])
+    if args.lr_boundaries is not None:
+        train["lr_boundaries"] = args.lr_boundaries
+    return train, {"renorm_schedule": schedule}
 
 
-Plan = collections.namedtuple("Plan", "network dataset config cluster "
+Plan = collections.namedtuple("Plan", "network dataset config run_config "
                               "batch_size epochs")
 
 
@@ -176,30 +181,30 @@ def plan(args):
     """Checks every argument and loads the data, before any graph is built;
     returns the run's `Plan`. A ValueError here is a usage error."""
     from resnet import models
-    from resnet.storage import model_dir
-    from resnet.train import optimization as training
-    from resnet.storage.export import check_export_path
-    from resnet.train.hooks import check_checkpoint_schedule
     from resnet.data.input_pipeline import check_batches, check_groups
-    from resnet.runtime.session_config import check_device_supports, check_threads
+    from resnet.runtime.session_config import (check_device_supports,
+                                               check_threads)
+    from resnet.storage.export import check_export_path
+    from resnet.train.config import RunConfig, TrainConfig, check_run_length
 
     batch_size, epochs = DEFAULTS[args.dataset]
     batch_size = batch_size if args.batch_size is None else args.batch_size
     epochs = epochs if args.epochs is None else args.epochs
     # Every argument is checked before any data is read or graph built.
-    training.check_run_arguments(batch_size, epochs)
-    config = training.TrainConfig(
+    check_run_length(batch_size, epochs)
+    config = TrainConfig(
         learning_rate=args.lr, momentum=args.momentum,
-        weight_decay=args.weight_decay, lr_boundaries=args.lr_boundaries or (),
-        augment=args.augment, seed=args.seed,
-        classes_per_group=args.classes_per_group,
+        weight_decay=args.weight_decay,
+        lr_boundaries=args.lr_boundaries or (), augment=args.augment,
+        seed=args.seed, classes_per_group=args.classes_per_group,
         group_size=args.group_size)
-    check_checkpoint_schedule(args.checkpoint_secs, args.checkpoint_steps)
-    cluster = cluster_from(args)
-    if cluster and batch_size % cluster.size:
-        raise ValueError(f"--batch-size {batch_size} must be a multiple of "
-                         f"the {cluster.size} workers")
-    model_dir.check_model_dir(args.model_dir)
+    cluster = cluster_from(args, batch_size)
+    run_config = RunConfig(
+        model_dir=args.model_dir, checkpoint_secs=args.checkpoint_secs,
+        checkpoint_steps=args.checkpoint_steps,
+        progress=False if args.no_progress else None, cluster=cluster,
+        sync_statistics=args.sync_statistics,
+        allow_changes=args.allow_changes)
     if args.export is not None:
         check_export_path(args.export, args.model_dir)
     check_threads(args.intra_threads, args.inter_threads)
@@ -228,14 +233,12 @@ def plan(args):
     if args.classes_per_group:
         check_groups(batch_size, args.classes_per_group, args.group_size)
     total_steps = epochs * -(-len(ds.x_train) // batch_size)
-    network = dataclasses.replace(
-        network, num_classes=ds.num_classes,
-        renorm_schedule=renorm_schedule_for(args, total_steps))
-    if args.lr_boundaries is None:
-        config = dataclasses.replace(config, lr_boundaries=(
-            total_steps // 2, total_steps * 3 // 4))
+    train_defaults, network_defaults = length_defaults(args, total_steps)
+    network = dataclasses.replace(network, num_classes=ds.num_classes,
+                                  **network_defaults)
+    config = dataclasses.replace(config, **train_defaults)
     check_size(network, ds.image_shape, batch_size)
-    return Plan(network, ds, config, cluster, batch_size, epochs)
+    return Plan(network, ds, config, run_config, batch_size, epochs)
 
 
 def run(args, plan):
@@ -244,13 +247,9 @@ def run(args, plan):
     from resnet.convolution_nn import ConvolutionNN
     from resnet.runtime.session_config import session_config
 
-    network, ds, config, cluster, batch_size, epochs = plan
-    with ConvolutionNN(network, ds, config, model_dir=args.model_dir,
-                       cluster=cluster, sync_statistics=args.sync_statistics,
-                       progress=False if args.no_progress else None,
-                       checkpoint_secs=args.checkpoint_secs,
-                       checkpoint_steps=args.checkpoint_steps,
-                       allow_changes=args.allow_changes,
+    network, ds, config, run_config, batch_size, epochs = plan
+    cluster = run_config.cluster
+    with ConvolutionNN(network, ds, config, run_config,
                        session_config=session_config(
                            args.intra_threads, args.inter_threads,
                            args.precision, args.xla, batch_size,
@@ -320,8 +319,9 @@ def report(prog, error, args):
     return status
 
 
-def cluster_from(args):
-    """The run's `Cluster` from the flags or TF_CONFIG, checked, or None."""
+def cluster_from(args, batch_size):
+    """The run's `Cluster` from the flags or TF_CONFIG, checked against
+    the global `batch_size`, or None."""
     from resnet.runtime.cluster import Cluster, check_port_free
     if (args.worker_hosts is None) != (args.task_index is None):
         raise ValueError("--worker-hosts and --task-index go together")
@@ -329,11 +329,11 @@ def cluster_from(args):
         cluster = Cluster.parse(args.worker_hosts, args.task_index)
     else:
         cluster = Cluster.from_tf_config()
-    if args.sync_statistics and cluster is None:
-        raise ValueError("--sync-statistics needs several workers "
-                         "(--worker-hosts, --local-workers or TF_CONFIG)")
     if cluster is None:
         return None
+    if batch_size % cluster.size:
+        raise ValueError(f"--batch-size {batch_size} must be a multiple of "
+                         f"the {cluster.size} workers")
     cluster = dataclasses.replace(cluster, timeout=args.collective_timeout)
     host, port = cluster.workers[cluster.task_index].rsplit(":", 1)
     check_port_free(host, int(port))

@@ -12,6 +12,23 @@ import tensorflow as tf  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _nchw_supported():
+    from resnet.runtime.session_config import check_device_supports
+    try:
+        check_device_supports("NCHW")
+    except ValueError:
+        return False
+    return True
+
+
+# NCHW on a CPU takes oneDNN, which TensorFlow turns on by default only on
+# CPUs with AVX512_VNNI, AVX512_BF16 or AMX (TF_ENABLE_ONEDNN_OPTS=1 forces
+# it elsewhere).
+needs_nchw = pytest.mark.skipif(
+    not _nchw_supported(), reason="NCHW needs oneDNN, off on this CPU by "
+    "default, or a GPU")
+
+
 @pytest.fixture
 def graph():
     """A fresh graph, made default, with a fixed graph-level seed."""
@@ -28,16 +45,37 @@ def digits():
     return datasets.load("digits")
 
 
-def run(*args, **environment):
+def environment(**changes):
+    """The environment of a test's subprocess: this one's, with the
+    repository importable and TensorFlow's C++ logs off, then `changes`
+    (a variable given as None is removed)."""
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2",
+               **changes)
+    return {key: value for key, value in env.items() if value is not None}
+
+
+def run(*args, **changes):
     """Runs `python ARGS` from the repository's root; returns the
-    CompletedProcess (stdout, stderr as text). An environment variable
-    given as None is removed."""
-    env = dict(os.environ, **dict(dict(PYTHONPATH=ROOT,
-                                        TF_CPP_MIN_LOG_LEVEL="2"),
-                                   **environment))
-    env = {key: value for key, value in env.items() if value is not None}
+    CompletedProcess (stdout, stderr as text)."""
     return subprocess.run([sys.executable, *args], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=600)
+                          text=True, env=environment(**changes), cwd=ROOT,
+                          timeout=600)
+
+
+def start(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **changes):
+    """Starts `python ARGS` from the repository's root, as `run` does;
+    returns the Popen (text pipes)."""
+    return subprocess.Popen([sys.executable, *args], stdout=stdout,
+                            stderr=stderr, text=True, cwd=ROOT,
+                            env=environment(**changes))
+
+
+def wait_for_line(process, text):
+    """Reads the process's stderr until a line holds `text`; returns it."""
+    for line in process.stderr:
+        if text in line:
+            return line
+    raise AssertionError(f"{text!r} never came; exit {process.wait()}")
 
 
 def assert_usage_error(result, message, prog="resnet-run"):

@@ -10,10 +10,11 @@ import tensorflow as tf
 from batch_renorm import norm_layers, step_value
 from batch_renorm.schedule import scaled_schedule
 from resnet import models
-from resnet.train import optimization as training
+from resnet.train import config as training
 from resnet.convolution_nn import ConvolutionNN
 from resnet.errors import TrainingDiverged
-from resnet.runtime.session_config import cpu_description, session_config
+from resnet.runtime.session_config import session_config
+from tests.conftest import needs_nchw
 
 tf1 = tf.compat.v1
 
@@ -129,6 +130,7 @@ def test_predict_and_evaluate_check_their_arrays(digits):
         ConvolutionNN(models.resnet(8, 3), digits)
 
 
+@needs_nchw
 def test_a_checkpoint_serves_both_layouts(digits, tmp_path):
     """Trained channels-last, restored channels-first: the same test loss."""
     network = small_resnet("batch_renorm", 12)
@@ -144,60 +146,6 @@ def test_a_checkpoint_serves_both_layouts(digits, tmp_path):
         got = cnn.evaluate()
     assert got["accuracy"] == want["accuracy"]
     assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
-
-
-def test_threads_are_sized_to_the_step(monkeypatch):
-    if hasattr(os, "sched_setaffinity"):
-        allowed = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {min(allowed)})  # as under taskset -c
-        try:
-            assert session_config().intra_op_parallelism_threads == 1
-        finally:
-            os.sched_setaffinity(0, allowed)
-    monkeypatch.setattr("resnet.runtime.session_config.usable_cores", lambda: 4)
-
-    def threads(**kwargs):
-        config = session_config(**kwargs)
-        return (config.intra_op_parallelism_threads,
-                config.inter_op_parallelism_threads)
-
-    assert threads() == (4, 2)
-    # 8 * 32 * 32 pixels per core at most: half the cores per op.
-    assert threads(batch_size=32, image_shape=(32, 32, 3)) == (2, 2)
-    assert threads(batch_size=33, image_shape=(32, 32, 3)) == (4, 2)
-    assert threads(batch_size=512, image_shape=(8, 8, 1)) == (2, 2)
-    assert threads(batch_size=8, image_shape=(32, 32, 3), intra_threads=3,
-                   inter_threads=1) == (3, 1)
-    with pytest.raises(ValueError, match="inter_threads must be"):
-        session_config(inter_threads=0)
-
-
-def test_onednn_isa_limit_removes_the_flags_above_it(monkeypatch):
-    """ONEDNN_MAX_CPU_ISA (how a benchmark runs an AVX2-only CPU's kernels
-    on an AVX-512 one) takes its flags away, and bfloat16 with them."""
-    from batch_renorm import cpu
-    every = set(cpu.SPEED_FLAGS)
-    monkeypatch.setattr(cpu, "cpuinfo", lambda key: " ".join(every))
-    for limit, want in (("", every), ("ALL", every),
-                        ("AVX512_CORE_AMX", every),
-                        ("AVX512_CORE_BF16", every - {"amx_bf16"}),
-                        ("avx512_core", {"avx2", "avx512f"}),
-                        ("AVX2", {"avx2"}), ("AVX2_VNNI", {"avx2"}),
-                        ("SSE41", set())):
-        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
-        assert cpu.cpu_flags() == want, limit
-    assert not cpu.has_bfloat16()
-    assert "oneDNN limited by ONEDNN_MAX_CPU_ISA=SSE41" in cpu_description()
-    assert session_config().graph_options.rewrite_options \
-        .auto_mixed_precision_onednn_bfloat16 == 0  # float32 under the limit
-
-
-def test_channels_first_needs_onednn_or_a_gpu(digits, monkeypatch):
-    monkeypatch.setattr("resnet.runtime.session_config.onednn_enabled", lambda: False)
-    network = dataclasses.replace(small_resnet("batch_norm", 10),
-                                  data_format="NCHW")
-    with pytest.raises(ValueError, match="NCHW needs a GPU, or oneDNN"):
-        ConvolutionNN(network, digits)
 
 
 class Recorder(tf1.train.SessionRunHook):

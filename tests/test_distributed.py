@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import time
 
@@ -16,19 +15,15 @@ from resnet import models
 from resnet.runtime.cluster import Cluster, free_ports
 from resnet.convolution_nn import ConvolutionNN
 from resnet.data.input_pipeline import check_batches
-from tests.conftest import ROOT, assert_usage_error, run
+from tests.conftest import assert_usage_error, run, start, wait_for_line
 
 # 2 epochs of 4 global batches of 256: each worker normalises 128.
 STEPS = ["--batch-size", "256", "--epochs", "2"]
 
 
-def start(out, workers, task, *args):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.distributed_worker", str(out),
-         "--workers", workers, "--task", str(task), *args],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+def start_worker(out, workers, task, *args):
+    return start("-m", "tests.distributed_worker", str(out), "--workers",
+                 workers, "--task", str(task), *args)
 
 
 def hosts():
@@ -39,7 +34,7 @@ def run_pair(tmp_path, name, *args):
     """Both workers to the end; returns their variables, with the train
     history each reported under "history"."""
     workers = hosts()
-    pair = [start(tmp_path / f"{name}{task}", workers, task, *args)
+    pair = [start_worker(tmp_path / f"{name}{task}", workers, task, *args)
             for task in (0, 1)]
     results = []
     for task, process in enumerate(pair):
@@ -148,18 +143,11 @@ def test_the_chiefs_checkpoint_is_the_model_in_one_process(digits, renorm_pair):
                                           chief[name])
 
 
-def wait_for_line(process, text):
-    for line in process.stderr:
-        if text in line:
-            return line
-    raise AssertionError(f"{text!r} never came; exit {process.wait()}")
-
-
 def test_sigkill_of_the_cluster_then_resume(tmp_path, renorm_pair):
     workers = hosts()
     args = (*STEPS, "--model-dir", str(tmp_path / "run"),
             "--checkpoint-steps", "2", "--step-sleep", "0.3")
-    pair = [start(tmp_path / f"k{task}", workers, task, *args)
+    pair = [start_worker(tmp_path / f"k{task}", workers, task, *args)
             for task in (0, 1)]
     wait_for_line(pair[0], "saved checkpoint")
     for process in pair:
@@ -176,12 +164,10 @@ def test_a_lost_worker_stops_the_other_with_one_line(tmp_path):
     common = ["-m", "resnet.resnet_run", "--depth", "8", "--epochs", "20",
               "--batch-size", "32", "--no-progress", "--worker-hosts",
               workers, "--collective-timeout", "10", "--checkpoint-steps", "5"]
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    chief = subprocess.Popen(
-        [sys.executable, *common, "--task-index", "0", "--model-dir",
-         str(tmp_path)], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    worker = subprocess.Popen([sys.executable, *common, "--task-index", "1"],
-                              cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    chief = start(*common, "--task-index", "0", "--model-dir", str(tmp_path),
+                  stdout=None)
+    worker = start(*common, "--task-index", "1", stdout=None,
+                   stderr=subprocess.DEVNULL)
     wait_for_line(chief, "saved checkpoint")
     worker.send_signal(signal.SIGKILL)
     _, stderr = chief.communicate(timeout=60)
@@ -258,11 +244,8 @@ def test_microbatches_must_divide_each_workers_slice():
 
 
 def test_waiting_for_the_other_workers_ends_at_ctrl_c(tmp_path):
-    alone = subprocess.Popen(
-        [sys.executable, "-m", "resnet.resnet_run", "--depth", "8",
-         "--worker-hosts", hosts(), "--task-index", "0"], cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"),
-        stderr=subprocess.PIPE, text=True)
+    alone = start("-m", "resnet.resnet_run", "--depth", "8",
+                  "--worker-hosts", hosts(), "--task-index", "0", stdout=None)
     time.sleep(8)  # started, and waiting for worker 1, which never comes
     alone.send_signal(signal.SIGINT)
     _, stderr = alone.communicate(timeout=30)
@@ -272,13 +255,10 @@ def test_waiting_for_the_other_workers_ends_at_ctrl_c(tmp_path):
 
 
 def test_sigterm_to_local_workers_saves_and_stops_them_all(tmp_path):
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "resnet.resnet_run", "--local-workers", "2",
-         "--depth", "8", "--epochs", "30", "--no-progress",
-         "--checkpoint-steps", "10", "--model-dir", str(tmp_path)],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT,
-                           TF_CPP_MIN_LOG_LEVEL="2"),
-        stderr=subprocess.PIPE, text=True)
+    launcher = start("-m", "resnet.resnet_run", "--local-workers", "2",
+                     "--depth", "8", "--epochs", "30", "--no-progress",
+                     "--checkpoint-steps", "10", "--model-dir", str(tmp_path),
+                     stdout=None)
     wait_for_line(launcher, "saved checkpoint")
     launcher.send_signal(signal.SIGTERM)
     _, stderr = launcher.communicate(timeout=60)

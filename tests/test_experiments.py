@@ -1,15 +1,13 @@
 """The batch renorm paper's experiments: the runner and the --quick modes."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from resnet.data import datasets
 from resnet.experiments import harness as experiment
-from tests.conftest import ROOT, assert_usage_error, run
+from tests.conftest import assert_usage_error, run, start
 
 
 def test_summary_and_table_by_hand():
@@ -89,9 +87,7 @@ def test_an_interrupted_run_keeps_its_curve(tmp_path):
             "--epochs", "2", "--out")
     whole = run(*args, str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-3000:]
-    process = subprocess.Popen(
-        [sys.executable, *args, str(tmp_path / "cut")], cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=ROOT), stderr=subprocess.PIPE, text=True)
+    process = start(*args, str(tmp_path / "cut"), stdout=None)
     for line in process.stderr:
         if "step 75: test" in line:
             process.kill()

@@ -11,7 +11,7 @@ from resnet import models
 from resnet.storage import export
 from resnet.convolution_nn import ConvolutionNN
 from resnet.runtime.session_config import session_config
-from tests.conftest import assert_usage_error, run
+from tests.conftest import assert_usage_error, needs_nchw, run
 
 LOAD = """
 import json, sys
@@ -38,8 +38,9 @@ def load_elsewhere(path, images, tmp_path):
 
 NETWORKS = {
     "resnet8": models.resnet(8, 10, norm="batch_renorm"),
-    "resnet8-nchw": models.resnet(8, 10, norm="batch_renorm",
-                                  data_format="NCHW"),
+    "resnet8-nchw": pytest.param(
+        models.resnet(8, 10, norm="batch_renorm", data_format="NCHW"),
+        marks=needs_nchw),
     "custom": models.custom("conv:8:pool=max,block:16:strides=2,"
                             "dense:32:dropout=0.3", 10, norm="batch_norm"),
 }

@@ -4,8 +4,6 @@ run does, bit for bit."""
 import logging
 import os
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from resnet import models
 from resnet.errors import CheckpointMismatchError
 from resnet.convolution_nn import ConvolutionNN
 from resnet.errors import TrainingDiverged
-from tests.conftest import ROOT, assert_usage_error, run
+from tests.conftest import assert_usage_error, run, start, wait_for_line
 
 # digits, 3 epochs of 23 steps, a checkpoint every 5 steps and at epoch ends.
 TRAIN = ["-m", "resnet.resnet_run", "--depth", "8", "--epochs", "3",
@@ -46,19 +44,7 @@ def uninterrupted(tmp_path_factory):
 
 
 def start_training(model_dir, *extra):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.Popen([sys.executable, *TRAIN, *extra, "--model-dir",
-                             str(model_dir)], cwd=ROOT, env=env,
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
-
-
-def wait_for_line(process, text):
-    """Reads the process's stderr until a line holds `text`."""
-    for line in process.stderr:
-        if text in line:
-            return line
-    raise AssertionError(f"{text!r} never came; exit {process.wait()}")
+    return start(*TRAIN, *extra, "--model-dir", str(model_dir))
 
 
 @pytest.mark.parametrize("checkpoint", [

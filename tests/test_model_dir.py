@@ -5,8 +5,6 @@ before a divergence is kept, a resume with other arguments is refused, and
 a failed write is one line that names what is intact."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from resnet.errors import (CheckpointMismatchError, CheckpointSaveError,
                            ModelDirInUseError, RunChangedError,
                            TrainingDiverged)
 from resnet.storage import files
-from tests.conftest import ROOT, assert_usage_error, run
+from tests.conftest import assert_usage_error, run, start
 
 tf1 = tf.compat.v1
 BATCH = 128  # digits: 12 steps per epoch
@@ -173,12 +171,10 @@ def test_one_run_at_a_time(digits, tmp_path):
                            match=f"in use by another run \\(pid {os.getpid()}\\)"):
             make(digits, tmp_path)
     # Closed, it is free again; and a killed holder's lock dies with it.
-    holder = subprocess.Popen([sys.executable, "-c", (
+    holder = start("-c", (
         "import sys, time; from resnet.storage.model_dir import DirectoryLock; "
         f"lock = DirectoryLock({str(tmp_path)!r}); print(flush=True); "
-        "time.sleep(60)")],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONPATH=ROOT))
+        "time.sleep(60)"), stderr=None)
     holder.stdout.readline()
     result = run("-m", "resnet.resnet_run", "--depth", "8", "--epochs", "1",
                  "--no-progress", "--model-dir", str(tmp_path))
@@ -217,7 +213,7 @@ def test_only_argument_errors_are_usage_errors():
     # A ValueError from inside training is a fault of ours, not a usage
     # error: a traceback and exit 1, not exit 2 and a usage line.
     result = run("-c", (
-        "import sys; from resnet import loop, resnet_run\n"
+        "import sys; from resnet import resnet_run; from resnet.train import loop\n"
         "def broken(*args, **kwargs): raise ValueError('a bug of ours')\n"
         "loop.train = broken\n"
         "sys.exit(resnet_run.main(['--depth', '8', '--epochs', '1', "

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from resnet import full_layers, models
+from tests.conftest import needs_nchw
 
 tf1 = tf.compat.v1
 
@@ -142,6 +143,7 @@ def test_layer_specs_parse_and_build(graph):
                   norm=None, shortcut="B"),
     models.custom("conv:8:pool=max,dense:16", 10, norm="batch_norm"),
 ], ids=["resnet8-renorm", "pools-projection-bias", "hidden-dense-flattens"])
+@needs_nchw
 def test_channels_first_computes_the_same_function(graph, network):
     """NCHW shares the NHWC network's variables and gives its logits and
     gradients, in training and in inference."""

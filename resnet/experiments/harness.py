@@ -21,7 +21,6 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from batch_renorm import step_value
 from batch_renorm.schedule import DEFAULT_SCHEDULE, SCHEDULES
 from resnet import models
 from resnet.convolution_nn import ConvolutionNN
@@ -32,7 +31,8 @@ from resnet.experiments.report import plot, summarize, table
 from resnet.runtime import session_config
 from resnet.storage.files import json_differences, read_json, write_json
 from resnet.storage.model_dir import DirectoryLock
-from resnet.train.hooks import EpochHook
+from resnet.train.config import run_length_defaults
+from resnet.train.hooks import EvaluationHook, Metrics, Trigger
 
 tf1 = tf.compat.v1
 
@@ -201,6 +201,7 @@ def _train(arm, setup, ds, seed, out_dir, curve, save):
     interrupted run); `save(curve)` is called after each new point."""
     steps_per_epoch = -(-len(ds.x_train) // setup.batch_size)
     total = setup.epochs * steps_per_epoch
+    defaults = run_length_defaults(total, setup.norm_momentum)
     ramp = ramp_of(arm, setup, total)
     network = models.resnet(setup.depth, ds.num_classes, norm=arm.norm,
                             norm_momentum=setup.norm_momentum,
@@ -210,14 +211,15 @@ def _train(arm, setup, ds, seed, out_dir, curve, save):
                            f"{arm.name}-seed{seed}".replace(" ", "_")
                            .replace(",", "").replace("/", "_"))
     with ConvolutionNN(network, ds, learning_rate=setup.learning_rate,
-                       lr_boundaries=(total // 2, total * 3 // 4),
+                       **defaults["train"],
                        model_dir=run_dir, seed=seed, progress=False,
                        classes_per_group=arm.classes_per_group,
                        group_size=arm.group_size) as cnn:
         step = int(cnn.session.run(cnn.global_step))
         curve = [point for point in curve if point["step"] <= step]
         hook = CurveHook(lambda session: cnn.evaluate()["accuracy"],
-                         cnn.train_graph, setup.eval_every, curve, save)
+                         cnn.train_graph, setup.eval_every, curve,
+                         Metrics(listeners=[lambda *point: save(curve)]))
         cnn.train(setup.batch_size, setup.epochs - cnn.epochs_done,
                   hooks=[hook])
         diagnostics = {name: diagnostic(name, cnn, arm, seed)
@@ -228,7 +230,8 @@ def _train(arm, setup, ds, seed, out_dir, curve, save):
 
 def ramp_of(arm, setup, total_steps):
     """The renorm schedule's keyword arguments of `arm` in a run of
-    `total_steps`."""
+    `total_steps`: the setup's rule (by default the run-length defaults'
+    `short_run_schedule`) or the arm's, with the arm's limits."""
     ramp = SCHEDULES[arm.schedule or setup.schedule](total_steps,
                                                      setup.norm_momentum)
     limits = {key: value for key, value in (("rmax", arm.rmax),
@@ -250,48 +253,42 @@ def diagnostic(name, cnn, arm, seed):
     return cnn.evaluate(images, labels, statistics=name)["accuracy"]
 
 
-class CurveHook(EpochHook):
-    """Every `every` steps and at the end of training, appends to `curve`
-    {"step", "test_accuracy" (inference mode), "train_accuracy" (of the
-    training batches since the last point), and batch renorm's clipping at
-    that step (r_clipped, d_clipped, r_mean, d_abs_mean)}; then calls
-    `save(curve)`."""
+class CurveHook(EvaluationHook):
+    """The `EvaluationHook` of an experiment's curve: every `every` steps
+    and at the end of training, a point {"step", "test_accuracy"
+    (inference mode), "train_accuracy" (of the training batches since the
+    last point), and batch renorm's clipping at that step (r_clipped,
+    d_clipped, r_mean, d_abs_mean)}. Its `history` is the curve (an
+    interrupted run's points first); each point goes out through `metrics`
+    (the log, and the listener that saves it)."""
 
-    def __init__(self, test_accuracy, train_graph, every, curve, save):
-        self.test_accuracy, self.every = test_accuracy, every
-        self.curve, self.save = curve, save
-        self.fetches = {"correct": train_graph.fetches["correct"],
-                        "count": train_graph.fetches["count"],
-                        **train_graph.renorm}
+    def __init__(self, test_accuracy, train_graph, every, curve, metrics):
+        super().__init__(self._point, Trigger(every_steps=every), metrics,
+                         name="curve")
+        self.history, self._test_accuracy = curve, test_accuracy
+        self._fetches = {"correct": train_graph.fetches["correct"],
+                         "count": train_graph.fetches["count"],
+                         **train_graph.renorm}
         self._correct = self._count = 0
 
-    def begin(self):
-        self.fetches["step"] = step_value()
-
     def before_run(self, run_context):
-        return tf1.train.SessionRunArgs(self.fetches)
+        return tf1.train.SessionRunArgs({"step": self._step, **self._fetches})
 
     def after_run(self, run_context, run_values):
-        values = run_values.results
+        self._last = values = run_values.results
         self._correct += values["correct"]
         self._count += values["count"]
-        self._last = values
-        if (values["step"] + 1) % self.every == 0:
-            self._record(run_context.session)
+        if self.trigger.due(values["step"] + 1):
+            self._run(run_context.session, int(values["step"]) + 1)
 
     def end(self, session):
         if self._count:
-            self._record(session)
+            self._run(session, int(self._last["step"]) + 1)
 
-    def _record(self, session):
-        values = self._last
-        self.curve.append({
-            "step": int(values["step"]) + 1,
-            "test_accuracy": float(self.test_accuracy(session)),
-            "train_accuracy": float(self._correct / self._count),
-            **{key: float(values[key]) for key in self.fetches
-               if key not in ("correct", "count", "step")}})
+    def _point(self, session):
+        point = {"test_accuracy": float(self._test_accuracy(session)),
+                 "train_accuracy": float(self._correct / self._count),
+                 **{key: float(self._last[key]) for key in self._fetches
+                    if key not in ("correct", "count")}}
         self._correct = self._count = 0
-        self.save(self.curve)
-        log.info("step %d: test accuracy %.4f", self.curve[-1]["step"],
-                 self.curve[-1]["test_accuracy"])
+        return point

@@ -5,6 +5,7 @@ import os
 import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
+from resnet.checks import check_int
 from resnet.runtime.cpu import SPEED_FLAGS, cpu_flags, cpuinfo, has_bfloat16
 
 tf1 = tf.compat.v1
@@ -14,6 +15,7 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 # Measured on 2 cores (README, "Performance"): ResNet-20 trains faster with
 # one thread per op up to batch 16 of 32x32 images, as fast at batch 32.
 SMALL_STEP_PIXELS = 8 * 32 * 32
+MAX_THREADS = 1024  # per pool: far above any machine's cores
 
 
 def cpu_description():
@@ -54,11 +56,9 @@ def onednn_enabled():
 
 
 def check_threads(intra_threads, inter_threads):
-    for name, value in (("intra_threads", intra_threads),
-                        ("inter_threads", inter_threads)):
-        if value is not None and not (isinstance(value, int) and value >= 1):
-            raise ValueError(f"{name} must be an integer >= 1 or None, "
-                             f"got {value!r}")
+    """Each is None (the default) or a thread count, at most MAX_THREADS."""
+    check_int("intra_threads", intra_threads, high=MAX_THREADS, optional=True)
+    check_int("inter_threads", inter_threads, high=MAX_THREADS, optional=True)
 
 
 def session_config(intra_threads=None, inter_threads=None, precision="auto",

@@ -24,7 +24,7 @@ import tensorflow as tf
 from batch_renorm import global_step, norm_layers, step_value
 from batch_renorm.layer import clipping_statistics
 from batch_renorm.replicas import replica_group
-from resnet.train import optimization as training
+from resnet.train import optimization
 
 tf1 = tf.compat.v1
 
@@ -64,7 +64,7 @@ that ends it (epoch + 1, start_step = the global step)."""
 def build_training(network, batch, config, preprocess=None):
     """The training graph of `network` on `batch` (a `Batch` or a
     `TrainInput`) with the hyperparameters of `config`, a
-    `training.TrainConfig`. `preprocess` maps images before the network
+    `config.TrainConfig`. `preprocess` maps images before the network
     (e.g. `input_pipeline.per_channel_normalizer`)."""
     _, increment = global_step()
     images = preprocess(batch.images) if preprocess else batch.images
@@ -72,32 +72,32 @@ def build_training(network, batch, config, preprocess=None):
     logits = network(images, training=True)
     renorm_layers = [layer for layer in norm_layers()[built:]
                      if layer.r is not None]
-    loss, cross_entropy = training.classification_loss(
+    loss, cross_entropy = optimization.classification_loss(
         logits, batch.labels, config.weight_decay)
-    learning_rate = training.step_learning_rate(
+    learning_rate = optimization.step_learning_rate(
         step_value(), config.learning_rate, config.lr_boundaries,
         config.lr_decay)
     correct = tf.reduce_sum(tf.cast(tf.equal(
         tf.argmax(logits, axis=1), batch.labels), tf.int64))
     count = tf.size(batch.labels)
     accuracy = tf.cast(correct, tf.float32) / tf.cast(count, tf.float32)
-    replicas, averaged = replica_group(), []
+    # What the run reports is the global batch's: in a data-parallel graph
+    # the mean of the workers' means, from the step's one collective.
+    train_op, reported = optimization.train_op(
+        loss, learning_rate, config.momentum, increment,
+        report={"cross_entropy": cross_entropy, "accuracy": accuracy})
+    replicas = replica_group()
     if replicas:
-        replicas.mean_later([cross_entropy, accuracy],
-                            lambda *values: averaged.extend(values) or [])
-    train_op = training.train_op(loss, learning_rate, config.momentum,
-                                 increment)
-    if replicas:
-        # What the run reports is the global batch's: the mean of the
-        # workers' means, from the step's one collective.
-        cross_entropy, accuracy = averaged
+        cross_entropy, accuracy = (reported["cross_entropy"],
+                                   reported["accuracy"])
         count = count * replicas.size
         correct = accuracy * tf.cast(count, tf.float32)
     scalars = {"train/loss": cross_entropy, "train/accuracy": accuracy,
                "train/learning_rate": learning_rate}
-    clip = network.renorm_clip()
-    if clip is not None:
-        scalars.update({"renorm/rmax": clip[0], "renorm/dmax": clip[1]})
+    if renorm_layers:
+        # The schedule's tensors the layers were built with: one per graph.
+        rmax, dmax = renorm_layers[0].clip
+        scalars.update({"renorm/rmax": rmax, "renorm/dmax": dmax})
     summaries = [tf1.summary.scalar(name, value)
                  for name, value in scalars.items()]
     renorm = {}

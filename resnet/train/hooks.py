@@ -27,22 +27,80 @@ Reference: TensorFlow 1's `CheckpointSaverHook`, `NanTensorHook`,
 `SummarySaverHook`; tensorpack's `Callback`s.
 """
 import logging
-import math
-import numbers
 import time
 
 import numpy as np
 import tensorflow as tf
 
 from batch_renorm import step_value
-from resnet.errors import TrainingDiverged
+from resnet.checks import check_int, check_number
+from resnet.errors import TrainingDiverged, UsageError
 from resnet.train.signals import StopOnSignal
 
 tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
 
-CHECKPOINT_SECS = 300   # seconds of training between checkpoints
-SUMMARY_EVERY = 20      # steps between TensorBoard training summaries
+SUMMARY_EVERY = 20  # steps between TensorBoard training summaries
+
+
+class Trigger:
+    """When a periodic job runs: every `every_steps` global steps, every
+    `every_secs` seconds of training and/or every `every_epochs` epochs
+    (tensorpack's `PeriodicTrigger`). A hook says what it does; its trigger
+    says when.
+
+    Raises:
+      UsageError (a ValueError): no period, or one no run can use.
+    """
+
+    def __init__(self, every_steps=None, every_secs=None, every_epochs=None):
+        check_int("every_steps", every_steps, optional=True)
+        check_int("every_epochs", every_epochs, optional=True)
+        if every_secs is not None:
+            check_number("every_secs", every_secs, low=0.0, low_open=True,
+                         infinite=True)
+        if every_steps is None and every_secs is None and every_epochs is None:
+            raise UsageError("give every_steps, every_secs, every_epochs or "
+                             "a combination")
+        self.every_steps, self.every_secs = every_steps, every_secs
+        self.every_epochs = every_epochs
+        self.restart()
+
+    def restart(self):
+        """The time period counts from now."""
+        self._last = time.monotonic()
+
+    def due(self, step):
+        """Whether the job is due once global step `step` has run (steps
+        count from 1; a due job then calls `restart`)."""
+        return bool((self.every_steps and step % self.every_steps == 0) or
+                    (self.every_secs is not None and
+                     time.monotonic() - self._last >= self.every_secs))
+
+    def due_epoch(self, epoch):
+        """Whether the job is due at the end of epoch `epoch` (from 1)."""
+        return bool(self.every_epochs and epoch % self.every_epochs == 0)
+
+
+class Metrics:
+    """Where scalar metrics go out: TensorBoard as `NAME/metric` (with a
+    `writer`), one log line, and each `listeners` callable(step, name,
+    metrics), e.g. an experiment's curve."""
+
+    def __init__(self, writer=None, listeners=()):
+        self.writer, self.listeners = writer, list(listeners)
+
+    def write(self, step, name, metrics, log_it=True):
+        if self.writer:
+            self.writer.add_summary(tf1.Summary(value=[
+                tf1.Summary.Value(tag=f"{name}/{key}", simple_value=value)
+                for key, value in metrics.items()]), step)
+            self.writer.flush()
+        if log_it:
+            log.info("step %d: %s", step, ", ".join(
+                f"{name} {key} {value:.4f}" for key, value in metrics.items()))
+        for listener in self.listeners:
+            listener(step, name, metrics)
 
 
 class EpochHook(tf1.train.SessionRunHook):
@@ -61,19 +119,19 @@ class EpochHook(tf1.train.SessionRunHook):
 
 
 class CheckpointHook(EpochHook):
-    """Saves a checkpoint every `secs` seconds or `steps` steps of training,
-    at each epoch's end and at the end; never of a diverged state.
+    """Saves a checkpoint when `trigger` says (`Trigger(every_secs=...,
+    every_steps=...)`), at each epoch's end and at the end; never of a
+    diverged state.
 
     checkpoints: a `checkpoints.Checkpoints`."""
 
-    def __init__(self, checkpoints, secs=CHECKPOINT_SECS, steps=None):
-        check_checkpoint_schedule(secs, steps)
-        self.checkpoints, self.secs, self.steps = checkpoints, secs, steps
+    def __init__(self, checkpoints, trigger):
+        self.checkpoints, self.trigger = checkpoints, trigger
 
     def begin(self):
         self._step = step_value()
         self._global_step = tf1.train.get_global_step()
-        self._last_save = time.monotonic()
+        self.trigger.restart()
 
     def before_run(self, run_context):
         return tf1.train.SessionRunArgs(self._step)
@@ -85,8 +143,7 @@ class CheckpointHook(EpochHook):
         step = run_values.results + 1
         if step == self._epoch_end:
             return  # saved by end_epoch, with the epoch counted
-        if ((self.steps and step % self.steps == 0)
-                or time.monotonic() - self._last_save >= self.secs):
+        if self.trigger.due(step):
             self.save(run_context.session)
 
     def end_epoch(self, session, record):
@@ -100,7 +157,7 @@ class CheckpointHook(EpochHook):
         checkpoint's path. Raises TrainingDiverged if a variable it would
         save is not finite."""
         step = int(session.run(self._global_step))
-        self._last_save = time.monotonic()
+        self.trigger.restart()
         if step == self.checkpoints.latest_step:
             return self.checkpoints.latest
         if not session.run(self.checkpoints.all_finite):
@@ -134,10 +191,12 @@ class DivergenceHook(EpochHook):
 
 
 class SummaryHook(EpochHook):
-    """Writes the `summary` op's value to `writer` every `every` steps."""
+    """Writes the `summary` op's value to `writer` at the steps `trigger`
+    says (default: every SUMMARY_EVERY steps)."""
 
-    def __init__(self, writer, summary, every=SUMMARY_EVERY):
-        self.writer, self.summary, self.every = writer, summary, every
+    def __init__(self, writer, summary, trigger=None):
+        self.writer, self.summary = writer, summary
+        self.trigger = trigger or Trigger(every_steps=SUMMARY_EVERY)
 
     def begin(self):
         self._step = step_value()
@@ -148,8 +207,9 @@ class SummaryHook(EpochHook):
 
     def before_run(self, run_context):
         fetches = {"step": self._step}
-        if self._next % self.every == 0:
+        if self.trigger.due(self._next):
             fetches["summary"] = self.summary
+            self.trigger.restart()
         return tf1.train.SessionRunArgs(fetches)
 
     def after_run(self, run_context, run_values):
@@ -225,84 +285,46 @@ class ProgressHook(EpochHook):
 
 
 class EvaluationHook(EpochHook):
-    """Evaluates every `every_steps` steps and/or every `every_epochs`
-    epochs: `evaluate(session)` returns a dict of metrics (e.g. `loss`,
-    `accuracy`). Each result goes to `history` ({"step": ..., **metrics}),
-    to TensorBoard as `NAME/metric` (with a `writer`) and, at an epoch's
-    end, into the epoch's record as `NAME_metric`.
+    """Evaluates when `trigger` says: `evaluate(session)` returns a dict of
+    metrics (e.g. `loss`, `accuracy`). Each result goes to `history`
+    ({"step": ..., **metrics}), out through `metrics` (a `Metrics`: as
+    `NAME/metric` to TensorBoard, the log, its listeners) and, at an
+    epoch's end, into the epoch's record as `NAME_metric`.
 
     `ConvolutionNN.evaluation_hook` makes one for the test split or any
     held-out images."""
 
-    def __init__(self, evaluate, every_steps=None, every_epochs=None,
-                 writer=None, name="test"):
-        for label, value in (("every_steps", every_steps),
-                             ("every_epochs", every_epochs)):
-            if value is not None and not (
-                    isinstance(value, numbers.Integral) and value >= 1):
-                raise ValueError(f"{label} must be an integer >= 1 or None, "
-                                 f"got {value!r}")
-        if every_steps is None and every_epochs is None:
-            raise ValueError("give every_steps, every_epochs or both")
-        self.evaluate, self.writer, self.name = evaluate, writer, name
-        self.every_steps, self.every_epochs = every_steps, every_epochs
+    def __init__(self, evaluate, trigger, metrics=None, name="test"):
+        self.evaluate, self.trigger, self.name = evaluate, trigger, name
+        self.metrics = metrics or Metrics()
         self.history = []
 
     def begin(self):
         self._step = step_value()
+        self.trigger.restart()
 
     def before_run(self, run_context):
-        if self.every_steps:
-            return tf1.train.SessionRunArgs(self._step)
-        return None
+        return tf1.train.SessionRunArgs(self._step)
 
     def after_run(self, run_context, run_values):
-        if self.every_steps and (run_values.results + 1) % self.every_steps == 0:
-            self._run(run_context.session, run_values.results + 1)
+        step = run_values.results + 1
+        if self.trigger.due(step):
+            self._run(run_context.session, step)
 
     def end_epoch(self, session, record):
-        if self.every_epochs and record["epoch"] % self.every_epochs == 0:
+        if self.trigger.due_epoch(record["epoch"]):
             metrics = self._run(session, record["step"])
             record.update({f"{self.name}_{key}": value
                            for key, value in metrics.items()})
 
     def _run(self, session, step):
+        self.trigger.restart()
         if self.history and self.history[-1]["step"] == step:
             return {k: v for k, v in self.history[-1].items() if k != "step"}
         metrics = self.evaluate(session)
         self.history.append({"step": int(step), **metrics})
-        if self.writer:
-            write_scalars(self.writer, self.name, metrics, step)
-        log.info("step %d: %s", step, ", ".join(
-            f"{self.name} {key} {value:.4f}" for key, value in metrics.items()))
+        self.metrics.write(int(step), self.name, metrics)
         return metrics
-
-
-class LastValuesHook(EpochHook):
-    """Fetches a dict of scalar tensors every step and adds their values at
-    an epoch's last step to the epoch's record (e.g. `TrainGraph.renorm`)."""
-
-    def __init__(self, tensors):
-        self.tensors, self.values = dict(tensors), {}
-
-    def before_run(self, run_context):
-        return tf1.train.SessionRunArgs(self.tensors) if self.tensors else None
-
-    def after_run(self, run_context, run_values):
-        if self.tensors:
-            self.values = {key: float(value)
-                           for key, value in run_values.results.items()}
-
-    def end_epoch(self, session, record):
-        record.update(self.values)
-
-
-def write_scalars(writer, prefix, metrics, step):
-    """Writes `metrics` as TensorBoard scalars `prefix/name` at `step`."""
-    writer.add_summary(tf1.Summary(value=[
-        tf1.Summary.Value(tag=f"{prefix}/{name}", simple_value=value)
-        for name, value in metrics.items()]), step)
-    writer.flush()
 
 
 def last_good(checkpoints):
@@ -315,15 +337,3 @@ def last_good(checkpoints):
     return (f"{checkpoints.latest} (should it diverge again: {epoch}, the "
             f"newest of a completed epoch, is kept; move the newer ones "
             f"away to resume from it)")
-
-
-def check_checkpoint_schedule(secs, steps):
-    """Raises ValueError unless secs is a number > 0 (inf: never by time)
-    and steps None or an integer >= 1."""
-    if (not isinstance(secs, numbers.Real) or isinstance(secs, bool)
-            or math.isnan(secs) or secs <= 0):
-        raise ValueError(f"checkpoint_secs must be a number > 0, got {secs!r}")
-    if steps is not None and (not isinstance(steps, numbers.Integral)
-                              or isinstance(steps, bool) or steps < 1):
-        raise ValueError(f"checkpoint_steps must be an integer >= 1 or None, "
-                         f"got {steps!r}")
