@@ -55,16 +55,7 @@ def short_run_schedule(total_steps, momentum=0.99, rmax=RMAX, dmax=DMAX):
     `dmax` at half-way, so that renorm shapes most of training. The paper
     gives no rule for other lengths; its own ramp (5,000 steps of warm-up,
     50 times the averages' memory) is the default of `renorm_schedule`.
-
-    Measured (ResNet-8, Fashion-MNIST, 1,876 steps, seed 0; README
-    "Results" has the 3-seed runs): with microbatches of 4 at lr 0.1, test
-    accuracy 0.903 (batch norm: 0.905; a late ramp: 0.907); with
-    non-i.i.d. minibatches of 2 classes at lr 0.02, 0.804 (batch norm:
-    0.698; `scaled_schedule`: 0.790). Other warm-ups and ramps (none, 1/alpha,
-    to a quarter, to three quarters, rmax slower than dmax, alpha 0.03) all
-    gave 0.802-0.806 there: the rule matters less than the learning rate,
-    and at lr 0.1 an early ramp lost to the late one on non-i.i.d. batches
-    (0.677 against 0.729) while the microbatch arm did not care.
+    The measurements behind the rule: README, "Results".
     """
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
@@ -80,18 +71,9 @@ def scaled_schedule(total_steps, rmax=RMAX, dmax=DMAX):
     """`renorm_schedule` keyword arguments for a run of `total_steps` whose
     learning rate drops at half-way (as resnet-run's does by default).
 
-    The paper ramps over tens of thousands of steps, far longer than the
-    ~100-step memory of the moving statistics (alpha = 0.01). Compressing
-    its schedule proportionally into a short run lets d saturate while the
-    learning rate is high and the moving mean lags the drifting batch means:
-    measured on one epoch of Fashion-MNIST (ResNet-8, 469 steps), test
-    accuracy fell to 33.5% (batch norm: 86.6%; r alone: 86.6%, d alone:
-    21.6%). So here r and d stay 1 and 0 through the first half of the run
-    and ramp linearly to rmax and dmax over the second (86.5% on the same
-    run). That compressed warm-up was ~18 steps, far shorter than the moving
-    statistics need to converge: `short_run_schedule` keeps their
-    convergence as its warm-up and is the default now; this rule stays for
-    comparison.
+    r and d stay 1 and 0 through the first half of the run and ramp
+    linearly to rmax and dmax over the second: the first rule for short
+    runs, kept for comparison (README, "Results").
     """
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")

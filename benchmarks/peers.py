@@ -25,7 +25,7 @@ round, for `--repeats` rounds of training and then of inference, so that
 the machine's slow spells fall on all of them. images/s is the median
 block. A ratio is taken round by round (this round's block time of one
 case over another's), and reported as its median [min, max] over rounds.
-The last lines check the targets of issue 15 with those ratios.
+The last lines check the speed targets with those ratios.
 
 The peers need their own environment:
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from resnet.data import datasets
-from resnet.experiments import harness as experiment
+from resnet.experiments import Setup, report
 from tests.conftest import assert_usage_error, run, start
 
 
@@ -16,14 +16,34 @@ def test_summary_and_table_by_hand():
             {"step": 10, "test_accuracy": 0.5}, {"step": 20, "test_accuracy": 0.8}]},
         "a / seed 1": {"arm": "a", "seed": 1, "curve": [
             {"step": 10, "test_accuracy": 0.7}, {"step": 20, "test_accuracy": 0.6}]}}}
-    summary = experiment.summarize(results, ["a", "absent"])
+    summary = report.summarize(results, ["a", "absent"])
     assert list(summary) == ["a"]
     assert summary["a"]["final"] == [0.8, 0.6] and summary["a"]["steps"] == [10, 20]
     assert summary["a"]["mean"] == pytest.approx(0.7)
     assert summary["a"]["std"] == pytest.approx(0.1 * 2 ** 0.5)  # ddof 1
     np.testing.assert_allclose(summary["a"]["curve_mean"], [0.6, 0.7])
-    text = experiment.table(summary, experiment.Setup(seeds=(0, 1)))
+    text = report.table(summary, Setup(seeds=(0, 1)))
     assert "| a | 0.7000 ± 0.1414 | 0.8000, 0.6000 |" in text
+
+
+def test_the_recovered_fraction_by_hand():
+    def arm(final, **diagnostics):
+        return {"mean": final, "diagnostics": {
+            key: {"final": [value], "mean": value, "std": 0.0}
+            for key, value in diagnostics.items()}, "final": [final],
+            "std": 0.0}
+
+    summary = {"iid": arm(0.90), "bn": arm(0.70, batch=0.85),
+               "brn": arm(0.85)}
+    roles = {"baseline": "iid", "batch_norm": "bn", "batch_renorm": "brn"}
+    # (0.85 - 0.70) / (0.90 - 0.70)
+    assert report.recovered(summary, roles) == pytest.approx(0.75)
+    assert report.recovered(summary, dict(roles, baseline="absent")) is None
+    assert report.recovered(summary, None) is None
+    text = report.table(summary, Setup(seeds=(0,)), roles)
+    assert "batch renorm recovers 75% of batch norm's loss against iid" in text
+    assert ("| bn, evaluated with batch statistics of test groups built "
+            "alike | 0.8500 ± 0.0000 | 0.8500 |") in text
 
 
 needs_fashion = pytest.mark.skipif(
@@ -31,47 +51,62 @@ needs_fashion = pytest.mark.skipif(
     reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
 
 
+MICROBATCH_ARMS = ["batch norm, full batch", "batch norm, microbatches of 2",
+                   "batch renorm, microbatches of 2"]
+NON_IID_ARMS = ["batch norm, i.i.d. groups of 4",
+                "batch norm, groups of 4 from 2 classes",
+                "batch renorm, groups of 4 from 2 classes",
+                "batch norm, halves of groups of 4 from 2 classes, pairs split"]
+
+
 @needs_fashion
-@pytest.mark.parametrize("script, arms", [
-    ("renorm_microbatch.py", ["batch norm, full batch",
-                              "batch norm, microbatches of 4",
-                              "batch renorm, microbatches of 4"]),
-    ("renorm_non_iid.py", ["batch norm, i.i.d.",
-                           "batch norm, 2 classes per batch",
-                           "batch renorm, 2 classes per batch"])])
-def test_quick_mode_writes_curves_table_plot_and_logs(tmp_path, script, arms):
-    args = (os.path.join("examples", script), "--quick", "--out", str(tmp_path))
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.parametrize("script, arms, diagnostic", [
+    ("renorm_microbatch.py", MICROBATCH_ARMS, "population"),
+    ("renorm_non_iid.py", NON_IID_ARMS, "batch")])
+def test_quick_mode_writes_curves_table_plot_and_logs(tmp_path, script, arms,
+                                                      diagnostic):
+    chosen = [f"--arm={arm}" for arm in arms]
+    args = (os.path.join("examples", script), "--quick", "--out",
+            str(tmp_path), *chosen)
     result = run(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "results.json") as f:
         results = json.load(f)
     assert [r["arm"] for r in results["runs"].values()] == arms  # one seed
     assert results["provenance"]["commit"] and results["provenance"]["tensorflow"]
+    assert results["roles"]["baseline"] == arms[0]
+    assert results["roles"]["batch_norm"] == arms[1]
+    assert results["roles"]["batch_renorm"] == arms[2]
     for r in results["runs"].values():
-        # A point every 25 steps and one at the end, of 4 epochs of 50
-        # batches (non-i.i.d. epochs leave out what cannot fill a batch of
-        # 2 classes: a batch or so).
+        # A point every 25 steps and one at the end, of 2 epochs of 50
+        # batches (non-i.i.d. epochs may leave out what cannot fill one).
         steps = [p["step"] for p in r["curve"]]
-        assert steps[:7] == [25, 50, 75, 100, 125, 150, 175]
-        assert 190 <= steps[-1] <= 200 and len(steps) == 8
+        assert steps[:3] == [25, 50, 75] and 96 <= steps[-1] <= 100
         assert all(0.0 <= p["test_accuracy"] <= 1.0 for p in r["curve"])
-    renorm = results["runs"][f"{arms[-1]} / seed 0"]
-    # short_run_schedule for 200 steps: held at r = 1, d = 0 (their
-    # bounds) for 50 steps, then ramped up to step 100.
-    assert renorm["renorm_schedule"]["warmup_steps"] == 50
+    renorm = results["runs"][f"{arms[2]} / seed 0"]
+    # short_run_schedule for 100 steps: held at r = 1, d = 0 (their
+    # bounds) for 25 steps, then ramped up to step 50.
+    assert renorm["renorm_schedule"]["warmup_steps"] == 25
     assert renorm["curve"][0]["r_clipped"] == renorm["curve"][0]["d_clipped"] == 1.0
     assert 0.0 <= renorm["curve"][-1]["r_clipped"] < 1.0
     assert renorm["curve"][-1]["d_abs_mean"] > 0.0
-    assert "r_clipped" not in results["runs"][f"{arms[0]} / seed 0"]["curve"][0]
-    baseline = results["runs"][f"{arms[0]} / seed 0"]["curve"][-1]
-    assert baseline["test_accuracy"] > 0.5  # the baseline arm learnt (chance: 0.1)
+    baseline = results["runs"][f"{arms[0]} / seed 0"]
+    assert "r_clipped" not in baseline["curve"][0]
+    assert baseline["curve"][-1]["train_accuracy"] > 0.5  # it learnt
+    norm = results["runs"][f"{arms[1]} / seed 0"]
+    assert 0.0 <= norm["diagnostics"][diagnostic] <= 1.0
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {arm} |" in table for arm in arms)
+    assert f"| {arms[1]}, evaluated with " in table
+    assert "batch renorm recovers" in table
     assert (tmp_path / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(list((tmp_path / "runs").glob("*/events.out.tfevents.*"))) == 3
+    assert len(list((tmp_path / "runs").glob("*/events.out.tfevents.*"))) == len(arms)
     # Run again: every run is recorded, none is trained again.
     again = run(*args)
-    assert again.returncode == 0 and again.stderr.count("done already") == 3
+    assert again.returncode == 0
+    assert again.stderr.count("done already") == len(arms)
     # The full setup refuses the quick run's folder.
     full = run(os.path.join("examples", script), "--out", str(tmp_path))
     assert_usage_error(full, "holds results of another setup (eval_every: "
@@ -84,12 +119,12 @@ def test_an_interrupted_run_keeps_its_curve(tmp_path):
     the run resumes with the points it had up to its checkpoint, and ends
     with the curve of an uninterrupted run."""
     args = (os.path.join("examples", "renorm_microbatch.py"), "--quick",
-            "--epochs", "2", "--out")
+            "--arm", "batch norm, full batch", "--out")
     whole = run(*args, str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-3000:]
     process = start(*args, str(tmp_path / "cut"), stdout=None)
     for line in process.stderr:
-        if "step 75: test" in line:
+        if "step 75: curve test_accuracy" in line:
             process.kill()
             break
     process.wait()

@@ -4,7 +4,7 @@ import argparse
 import dataclasses
 import logging
 
-from resnet import errors
+from resnet import checks, errors
 from resnet.experiments import harness, report
 
 # A smoke test: 6400 images, 2 epochs of 128 (100 steps), one seed, a point
@@ -14,21 +14,36 @@ QUICK = dict(train_images=6400, test_images=2000, epochs=2, seeds=(0,),
              eval_every=25)
 
 
+def _positive(text):
+    try:
+        return checks.check_int("value", int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 1, got {text!r}") from None
+
+
 def main(description, arms, full_setup, default_out, argv=None, roles=None):
     """Parses argv, runs `arms` on `full_setup` (or the quick one) and
     prints the table."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="200 steps per arm and one seed (a smoke test), "
+                   help="100 steps per arm and one seed (a smoke test), "
                    "written to OUT-quick")
     p.add_argument("--out", help=f"output folder (default {default_out})")
     p.add_argument("--data-dir", help="Fashion-MNIST files (default: Debian's "
                    "dataset-fashion-mnist, else downloaded)")
-    p.add_argument("--seeds", type=int, help="how many seeds per arm "
+    p.add_argument("--seeds", type=_positive, help="how many seeds per arm "
                    f"(default {len(full_setup.seeds)}, 1 with --quick)")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=_positive,
+                   help=f"default {full_setup.epochs}")
+    p.add_argument("--arm", action="append", metavar="NAME",
+                   choices=[arm.name for arm in arms],
+                   help="run only this arm (repeatable; default: all of "
+                   "them); the others' recorded runs are kept")
     args = p.parse_args(argv)
+    if args.arm:
+        arms = [arm for arm in arms if arm.name in args.arm]
     setup = dataclasses.replace(full_setup, **QUICK) if args.quick else full_setup
     if args.epochs:
         setup = dataclasses.replace(setup, epochs=args.epochs)
