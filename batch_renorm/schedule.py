@@ -1,4 +1,6 @@
 """The rmax/dmax schedule of batch renorm (Ioffe 2017, section 5.1)."""
+import math
+
 import tensorflow as tf
 
 # The paper's CIFAR/ImageNet ramp, in training steps.
@@ -32,10 +34,10 @@ def renorm_schedule(step, rmax=RMAX, dmax=DMAX, warmup_steps=WARMUP_STEPS,
 def check_schedule(rmax=RMAX, dmax=DMAX, warmup_steps=WARMUP_STEPS,
                    rmax_steps=RMAX_STEPS, dmax_steps=DMAX_STEPS):
     """Raises ValueError for arguments `renorm_schedule` cannot use."""
-    if not rmax >= 1:
-        raise ValueError(f"rmax must be >= 1, got {rmax}")
-    if not dmax >= 0:
-        raise ValueError(f"dmax must be >= 0, got {dmax}")
+    if not (rmax >= 1 and math.isfinite(rmax)):
+        raise ValueError(f"rmax must be a finite number >= 1, got {rmax}")
+    if not (dmax >= 0 and math.isfinite(dmax)):
+        raise ValueError(f"dmax must be a finite number >= 0, got {dmax}")
     if not warmup_steps >= 0:
         raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
     for label, end in (("rmax_steps", rmax_steps), ("dmax_steps", dmax_steps)):

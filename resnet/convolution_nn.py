@@ -222,8 +222,26 @@ class ConvolutionNN:
 
     def train(self, batch_size, num_epoch, hooks=()):
         """Trains `num_epoch` more epochs (finishing first an epoch that is
-        under way), running `hooks` (`tf.compat.v1.train.SessionRunHook`s)
-        after ours. Returns `loop.train`'s history: a dict per epoch."""
+        under way: it counts as one).
+
+        Args:
+          batch_size: the (global) batch.
+          num_epoch: epochs to add (0: none).
+          hooks: `tf.compat.v1.train.SessionRunHook`s, run after ours.
+
+        Returns:
+          `loop.train`'s history: a dict per epoch (epoch, step, loss,
+          accuracy, seconds, images_per_second, and what hooks add).
+
+        Raises:
+          UsageError (a ValueError): a batch the data, the microbatches,
+            the groups or the workers cannot split, or run arguments other
+            than the model directory's checkpoints were trained with
+            (`RunChangedError` then, unless allow_changes).
+          TrainingInterrupted: SIGINT or SIGTERM (a checkpoint was saved).
+          TrainingDiverged, CheckpointSaveError, WorkerLost: training broke
+            off; the checkpoints before are intact.
+        """
         check_run_length(batch_size, num_epoch)
         check_batches(batch_size, len(self.dataset.x_train),
                       self.network.microbatch,
@@ -314,13 +332,24 @@ class ConvolutionNN:
             trigger, self.metrics, name)
 
     def evaluate(self, images=None, labels=None, statistics="moving"):
-        """{'loss', 'accuracy'} on the test split unless images and labels
-        are given. The norms use `statistics`:
-          "moving": their moving averages (inference mode, as `predict`);
-          "population": each layer's mean and std recomputed over the
-            training set (`loop.population_statistics`), for this call only;
-          "batch": each fed group's own, as in training: the network's
-            microbatches, else batches of 500 (order the images in groups).
+        """Loss and accuracy of the network on images and labels.
+
+        Args:
+          images, labels: [N, H, W, C] and [N] (as `predict` takes them);
+            None for the test split.
+          statistics: what the norms normalise with:
+            "moving": their moving averages (inference mode, as `predict`);
+            "population": each layer's mean and std recomputed over the
+              training set (`loop.population_statistics`), for this call;
+            "batch": each fed group's own, as in training: the network's
+              microbatches, else batches of 500 (order the images in
+              groups).
+
+        Returns:
+          {"loss": mean cross-entropy, "accuracy": fraction right}.
+
+        Raises:
+          ValueError, TypeError: bad arrays, or an unknown `statistics`.
         """
         if statistics not in STATISTICS:
             raise ValueError(f"statistics must be one of {STATISTICS}, got "
@@ -396,8 +425,14 @@ class ConvolutionNN:
                                     self.dataset.num_classes)
 
     def predict(self, images):
-        """The predicted labels (int64 [N]) of images [N, H, W, C]: floats
-        in [0, 1] (the datasets' scale) or uint8 in 0-255."""
+        """The predicted labels, int64 [N], of `images` [N, H, W, C]: floats
+        in [0, 1] (the datasets' scale) or uint8 in 0-255, with the moving
+        statistics.
+
+        Raises:
+          ValueError, TypeError: images of another shape, dtype or scale,
+            or not finite (`data.arrays.check_images`).
+        """
         return loop.predict(self.session, self.inference,
                             check_images(images, self.dataset.image_shape))
 

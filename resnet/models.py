@@ -236,12 +236,28 @@ def resnet(depth, num_classes, norm="batch_norm", shortcut="A",
            base_filters=16, dropout_rate=0.0, norm_momentum=0.99,
            renorm_schedule=None, microbatch=None, data_format="NHWC",
            strides=(1, 2, 2)):
-    """The CIFAR ResNet of He et al. 2015: depth = 6n + 2.
+    """The CIFAR ResNet of He et al. 2015 (section 4.2): depth = 6n + 2.
 
     A 3x3 conv, then 3 stages of n basic blocks with base_filters x 1, 2, 4
-    filters, the first block of stage i with `strides[i]` (He et al.: 1, 2,
-    2; (2, 2, 2) gives 28x28 images maps of 14, 7 and 4), global average
-    pooling and a dense layer. `dropout_rate` follows every block.
+    filters, global average pooling and a dense layer.
+
+    Args:
+      depth: 6n + 2 (20, 32, 44, 56, 110, ...).
+      num_classes: the logits' size.
+      norm: "batch_norm", "batch_renorm" or None, in every block.
+      shortcut: "A" (subsample and zero-pad, the paper's CIFAR choice) or
+        "B" (a 1x1 projection) where a block changes size.
+      base_filters: the first stage's filters.
+      dropout_rate: dropout after every block.
+      norm_momentum, renorm_schedule, microbatch, data_format: as `Network`.
+      strides: the first block's stride in each stage (He et al.: 1, 2, 2;
+        (2, 2, 2) gives maps of 14, 7 and 4 on 28x28 images).
+
+    Returns:
+      A `Network`; `network(images, training)` gives logits [N, classes].
+
+    Raises:
+      ValueError: a depth that is not 6n + 2, or strides not for 3 stages.
     """
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"ResNet depth must be 6n + 2 (20, 32, 44, 56, 110, "
@@ -273,6 +289,11 @@ def parse_layers(text):
     for item in text.split(","):
         kind, _, rest = item.strip().partition(":")
         size, *options = rest.split(":") if rest else ("",)
+        keys = [option.partition("=")[0] for option in options]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise ValueError(f"bad layer {item!r}: option(s) {twice} given "
+                             f"twice")
         try:
             kwargs = dict(option.split("=", 1) for option in options)
             fields = dict(

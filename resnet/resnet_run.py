@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _steps(text):
     try:
-        return tuple(int(part) for part in text.split(",") if part)
+        return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated steps, got {text!r}") from None
@@ -216,7 +216,7 @@ def plan(args):
                    data_format=args.data_format)
     # Checked now, completed below once the dataset gives its sizes (every
     # dataset here has 10 classes).
-    if args.layers:
+    if args.layers is not None:
         network = models.custom(args.layers, 10, **options)
     else:
         network = models.resnet(args.depth, 10, dropout_rate=args.dropout,

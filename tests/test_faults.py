@@ -206,14 +206,31 @@ def test_a_network_larger_than_the_machine_is_refused_before_building():
                        "machine's")
 
 
-def test_other_cli_arguments_are_checked_before_any_graph():
-    for args, message in ((["--dropout", "1.5"], "dropout_rate must be in [0, 1)"),
-                          (["--norm-momentum", "1"], "norm_momentum must be in [0, 1)"),
-                          (["--rmax", "0.5"], "rmax must be >= 1"),
-                          (["--depth", "9"], "6n + 2"),
-                          (["--intra-threads", "0"], "intra_threads must be an integer >= 1"),
-                          (["--data-format", "NCWH"], "invalid choice")):
-        assert_usage_error(run("-m", "resnet.resnet_run", *args), message)
+@pytest.mark.parametrize("args, message", [
+    (["--dropout", "1.5"], "dropout_rate must be in [0, 1)"),
+    (["--norm-momentum", "1"], "norm_momentum must be in [0, 1)"),
+    (["--rmax", "0.5"], "rmax must be a finite number >= 1"),
+    (["--rmax", "inf"], "rmax must be a finite number >= 1, got inf"),
+    (["--dmax", "inf"], "dmax must be a finite number >= 0, got inf"),
+    (["--depth", "9"], "6n + 2"),
+    (["--intra-threads", "0"], "intra_threads must be an integer >= 1"),
+    (["--intra-threads", "2147483648"], "intra_threads must be an integer "
+     ">= 1 and <= 1024 or None, got 2147483648"),
+    (["--inter-threads", "999999999999"], "inter_threads must be an integer"),
+    (["--lr-boundaries", ",,,"], "expected comma-separated steps, got ',,,'"),
+    (["--layers", ""], "bad layer ''"),
+    (["--layers", "conv:32:pool=avg:pool=max"], "option(s) ['pool'] given "
+     "twice"),
+    (["--data-format", "NCWH"], "invalid choice")])
+def test_other_cli_arguments_are_checked_before_any_graph(args, message,
+                                                          capsys):
+    # In this process: the command line's own checks, no subprocess needed.
+    from resnet import resnet_run
+    with pytest.raises(SystemExit) as exit:
+        resnet_run.main([*args, "--no-progress"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit.value.code == 2 and last.startswith("resnet-run: error: ")
+    assert message in last, last
 
 
 def test_batches_that_microbatches_or_classes_cannot_divide(digits):

@@ -71,11 +71,24 @@ class Dataset:
 
 
 def load(name, data_dir=None, download=True):
-    """Loads dataset `name` (one of NAMES) from `data_dir`.
+    """Loads dataset `name` from `data_dir`.
 
-    MNIST, Fashion-MNIST and CIFAR-10 are read from their original files in
-    `data_dir` (default ~/.cache/resnet-batch-renorm/NAME; for Fashion-MNIST,
-    Debian's copy when present) and downloaded there when absent.
+    Args:
+      name: one of NAMES.
+      data_dir: where MNIST, Fashion-MNIST and CIFAR-10 are read from in
+        their original formats (default ~/.cache/resnet-batch-renorm/NAME;
+        for Fashion-MNIST, Debian's copy when present); `digits` is
+        embedded.
+      download: fetch missing files into `data_dir`.
+
+    Returns:
+      A `Dataset`: x_train, x_test float32 [N, H, W, C] in [0, 1], y_train,
+      y_test int64 [N].
+
+    Raises:
+      ValueError: an unknown name.
+      DatasetError: a file missing (and not downloadable), damaged or not
+        what was expected, named in the message.
     """
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(NAMES)}")

@@ -62,10 +62,19 @@ that ends it (epoch + 1, start_step = the global step)."""
 
 
 def build_training(network, batch, config, preprocess=None):
-    """The training graph of `network` on `batch` (a `Batch` or a
-    `TrainInput`) with the hyperparameters of `config`, a
-    `config.TrainConfig`. `preprocess` maps images before the network
-    (e.g. `input_pipeline.per_channel_normalizer`)."""
+    """The training graph of `network` on a batch.
+
+    Args:
+      network: a `models.NetworkLike`.
+      batch: a `Batch` or a `TrainInput`: images [B, H, W, C] float32,
+        labels [B] int64.
+      config: a `config.TrainConfig` (learning rate, momentum, decay).
+      preprocess: maps images before the network (e.g.
+        `input_pipeline.per_channel_normalizer`), or None.
+
+    Returns:
+      A `TrainGraph`.
+    """
     _, increment = global_step()
     images = preprocess(batch.images) if preprocess else batch.images
     built = len(norm_layers())
