@@ -243,6 +243,12 @@ class ConvolutionNN:
             off; the checkpoints before are intact.
         """
         check_run_length(batch_size, num_epoch)
+        for hook in hooks:
+            if not all(callable(getattr(hook, name, None)) for name in (
+                    "begin", "after_create_session", "before_run",
+                    "after_run", "end")):
+                raise TypeError(f"hooks must be tf.compat.v1.train."
+                                f"SessionRunHooks, got {hook!r}")
         check_batches(batch_size, len(self.dataset.x_train),
                       self.network.microbatch,
                       self.cluster.size if self.cluster else 1)

@@ -16,6 +16,7 @@ from batch_renorm import renorm_schedule, step_value
 from batch_renorm.layer import check_data_format
 from batch_renorm.schedule import check_schedule
 from resnet import full_layers
+from resnet.checks import is_int
 
 tf1 = tf.compat.v1
 
@@ -259,6 +260,9 @@ def resnet(depth, num_classes, norm="batch_norm", shortcut="A",
     Raises:
       ValueError: a depth that is not 6n + 2, or strides not for 3 stages.
     """
+    if not is_int(depth) or not is_int(num_classes):
+        raise TypeError(f"depth and num_classes must be integers, got "
+                        f"{depth!r} and {num_classes!r}")
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"ResNet depth must be 6n + 2 (20, 32, 44, 56, 110, "
                          f"...), got {depth}")

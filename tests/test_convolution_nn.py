@@ -270,6 +270,20 @@ def test_hyperparameters_are_one_validated_config(digits):
         training.TrainConfig(group_size=4)
     with pytest.raises(TypeError, match="NetworkLike"):
         ConvolutionNN(lambda images, training: images, digits)
+    # Wrong types are named, not met deep inside.
+    network = small_resnet("batch_norm", 10)
+    with pytest.raises(TypeError, match="dataset must be a datasets.Dataset"):
+        ConvolutionNN(network, "digits")
+    with pytest.raises(TypeError, match="config must be a TrainConfig"):
+        ConvolutionNN(network, digits, {"learning_rate": 0.1})
+    with pytest.raises(TypeError, match="unknown argument.*learning_rat"):
+        ConvolutionNN(network, digits, learning_rat=0.1)
+    with pytest.raises(TypeError, match="depth and num_classes must be "
+                       "integers, got '20'"):
+        models.resnet("20", 10)
+    with ConvolutionNN(network, digits, progress=False) as cnn:
+        with pytest.raises(TypeError, match="hooks must be"):
+            cnn.train(64, 1, hooks=[object()])
 
 
 def test_the_network_says_what_its_checkpoints_must_agree_on():
