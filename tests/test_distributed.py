@@ -87,7 +87,9 @@ def test_per_worker_statistics_are_microbatches_of_one_process(
     oracle = run_one(tmp_path, "one", *STEPS, "--microbatch", "128")
     assert max_difference(chief, worker) == 0.0  # every variable, bitwise
     assert chief["global_step"] == 8
-    assert max_difference(chief, oracle) < 1e-5
+    # Float32 sums in another order: < 1e-5 with oneDNN's kernels, 5.2e-5
+    # with TensorFlow's own (an AVX2 CPU, where oneDNN is off by default).
+    assert max_difference(chief, oracle) < 1e-4
     # Both report the global batch's training loss and accuracy.
     for got, want in zip(chief["history"], oracle["history"]):
         assert got["step"] == want["step"] and got["batches"] == 4
@@ -246,12 +248,13 @@ def test_microbatches_must_divide_each_workers_slice():
 def test_waiting_for_the_other_workers_ends_at_ctrl_c(tmp_path):
     alone = start("-m", "resnet.resnet_run", "--depth", "8",
                   "--worker-hosts", hosts(), "--task-index", "0", stdout=None)
-    time.sleep(8)  # started, and waiting for worker 1, which never comes
+    # Started, and waiting for worker 1, which never comes: it says so.
+    wait_for_line(alone, "waiting for the other workers of 127.0.0.1:")
     alone.send_signal(signal.SIGINT)
     _, stderr = alone.communicate(timeout=30)
     assert alone.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == (
-        "interrupted while waiting for the other workers")
+        "resnet-run: interrupted while waiting for the other workers")
 
 
 def test_sigterm_to_local_workers_saves_and_stops_them_all(tmp_path):

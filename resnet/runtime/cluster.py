@@ -163,7 +163,7 @@ def run_in_time(function, seconds, message, waiting_for, say_every=30.0):
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     start = time.monotonic()
-    said = start
+    said = start - say_every  # said at once, then every say_every seconds
     try:
         while thread.is_alive():
             now = time.monotonic()
