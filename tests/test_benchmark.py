@@ -1,6 +1,8 @@
-"""benchmarks/throughput.py: its paired ratios, and a tiny run end to end."""
+"""benchmarks.throughput: its paired ratios, and a tiny run end to end."""
 import json
 import types
+
+import pytest
 
 from benchmarks import throughput
 
@@ -27,6 +29,7 @@ def test_ratios_pair_round_by_round():
     assert len(pairs) == 2
 
 
+@pytest.mark.slow
 def test_tiny_run_prints_every_case_and_pair(capsys):
     throughput.main(["--depth", "8", "--batch", "4", "--images", "8",
                      "--repeats", "2", "--norm", "batch_norm", "batch_renorm",
@@ -83,6 +86,7 @@ def test_peers_targets_take_the_fastest_peer_round_by_round(capsys):
             "speed 1.800 [1.500, 2.000]; target >= 1.6: met") in train
 
 
+@pytest.mark.slow
 def test_tiny_loop_run_times_convolution_nn_train(capsys):
     throughput.main(["--loop", "--depth", "8", "--batch", "4", "--images",
                      "8", "--repeats", "2", "--norm", "batch_renorm",

@@ -30,6 +30,7 @@ def moving_statistics(cnn):
     return variables, cnn.session.run(variables)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm", ["batch_renorm", "batch_norm"])
 def test_small_resnet_learns_digits(digits, norm):
     epochs, batch_size = 15, 64

@@ -17,6 +17,9 @@ from resnet.convolution_nn import ConvolutionNN
 from resnet.data.input_pipeline import check_batches
 from tests.conftest import assert_usage_error, run, start, wait_for_line
 
+pytestmark = [pytest.mark.distributed, pytest.mark.subprocess,
+              pytest.mark.slow]
+
 # 2 epochs of 4 global batches of 256: each worker normalises 128.
 STEPS = ["--batch-size", "256", "--epochs", "2"]
 

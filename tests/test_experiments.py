@@ -114,6 +114,8 @@ def test_quick_mode_writes_curves_table_plot_and_logs(tmp_path, script, arms,
 
 
 @needs_fashion
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_an_interrupted_run_keeps_its_curve(tmp_path):
     """Killed at step 75 (its last checkpoint: step 50, an epoch's end),
     the run resumes with the points it had up to its checkpoint, and ends
