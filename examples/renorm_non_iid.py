@@ -18,6 +18,8 @@ class-balanced (`input_pipeline.non_iid_order`). The arms:
     batch_renorm.schedule.short_run_schedule ramp),
   - batch norm on the two halves of each group, each same-label pair split
     between them (the paper's second diagnostic),
+  - batch renorm with the paper's schedule in proportion to the run
+    (`batch_renorm.schedule.proportional_schedule`),
 each with 3 seeds, 2 epochs (938 steps), lr 0.1; test accuracy in inference mode every 100 steps.
 
 --design picks G: "pairs" (groups of 4 = 2 labels x 2 images, the paper's
@@ -61,7 +63,9 @@ def arms(group):
                 **biased),
             Arm(f"batch renorm, {name}", "batch_renorm", **biased),
             Arm(f"batch norm, halves of {name}, pairs split", "batch_norm",
-                **dict(biased, microbatch=group // 2))]
+                **dict(biased, microbatch=group // 2)),
+            Arm(f"batch renorm, {name}, the paper's proportions",
+                "batch_renorm", schedule="proportional", **biased)]
 
 
 def roles(arms):
