@@ -168,3 +168,29 @@ def test_checkpoints_by_steps_and_at_each_epochs_end(tiny):
     loop.train(session, train_graph, epochs, Batches(5), 2, 2, [hook])
     # Every 2 steps, and at the ends of the epochs (5, 10), not twice.
     assert store.saved == [2, 4, 5, 6, 8, 10]
+
+
+def test_an_experiment_curve_has_no_point_where_a_signal_stopped_it(tiny):
+    from resnet.experiments.harness import CurveHook
+    session, train_graph, epochs = tiny
+    train_graph.renorm = {}
+
+    class StopAt(hooks.EpochHook):
+        def after_run(self, run_context, run_values):
+            if session.run(tf1.train.get_global_step()) == 7:
+                run_context.request_stop()  # as SignalHook does
+
+    def curve_of(runs):
+        curve, saved = [], []
+        for stop in runs:
+            hook = CurveHook(lambda session: 0.5, train_graph, 4,
+                             last_epoch=2, curve=curve, metrics=hooks.Metrics(
+                                 listeners=[lambda *p: saved.append(1)]))
+            loop.train(session, train_graph, epochs, Batches(5), 2,
+                       2 - int(session.run(epochs.epoch)),
+                       [hook] + ([StopAt()] if stop else []))
+        return [p["step"] for p in curve], len(saved)
+
+    # Stopped at step 7 and resumed: points every 4 steps and at the end of
+    # the last epoch (10), as without the stop; none at 7.
+    assert curve_of([True, False]) == ([4, 8, 10], 3)

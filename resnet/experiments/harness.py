@@ -218,7 +218,7 @@ def _train(arm, setup, ds, seed, out_dir, curve, save):
         step = int(cnn.session.run(cnn.global_step))
         curve = [point for point in curve if point["step"] <= step]
         hook = CurveHook(lambda session: cnn.evaluate()["accuracy"],
-                         cnn.train_graph, setup.eval_every, curve,
+                         cnn.train_graph, setup.eval_every, setup.epochs, curve,
                          Metrics(listeners=[lambda *point: save(curve)]))
         cnn.train(setup.batch_size, setup.epochs - cnn.epochs_done,
                   hooks=[hook])
@@ -255,17 +255,21 @@ def diagnostic(name, cnn, arm, seed):
 
 class CurveHook(EvaluationHook):
     """The `EvaluationHook` of an experiment's curve: every `every` steps
-    and at the end of training, a point {"step", "test_accuracy"
-    (inference mode), "train_accuracy" (of the training batches since the
-    last point), and batch renorm's clipping at that step (r_clipped,
-    d_clipped, r_mean, d_abs_mean)}. Its `history` is the curve (an
-    interrupted run's points first); each point goes out through `metrics`
-    (the log, and the listener that saves it)."""
+    and at the end of epoch `last_epoch` (the run's last), a point {"step",
+    "test_accuracy" (inference mode), "train_accuracy" (of the training
+    batches since the last point), and batch renorm's clipping at that step
+    (r_clipped, d_clipped, r_mean, d_abs_mean)}. A run stopped before its
+    end (a signal) adds no point where it stopped: resumed, its curve is the
+    uninterrupted run's. Its `history` is the curve (an interrupted run's
+    points first); each point goes out through `metrics` (the log, and the
+    listener that saves it)."""
 
-    def __init__(self, test_accuracy, train_graph, every, curve, metrics):
+    def __init__(self, test_accuracy, train_graph, every, last_epoch, curve,
+                 metrics):
         super().__init__(self._point, Trigger(every_steps=every), metrics,
                          name="curve")
         self.history, self._test_accuracy = curve, test_accuracy
+        self.last_epoch = last_epoch
         self._fetches = {"correct": train_graph.fetches["correct"],
                          "count": train_graph.fetches["count"],
                          **train_graph.renorm}
@@ -281,9 +285,9 @@ class CurveHook(EvaluationHook):
         if self.trigger.due(values["step"] + 1):
             self._run(run_context.session, int(values["step"]) + 1)
 
-    def end(self, session):
-        if self._count:
-            self._run(session, int(self._last["step"]) + 1)
+    def end_epoch(self, session, record):
+        if record["epoch"] == self.last_epoch and self._count:
+            self._run(session, int(record["step"]))
 
     def _point(self, session):
         point = {"test_accuracy": float(self._test_accuracy(session)),

@@ -5,15 +5,23 @@ import numpy as np
 
 
 def summarize(results, arm_names):
-    """{arm: {"final": [per seed], "mean", "std", "steps", "curves"}}."""
+    """{arm: {"final": [per seed], "mean", "std", "diagnostics", "steps",
+    "curve_mean", "curve_std", "renorm_schedule"}}: the finals are each
+    run's last point; the curves' band is over the steps every seed has
+    (the last one included: a non-i.i.d. epoch's length may differ by a
+    batch between seeds)."""
     summary = {}
     for name in arm_names:
         runs = [r for r in results["runs"].values() if r["arm"] == name]
         if not runs:
             continue
-        curves = np.array([[p["test_accuracy"] for p in r["curve"]]
-                           for r in runs])
-        final = curves[:, -1]
+        final = np.array([r["curve"][-1]["test_accuracy"] for r in runs])
+        steps = sorted(set.intersection(*(
+            {p["step"] for p in r["curve"][:-1]} for r in runs)))
+        curves = np.array([
+            [p["test_accuracy"] for p in r["curve"] if p["step"] in steps]
+            + [r["curve"][-1]["test_accuracy"]] for r in runs])
+        steps.append(runs[0]["curve"][-1]["step"])
         # The sample standard deviation (ddof = 1); 0 for a single seed.
         ddof = 1 if len(runs) > 1 else 0
         diagnostics = {
@@ -26,7 +34,7 @@ def summarize(results, arm_names):
                                    "mean": float(np.mean(values)),
                                    "std": float(np.std(values, ddof=ddof))}
                              for key, values in diagnostics.items()},
-                         "steps": [p["step"] for p in runs[0]["curve"]],
+                         "steps": steps,
                          "curve_mean": curves.mean(axis=0).tolist(),
                          "curve_std": curves.std(axis=0, ddof=ddof).tolist(),
                          "renorm_schedule": runs[0].get("renorm_schedule")}
