@@ -16,8 +16,8 @@ Fashion-MNIST, minibatches of 128 examples, the arms:
   - batch norm and batch renorm with microbatches of 4 (a second point),
 each with 3 seeds, lr 0.1; test accuracy in inference mode every 100 steps.
 
-    python examples/renorm_microbatch.py            # ~40 min on 2 cores
-    python examples/renorm_microbatch.py --quick    # 200 steps, one seed
+    python examples/renorm_microbatch.py            # 13 runs: ~95 min on one busy core
+    python examples/renorm_microbatch.py --quick    # 100 steps, one seed
 
 Writes results.json (with the arms' "roles"), results.md (final
 accuracies, mean +- std, the fraction recovered), accuracy.png and

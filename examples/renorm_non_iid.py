@@ -27,9 +27,9 @@ pairs at our 10 classes; the default), "groups32" (2 classes x 16), or
 "whole_batch" (the whole minibatch of 128 from 2 classes, 64 each: the
 harsher case that also biases the gradient, at lr 0.02; three arms).
 
-    python examples/renorm_non_iid.py                     # ~25 min on 2 cores
+    python examples/renorm_non_iid.py         # 12 runs: 86 min on one busy core
     python examples/renorm_non_iid.py --design whole_batch
-    python examples/renorm_non_iid.py --quick             # 200 steps, one seed
+    python examples/renorm_non_iid.py --quick             # 100 steps, one seed
 
 Writes results.json (with the arms' "roles"), results.md (final
 accuracies, mean +- std, the fraction recovered), accuracy.png and

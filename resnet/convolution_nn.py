@@ -32,7 +32,8 @@ from resnet.data.arrays import check_images, check_labels  # noqa: E402
 from resnet.data.datasets import Dataset  # noqa: E402
 from resnet.data.input_pipeline import (TrainInput, check_batches,  # noqa: E402
                                         check_groups, per_channel_normalizer)
-from resnet.errors import PeersNotReady, TrainingInterrupted  # noqa: E402
+from resnet.errors import (PeersNotReady, TrainingInterrupted,  # noqa: E402
+                           UsageError)
 from resnet.models import NetworkLike  # noqa: E402
 from resnet.runtime import cluster as cluster_lib  # noqa: E402
 from resnet.runtime.session_config import check_device_supports  # noqa: E402
@@ -114,7 +115,7 @@ class ConvolutionNN:
                             f"datasets.load('digits')), got {dataset!r}")
         self.config, self.run_config = _configs(config, run_config, fields)
         if (self.config.classes_per_group or 0) > dataset.num_classes:
-            raise ValueError(f"classes_per_group must be at most the "
+            raise UsageError(f"classes_per_group must be at most the "
                              f"dataset's {dataset.num_classes} classes, got "
                              f"{self.config.classes_per_group}")
         run = self.run_config
@@ -291,7 +292,8 @@ class ConvolutionNN:
         start = int(self.session.run(self._epochs.start_step))
         per_epoch = -(-len(self.dataset.x_train) // batch_size)
         end = start + num_epoch * per_epoch  # the epoch under way counts
-        if num_epoch and end <= warmup:
+        # The last step reads step end - 1; r and d move after warmup_steps.
+        if num_epoch and end - 1 <= warmup:
             log.warning(
                 "batch renorm: r = 1 and d = 0 until step %d (the network's "
                 "renorm_schedule), and this run ends at step %d, so it "
@@ -367,6 +369,10 @@ class ConvolutionNN:
         images, labels = self._split(images, labels)
         if statistics == "batch":
             group = self.network.microbatch or loop.EVAL_BATCH_SIZE
+            if self.network.microbatch and len(images) % group:
+                raise UsageError(f"statistics='batch' normalises groups of "
+                                 f"{group}: give a multiple of {group} "
+                                 f"images, got {len(images)}")
             return loop.evaluate(self.session, self._batch_inference(
                 self.network), images, labels,
                 loop.EVAL_BATCH_SIZE // group * group or group)
@@ -381,9 +387,17 @@ class ConvolutionNN:
 
     def _batch_inference(self, network):
         """The inference graph of `network` (sharing our variables)
-        normalised by batch statistics; built once per network."""
+        normalised by batch statistics, without dropout; built once per
+        microbatch size."""
         key = network.microbatch
         if key not in self._batch_graphs:
+            if not dataclasses.is_dataclass(network):
+                raise UsageError("statistics other than 'moving' need a "
+                                 "models.Network")
+            # In training mode for its norms only: no dropout.
+            network = dataclasses.replace(network, layers=tuple(
+                dataclasses.replace(layer, dropout_rate=0.0)
+                for layer in network.layers))
             with self.graph.as_default():
                 built = len(norm_layers())
                 graph = graphs.build_inference(
@@ -400,6 +414,9 @@ class ConvolutionNN:
                 if self.network.microbatch else self.network)
         graph = self._batch_inference(full)
         layers = self._batch_graphs[None][1]
+        if not layers:  # no norms: nothing to recompute
+            yield
+            return
         values = loop.population_statistics(
             self.session, graph.images, layers, self.dataset.x_train)
         moving = [v for layer in layers
@@ -478,8 +495,11 @@ def _configs(config, run_config, fields):
     run_names = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(fields) - train_names - run_names)
     if unknown:
+        renamed = (" (classes_per_batch is now classes_per_group, its "
+                   "group_size None: the whole batch)"
+                   if "classes_per_batch" in unknown else "")
         raise TypeError(f"unknown argument(s) {', '.join(unknown)}: fields "
-                        f"of TrainConfig or RunConfig are accepted")
+                        f"of TrainConfig or RunConfig are accepted{renamed}")
     return (dataclasses.replace(config or TrainConfig(), **{
                 k: v for k, v in fields.items() if k in train_names}),
             dataclasses.replace(run_config or RunConfig(), **{

@@ -232,6 +232,9 @@ def plan(args):
                   cluster.size if cluster else 1)
     if args.classes_per_group:
         check_groups(batch_size, args.classes_per_group, args.group_size)
+        if args.classes_per_group > ds.num_classes:
+            raise ValueError(f"--classes-per-group {args.classes_per_group}: "
+                             f"{args.dataset} has {ds.num_classes} classes")
     total_steps = epochs * -(-len(ds.x_train) // batch_size)
     train_defaults, network_defaults = length_defaults(args, total_steps)
     network = dataclasses.replace(network, num_classes=ds.num_classes,

@@ -221,7 +221,9 @@ def test_a_network_larger_than_the_machine_is_refused_before_building():
     (["--layers", ""], "bad layer ''"),
     (["--layers", "conv:32:pool=avg:pool=max"], "option(s) ['pool'] given "
      "twice"),
-    (["--data-format", "NCWH"], "invalid choice")])
+    (["--data-format", "NCWH"], "invalid choice"),
+    (["--classes-per-group", "16", "--group-size", "32", "--batch-size", "128"],
+     "--classes-per-group 16: digits has 10 classes")])
 def test_other_cli_arguments_are_checked_before_any_graph(args, message,
                                                           capsys):
     # In this process: the command line's own checks, no subprocess needed.

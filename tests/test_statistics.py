@@ -73,3 +73,23 @@ def test_population_statistics_mend_unconverged_moving_averages(digits):
     assert population["accuracy"] > before["accuracy"] + 0.3, (population,
                                                                 before)
     assert population["accuracy"] > 0.8 and ordered["accuracy"] > 0.8
+
+
+def test_other_statistics_refuse_what_they_cannot_use(digits):
+    grouped = models.resnet(8, 10, norm="batch_norm", microbatch=4,
+                            dropout_rate=0.5)
+    with ConvolutionNN(grouped, digits, progress=False) as cnn:
+        with pytest.raises(ValueError, match="give a multiple of 4 images, "
+                           "got 10"):
+            cnn.evaluate(digits.x_test[:10], digits.y_test[:10],
+                         statistics="batch")
+        # Normalised by batch statistics, but without dropout: the same
+        # result twice.
+        once = cnn.evaluate(digits.x_test[:100], digits.y_test[:100],
+                            statistics="batch")
+        assert cnn.evaluate(digits.x_test[:100], digits.y_test[:100],
+                            statistics="batch") == once
+    with ConvolutionNN(models.resnet(8, 10, norm=None), digits,
+                       progress=False) as cnn:
+        # No norms: nothing to recompute.
+        assert cnn.evaluate(statistics="population") == cnn.evaluate()

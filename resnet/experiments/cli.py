@@ -53,8 +53,11 @@ def main(description, arms, full_setup, default_out, argv=None, roles=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         results = harness.run(arms, setup, out, args.data_dir, roles)
-    except (errors.UsageError, errors.ModelDirError) as error:
-        p.error(str(error))
+    except errors.Error as error:
+        status = errors.exit_status(error)
+        if status == 2:
+            p.error(str(error))
+        p.exit(status, f"{p.prog}: {error}\n")
     summary = report.summarize(results, [arm.name for arm in arms])
     print(report.table(summary, setup, roles))
     print(f"results, plot and TensorBoard logs in {out}")

@@ -247,6 +247,9 @@ def diagnostic(name, cnn, arm, seed):
     if name == "batch" and arm.classes_per_group:
         # Test groups built as the training groups are.
         group = cnn.network.microbatch
+        if not group:
+            raise UsageError(f"{arm.name}: the 'batch' diagnostic of "
+                             f"non-i.i.d. groups needs the norms' microbatch")
         order = non_iid_order(seed, 0, labels, group * max(1, 500 // group),
                               arm.classes_per_group, group)
         images, labels = images[order], labels[order]

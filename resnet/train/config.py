@@ -64,7 +64,7 @@ class TrainConfig:
         try:
             boundaries = tuple(self.lr_boundaries)
             for boundary in boundaries:
-                check_int("lr_boundaries", boundary, low=0)
+                check_number("lr_boundaries", boundary, low=0)
         except (TypeError, UsageError):
             boundaries = None
         if boundaries is None or list(boundaries) != sorted(boundaries):

@@ -179,8 +179,7 @@ def population_statistics(session, images_placeholder, layers, images,
         values = session.run(fetches, {
             images_placeholder: images[start:start + batch_size]})
         for index, (mean, std) in enumerate(values):
-            means[index].append(mean)
-            means[index][-1] = mean.astype(np.float64)
+            means[index].append(mean.astype(np.float64))
             squares[index].append(np.square(std.astype(np.float64)))
     if not means or not means[0]:
         raise ValueError(f"population statistics need at least one batch of "
