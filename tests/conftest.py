@@ -49,8 +49,8 @@ def environment(**changes):
     """The environment of a test's subprocess: this one's, with the
     repository importable and TensorFlow's C++ logs off, then `changes`
     (a variable given as None is removed)."""
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2",
-               **changes)
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    env.update(changes)
     return {key: value for key, value in env.items() if value is not None}
 
 
