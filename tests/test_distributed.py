@@ -13,6 +13,7 @@ import pytest
 
 from resnet import models
 from resnet.runtime.cluster import Cluster, free_ports
+from resnet.runtime.session_config import onednn_enabled
 from resnet.convolution_nn import ConvolutionNN
 from resnet.data.input_pipeline import check_batches
 from tests.conftest import assert_usage_error, run, start, wait_for_line
@@ -90,9 +91,14 @@ def test_per_worker_statistics_are_microbatches_of_one_process(
     oracle = run_one(tmp_path, "one", *STEPS, "--microbatch", "128")
     assert max_difference(chief, worker) == 0.0  # every variable, bitwise
     assert chief["global_step"] == 8
-    # Float32 sums in another order: < 1e-5 with oneDNN's kernels, 5.2e-5
-    # with TensorFlow's own (an AVX2 CPU, where oneDNN is off by default).
-    assert max_difference(chief, oracle) < 1e-4
+    if onednn_enabled():
+        assert max_difference(chief, oracle) < 1e-5
+    else:
+        # TensorFlow's own kernels (oneDNN is off by default on CPUs
+        # without AVX512_VNNI/BF16 or AMX) sum in another order with the
+        # process's threads: 9e-4 apart here, as batch norm's gradients
+        # amplify rounding (the test below): within 1% of the move.
+        assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"))
     # Both report the global batch's training loss and accuracy.
     for got, want in zip(chief["history"], oracle["history"]):
         assert got["step"] == want["step"] and got["batches"] == 4
