@@ -40,9 +40,8 @@ def check_number(name, value, low=None, high=None, low_open=False,
             None if low is None else f"{'>' if low_open else '>='} {low}",
             None if high is None else f"{'<' if high_open else '<='} {high}")
             if text)
-        raise UsageError(f"{name} must be a "
-                         f"{'' if infinite else 'finite '}number {bounds}"
-                         f", got {value!r}".replace("number ,", "number,"))
+        raise UsageError(f"{name} must be a number {bounds}, got {value!r}"
+                         .replace("number ,", "number,"))
     return value
 
 

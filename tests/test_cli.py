@@ -9,6 +9,7 @@ from tests.conftest import assert_usage_error, run
 QUICK = ["--depth", "8", "--epochs", "1", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_cli_trains_on_digits_and_reports_test_accuracy(tmp_path):
     result = run("-m", "resnet.resnet_run", *QUICK, "--batch-size", "32",
                  "--model-dir", str(tmp_path))
@@ -27,10 +28,12 @@ def test_cli_trains_on_digits_and_reports_test_accuracy(tmp_path):
     (["--layers", "conv:x"], "bad layer"),
     (["--lr-boundaries", "1,b"], "comma-separated steps"),
 ])
+@pytest.mark.slow
 def test_usage_errors_exit_2_with_one_line(args, message):
     assert_usage_error(run("-m", "resnet.resnet_run", *args), message)
 
 
+@pytest.mark.slow
 def test_channels_first_without_onednn_or_gpu_is_a_usage_error():
     # TensorFlow's own CPU kernels are NHWC only; oneDNN's take NCHW too.
     result = run("-m", "resnet.resnet_run", "--data-format", "NCHW",
@@ -40,6 +43,7 @@ def test_channels_first_without_onednn_or_gpu_is_a_usage_error():
                        "NHWC")
 
 
+@pytest.mark.slow
 def test_missing_dataset_files_are_a_usage_error(tmp_path):
     # An empty data dir and a file in the way of the download: no network.
     result = run("-m", "resnet.resnet_run", "--dataset", "mnist",
@@ -52,6 +56,7 @@ def test_missing_dataset_files_are_a_usage_error(tmp_path):
     ("fashion_mnist_resnet.py", formats.write_mnist, []),
     ("cifar10_resnet.py", formats.write_cifar10, ["--validation", "10"]),
 ])
+@pytest.mark.slow
 def test_example_scripts_run_one_epoch(tmp_path, script, writer, extra):
     writer(tmp_path)
     result = run(os.path.join("examples", script), *QUICK,
@@ -60,6 +65,7 @@ def test_example_scripts_run_one_epoch(tmp_path, script, writer, extra):
     assert "test accuracy" in result.stdout
 
 
+@pytest.mark.slow
 def test_cifar10_preset_picks_the_depth_and_states_the_papers_error(tmp_path):
     formats.write_cifar10(tmp_path / "data")
     result = run(os.path.join("examples", "cifar10_resnet.py"),

@@ -62,6 +62,7 @@ def test_small_resnet_learns_digits(digits, norm):
         assert cnn.evaluate()["accuracy"] < metrics["accuracy"] - 0.2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [8, 14])
 def test_one_global_step_per_batch_whatever_the_depth(digits, depth):
     with ConvolutionNN(small_resnet("batch_renorm", 100, depth), digits,
@@ -75,6 +76,7 @@ def test_one_global_step_per_batch_whatever_the_depth(digits, depth):
             == [cnn.increment_op]
 
 
+@pytest.mark.slow
 def test_tensorboard_summaries_are_written(digits, tmp_path):
     with ConvolutionNN(small_resnet("batch_renorm", 46), digits, seed=0,
                        model_dir=str(tmp_path), progress=False) as cnn:
@@ -175,6 +177,7 @@ class Recorder(tf1.train.SessionRunHook):
         self.calls.append("end")
 
 
+@pytest.mark.slow
 def test_a_hook_sees_every_step_and_can_stop_training(digits, tmp_path):
     with ConvolutionNN(small_resnet("batch_renorm", 46), digits, seed=0,
                        model_dir=str(tmp_path), progress=False) as cnn:

@@ -158,6 +158,7 @@ def test_example_scripts_without_their_data_say_so_in_one_line(
     assert not (tmp_path / "none").exists()  # no folders left behind
 
 
+@pytest.mark.slow
 def test_one_experiment_per_output_folder(tmp_path):
     from resnet.storage.model_dir import DirectoryLock
     lock = DirectoryLock(str(tmp_path))

@@ -112,6 +112,7 @@ def test_a_killed_exports_leftovers_are_cleaned_and_the_export_put_back(
         f".model.staging-{os.getpid()}-live", "model"]
 
 
+@pytest.mark.slow
 def test_cli_exports_a_finished_run_without_training(tmp_path):
     common = ["-m", "resnet.resnet_run", "--depth", "8", "--epochs", "1",
               "--no-progress", "--model-dir", str(tmp_path / "run")]

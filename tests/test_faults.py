@@ -47,6 +47,7 @@ def start_training(model_dir, *extra):
     return start(*TRAIN, *extra, "--model-dir", str(model_dir))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpoint", [
     "model.ckpt-10",   # mid-epoch
     "model.ckpt-23",   # at the end of the first epoch
@@ -63,6 +64,7 @@ def test_sigkill_then_resume_ends_with_the_same_weights(
     assert_same_weights(final_weights(tmp_path), uninterrupted)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130),
                                           (signal.SIGTERM, 143)])
 def test_sigint_and_sigterm_save_and_exit(tmp_path, uninterrupted, signum, code):
@@ -81,6 +83,7 @@ def test_sigint_and_sigterm_save_and_exit(tmp_path, uninterrupted, signum, code)
     assert_same_weights(final_weights(tmp_path), uninterrupted)
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_run_trains_nothing_more(tmp_path):
     first = run(*TRAIN, "--epochs", "1", "--model-dir", str(tmp_path))
     assert first.returncode == 0 and "after 23 steps" in first.stdout
@@ -93,6 +96,7 @@ def small(depth=8):
     return models.resnet(depth, 10, norm="batch_renorm")
 
 
+@pytest.mark.slow
 def test_divergence_stops_without_touching_the_last_checkpoint(tmp_path, digits):
     with ConvolutionNN(small(), digits, model_dir=str(tmp_path),
                        progress=False) as cnn:
@@ -113,6 +117,7 @@ def test_divergence_stops_without_touching_the_last_checkpoint(tmp_path, digits)
     assert all(np.all(np.isfinite(v)) for v in good.values())
 
 
+@pytest.mark.slow
 def test_truncated_newest_checkpoint_falls_back_to_the_older(tmp_path, digits, caplog):
     caplog.set_level(logging.INFO)
     with ConvolutionNN(small(), digits, model_dir=str(tmp_path),
@@ -128,6 +133,7 @@ def test_truncated_newest_checkpoint_falls_back_to_the_older(tmp_path, digits, c
     assert f"model_dir {tmp_path}: step 12, 1 epochs done" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_model_is_refused(tmp_path, digits):
     with ConvolutionNN(small(8), digits, model_dir=str(tmp_path),
                        progress=False) as cnn:
@@ -164,6 +170,7 @@ BAD_ARGUMENTS = [  # (ConvolutionNN / train keyword, value, CLI flag, message)
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keyword, value, flag, message", BAD_ARGUMENTS)
 def test_bad_arguments_python_and_cli(digits, keyword, value, flag, message):
     if keyword in ("batch_size", "num_epoch"):
@@ -180,6 +187,7 @@ def test_bad_arguments_python_and_cli(digits, keyword, value, flag, message):
                        message)
 
 
+@pytest.mark.slow
 def test_model_dir_in_the_way_of_a_file(tmp_path, digits):
     (tmp_path / "file").write_text("x")
     path = str(tmp_path / "file" / "run")
@@ -199,6 +207,7 @@ def test_unwritable_model_dir(tmp_path, digits, monkeypatch):
         ConvolutionNN(small(), digits, model_dir=os.path.join(locked, "run"))
 
 
+@pytest.mark.slow
 def test_a_network_larger_than_the_machine_is_refused_before_building():
     result = run("-m", "resnet.resnet_run", "--layers", "conv:99999999")
     assert_usage_error(result, "network: 2,099,999,989 parameters, about "
@@ -235,6 +244,7 @@ def test_other_cli_arguments_are_checked_before_any_graph(args, message,
     assert message in last, last
 
 
+@pytest.mark.slow
 def test_batches_that_microbatches_or_classes_cannot_divide(digits):
     network = models.resnet(8, 10, norm="batch_renorm", microbatch=4)
     with ConvolutionNN(network, digits, progress=False) as cnn:

@@ -51,6 +51,7 @@ def restored_step(digits, model_dir):
         return int(cnn.session.run(cnn.global_step))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["missing", "garbled"])
 def test_the_checkpoint_files_not_the_index_are_the_truth(digits, tmp_path,
                                                           damage):
@@ -66,6 +67,7 @@ def test_the_checkpoint_files_not_the_index_are_the_truth(digits, tmp_path,
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("model.ckpt-24")
 
 
+@pytest.mark.slow
 def test_an_unreadable_checkpoint_is_moved_aside_never_written_over(
         digits, tmp_path):
     train(digits, tmp_path, checkpoint_steps=5)
@@ -79,6 +81,7 @@ def test_an_unreadable_checkpoint_is_moved_aside_never_written_over(
     assert restored_step(digits, tmp_path) == 12
 
 
+@pytest.mark.slow
 def test_rotation_keeps_the_newest_and_an_epochs_end_across_runs(
         digits, tmp_path):
     # Three runs (as after kills), a checkpoint every step: 12 is the end
@@ -99,6 +102,7 @@ def test_rotation_keeps_the_newest_and_an_epochs_end_across_runs(
         f"model.ckpt-{step}" for step in (12, 18, 19, 20, 21, 22)]
 
 
+@pytest.mark.slow
 def test_divergence_names_the_kept_checkpoint_of_a_completed_epoch(
         digits, tmp_path):
     train(digits, tmp_path, epochs=2, checkpoint_steps=1, stop_at=20)
@@ -115,6 +119,7 @@ def test_divergence_names_the_kept_checkpoint_of_a_completed_epoch(
                if dtype.is_floating)
 
 
+@pytest.mark.slow
 def test_an_empty_model_json_is_rewritten_and_the_variables_checked(
         digits, tmp_path):
     train(digits, tmp_path)
@@ -138,6 +143,7 @@ def test_records_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["run.json"]
 
 
+@pytest.mark.slow
 def test_a_resume_with_other_arguments_is_refused(digits, tmp_path):
     train(digits, tmp_path, epochs=2, checkpoint_steps=5, stop_at=17)  # mid-epoch 2
     with make(digits, tmp_path, seed=1, learning_rate=0.5) as cnn:
@@ -165,6 +171,7 @@ def test_a_resume_with_other_arguments_is_refused(digits, tmp_path):
         assert cnn.epochs_done == 4
 
 
+@pytest.mark.slow
 def test_one_run_at_a_time(digits, tmp_path):
     with make(digits, tmp_path):
         with pytest.raises(ModelDirInUseError,
@@ -209,6 +216,7 @@ def test_a_full_disk_is_one_error_naming_what_is_intact(digits, tmp_path,
     assert steps_in(tmp_path) == [5]
 
 
+@pytest.mark.slow
 def test_only_argument_errors_are_usage_errors():
     # A ValueError from inside training is a fault of ours, not a usage
     # error: a traceback and exit 1, not exit 2 and a usage line.
@@ -223,6 +231,7 @@ def test_only_argument_errors_are_usage_errors():
     assert "resnet-run: error" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [None, "", "[1, 2]", "5"])
 def test_a_lost_run_json_is_no_licence_to_change(digits, tmp_path, content):
     train(digits, tmp_path)
@@ -240,6 +249,7 @@ def test_a_lost_run_json_is_no_licence_to_change(digits, tmp_path, content):
     assert json.loads(path.read_text())["learning_rate"] == 0.1
 
 
+@pytest.mark.slow
 def test_odd_entries_neither_crash_nor_count(digits, tmp_path):
     train(digits, tmp_path)
     (tmp_path / "model.json").write_text("[]")  # JSON, of the wrong type
@@ -255,6 +265,7 @@ def test_odd_entries_neither_crash_nor_count(digits, tmp_path):
     assert json.loads((tmp_path / "model.json").read_text())["dataset"] == "digits"
 
 
+@pytest.mark.slow
 def test_training_longer_says_which_defaults_follow_the_length(tmp_path):
     common = ("-m", "resnet.resnet_run", "--depth", "8", "--no-progress",
               "--model-dir", str(tmp_path))
@@ -264,6 +275,7 @@ def test_training_longer_says_which_defaults_follow_the_length(tmp_path):
                        "the run's length: to train longer")
 
 
+@pytest.mark.slow
 def test_without_model_json_a_subset_of_the_variables_is_refused(digits,
                                                                   tmp_path):
     projection = models.resnet(8, 10, norm="batch_renorm", shortcut="B")
@@ -277,6 +289,7 @@ def test_without_model_json_a_subset_of_the_variables_is_refused(digits,
         make(digits, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_resume_with_non_iid_groups_sees_the_same_batches(digits, tmp_path):
     def weights(model_dir):
         with make(digits, model_dir, **groups) as cnn:

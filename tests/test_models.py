@@ -27,6 +27,7 @@ def resnet_parameters(depth, filters=(16, 32, 64), classes=10):
     return total + filters[-1] * classes + classes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth, paper_millions", [
     (20, 0.27), (32, 0.46), (44, 0.66), (56, 0.85), (110, 1.7)])
 def test_resnet_has_the_papers_parameter_count(graph, depth, paper_millions):

@@ -91,16 +91,18 @@ class Metrics:
         self.writer, self.listeners = writer, list(listeners)
 
     def write(self, step, name, metrics, log_it=True):
+        """Sends `metrics` of `step` out; the log line comes last, after
+        the point is written (a process killed at the line has it)."""
         if self.writer:
             self.writer.add_summary(tf1.Summary(value=[
                 tf1.Summary.Value(tag=f"{name}/{key}", simple_value=value)
                 for key, value in metrics.items()]), step)
             self.writer.flush()
+        for listener in self.listeners:
+            listener(step, name, metrics)
         if log_it:
             log.info("step %d: %s", step, ", ".join(
                 f"{name} {key} {value:.4f}" for key, value in metrics.items()))
-        for listener in self.listeners:
-            listener(step, name, metrics)
 
 
 class EpochHook(tf1.train.SessionRunHook):
