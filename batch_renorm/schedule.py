@@ -31,6 +31,18 @@ def renorm_schedule(step, rmax=RMAX, dmax=DMAX, warmup_steps=WARMUP_STEPS,
             tf.identity(ramp(0.0, dmax, dmax_steps), name="dmax"))
 
 
+def average_decay(momentum, step):
+    """The moving statistics' decay at `step`: min(momentum, (1 + t) / (10 +
+    t)), as `tf.compat.v1.train.ExponentialMovingAverage` with `num_updates`
+    decays. The averages start fast (alpha = 0.9 at step 0) and reach
+    Algorithm 1's constant alpha = 1 - momentum by step 890 at 0.99, so that
+    inference after a short run normalises with statistics of the network
+    as it is, not with the initial 0 and 1. `step` is an integer scalar
+    tensor (usually `step_value()`); returns a float32 scalar tensor."""
+    t = tf.cast(step, tf.float32)
+    return tf.minimum(momentum, (1.0 + t) / (10.0 + t), name="average_decay")
+
+
 def check_schedule(rmax=RMAX, dmax=DMAX, warmup_steps=WARMUP_STEPS,
                    rmax_steps=RMAX_STEPS, dmax_steps=DMAX_STEPS):
     """Raises ValueError for arguments `renorm_schedule` cannot use."""

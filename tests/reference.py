@@ -3,7 +3,8 @@ import numpy as np
 
 
 def renorm_train_step(x, state, gamma, beta, rmax, dmax, momentum, epsilon):
-    """One training step. Returns (y, r, d, new_state); state = (mu, sigma).
+    """One training step. Returns (y, r, d, new_state); state = (mu, sigma);
+    momentum: the moving statistics' decay at this step (`average_decay`).
 
     rmax = 1, dmax = 0 is plain batch normalization.
     """
@@ -18,6 +19,12 @@ def renorm_train_step(x, state, gamma, beta, rmax, dmax, momentum, epsilon):
     new_state = (mu + alpha * (batch_mean - mu),
                  sigma + alpha * (batch_std - sigma))
     return gamma * x_hat + beta, r, d, new_state
+
+
+def average_decay(momentum, step):
+    """The moving statistics' decay at a global step: the paper's constant
+    momentum once (1 + step) / (10 + step) exceeds it, that ratio before."""
+    return min(momentum, (1.0 + step) / (10.0 + step))
 
 
 def renorm_inference(x, state, gamma, beta):

@@ -43,19 +43,25 @@ def follows_the_reference(session, x, y_train, y_infer, reference_step,
     of `reference`), then the moving statistics and the inference output.
     `updates` (default: all) are the update ops a step runs; `layout` maps
     NHWC arrays to the layer's layout; `on_step(feed, want_r, want_d)`
-    checks more before each step. Returns the last (r, d) wanted."""
+    checks more before each step. Each step advances the global step, and
+    with it the decay of the moving statistics. Returns the (r, d) wanted
+    at the first step (against the initial 0 and 1)."""
     layer = norm_layers()[0]
     if updates is None:
         updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    _, increment = global_step()
     gamma, beta = set_affine(session, shape[-1])
     state = (np.zeros(shape[-1]), np.ones(shape[-1]))
-    for batch in batches(shape, 3):
+    first = None
+    for step, batch in enumerate(batches(shape, 3)):
         want, want_r, want_d, state = reference_step(
-            batch.astype(np.float64), state, gamma, beta, *clip, MOMENTUM, EPS)
+            batch.astype(np.float64), state, gamma, beta, *clip,
+            reference.average_decay(MOMENTUM, step), EPS)
+        first = first or (want_r, want_d)
         feed = {x: layout(batch)}
         if on_step:
             on_step(feed, want_r, want_d)
-        got, _ = session.run([y_train, updates], feed)
+        got, _, _ = session.run([y_train, updates, increment], feed)
         np.testing.assert_allclose(got, layout(want), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
         session.run([layer.moving_mean, layer.moving_std]), state, rtol=1e-5)
@@ -64,7 +70,7 @@ def follows_the_reference(session, x, y_train, y_infer, reference_step,
         session.run(y_infer, {x: layout(test_batch)}),
         layout(reference.renorm_inference(test_batch, state, gamma, beta)),
         rtol=1e-5, atol=1e-5)
-    return want_r, want_d
+    return first
 
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
@@ -147,7 +153,7 @@ def test_training_tensor_chooses_the_branch_at_run_time(graph):
         got, _ = session.run([y, updates], {x: batch, training: True})
         want, _, _, state = reference.renorm_train_step(
             batch.astype(np.float64), start, gamma, beta, 1.5, 1.0,
-            MOMENTUM, EPS)
+            reference.average_decay(MOMENTUM, 0), EPS)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(session.run(moving), state, rtol=1e-5)
 
@@ -243,6 +249,29 @@ def test_short_run_schedule(total, momentum, warmup, end):
             short_run_schedule(**bad)
 
 
+@pytest.mark.parametrize("step, alpha", [(0, 0.9), (8, 0.5), (890, 0.01),
+                                         (5000, 0.01)])
+def test_moving_statistics_start_fast_then_move_by_alpha(graph, step, alpha):
+    """alpha = 1 - min(0.99, (1 + t) / (10 + t)), hand-computed: the paper's
+    constant 0.01 from step 890 on, one decay tensor for all layers."""
+    x = tf1.placeholder(tf.float32, (16, 3))
+    y = batch_norm(batch_renorm(x, True, momentum=0.99), True, momentum=0.99)
+    updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    decays = [op for op in tf1.get_default_graph().get_operations()
+              if op.name.endswith("average_decay")]
+    assert len(decays) == 1
+    first = norm_layers()[0]
+    batch = batches((16, 3), 1)[0]
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        global_step()[0].load(step, session)
+        session.run([y, updates], {x: batch})
+        mean, std = session.run([first.moving_mean, first.moving_std])
+    np.testing.assert_allclose(mean, alpha * batch.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        std, 1 + alpha * (np.sqrt(batch.var(0) + 1e-3) - 1), rtol=1e-5)
+
+
 def test_one_step_per_training_step_whatever_the_layer_count(graph):
     layers, steps = 5, 7
     x = tf.constant(batches((16, 4), 1)[0])
@@ -282,7 +311,9 @@ def test_state_variables_are_saved_and_restored(graph, tmp_path):
     x = tf.constant(batches((8, 3), 1)[0])
     batch_renorm(x, True, rmax=2.0, dmax=1.0, name="bn")
     trainable = {v.op.name for v in tf1.trainable_variables()}
-    moving = [v for v in tf1.global_variables() if v.op.name not in trainable]
+    step, _ = global_step()  # the decay of the moving statistics reads it
+    moving = [v for v in tf1.global_variables()
+              if v.op.name not in trainable and v is not step]
     assert trainable == {"bn/gamma", "bn/beta"}
     assert {v.op.name for v in moving} == {"bn/moving_mean", "bn/moving_std"}
     saver = tf1.train.Saver()

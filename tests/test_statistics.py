@@ -58,9 +58,10 @@ def test_batch_statistics_normalise_each_group_alone(graph):
                                atol=1e-5)
 
 
-def test_population_statistics_mend_unconverged_moving_averages(digits):
-    # 24 steps: the moving averages (alpha = 0.01) still hold most of their
-    # initial 0 and 1, so inference with them is far off.
+def test_a_short_run_gives_a_model_in_every_statistics(digits):
+    # 24 steps: with Algorithm 1's constant alpha = 0.01 the moving
+    # averages would hold 79% of their initial 0 and 1 (test accuracy
+    # 0.10); they start fast, and the population statistics agree.
     network = models.resnet(8, 10, norm="batch_norm")
     with ConvolutionNN(network, digits, progress=False) as cnn:
         cnn.train(batch_size=128, num_epoch=2)
@@ -70,9 +71,8 @@ def test_population_statistics_mend_unconverged_moving_averages(digits):
         ordered = cnn.evaluate(statistics="batch")
         with pytest.raises(ValueError, match="statistics must be one of"):
             cnn.evaluate(statistics="running")
-    assert population["accuracy"] > before["accuracy"] + 0.3, (population,
-                                                                before)
-    assert population["accuracy"] > 0.8 and ordered["accuracy"] > 0.8
+    for metrics in (before, population, ordered):
+        assert metrics["accuracy"] > 0.9, (before, population, ordered)
 
 
 def test_other_statistics_refuse_what_they_cannot_use(digits):
