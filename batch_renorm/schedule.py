@@ -43,6 +43,12 @@ def average_decay(momentum, step):
     return tf.minimum(momentum, (1.0 + t) / (10.0 + t), name="average_decay")
 
 
+def average_window(step):
+    """About how many of the last steps the moving statistics average after
+    `step` steps while `average_decay` is below the momentum: 1 / alpha."""
+    return (10.0 + step) / 9.0
+
+
 def check_schedule(rmax=RMAX, dmax=DMAX, warmup_steps=WARMUP_STEPS,
                    rmax_steps=RMAX_STEPS, dmax_steps=DMAX_STEPS):
     """Raises ValueError for arguments `renorm_schedule` cannot use."""

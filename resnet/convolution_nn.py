@@ -25,7 +25,7 @@ import_tensorflow_quietly()  # a Python user's terminal stays as quiet
 import tensorflow as tf  # noqa: E402
 
 from batch_renorm import global_step, norm_layers  # noqa: E402
-from batch_renorm.schedule import WARMUP_STEPS  # noqa: E402
+from batch_renorm.schedule import WARMUP_STEPS, average_window  # noqa: E402
 from batch_renorm.replicas import (ReplicaGroup, replica_group,  # noqa: E402
                                    set_replica_group)
 from resnet.data.arrays import check_images, check_labels  # noqa: E402
@@ -64,7 +64,8 @@ class ConvolutionNN:
         batch renorm's ramp from step 5,000): for a short run, give the
         network and config `config.run_length_defaults(total_steps)`, as
         resnet-run does; `train` warns when batch renorm's ramp cannot open
-        within the run it makes.
+        within the run it makes, and when the run is shorter than the
+        moving statistics' memory (1 / (1 - norm_momentum) steps).
       run_config: a `config.RunConfig`: how the run goes. Its fields:
         model_dir: where checkpoints and TensorBoard summaries go (None:
           nowhere). The newest checkpoint there is restored on construction.
@@ -258,7 +259,7 @@ class ConvolutionNN:
                          self.config.group_size)
         if self._checkpoints:
             self._check_run(batch_size)
-        self._warn_if_ramp_stays_shut(batch_size, num_epoch)
+        self._warn_if_short(batch_size, num_epoch)
         ours = [hooks_lib.DivergenceHook(self.train_graph.cross_entropy,
                                          self._checkpoints)]
         signals = None
@@ -282,18 +283,31 @@ class ConvolutionNN:
                 f"{self._checkpoints.latest}", signals.received)
         return history
 
-    def _warn_if_ramp_stays_shut(self, batch_size, num_epoch):
-        """One warning when batch renorm's r and d stay 1 and 0 through the
-        whole run this `train` call makes: it would train as batch norm."""
-        if getattr(self.network, "norm", None) != "batch_renorm":
+    def _warn_if_short(self, batch_size, num_epoch):
+        """One warning each when the run this `train` call makes ends
+        before batch renorm's r and d move from 1 and 0 (it would train as
+        batch norm), and before the norms' moving statistics average as many
+        steps as their momentum allows (inference may be off)."""
+        norm = getattr(self.network, "norm", None)
+        if not num_epoch or norm is None:
             return
-        schedule = getattr(self.network, "renorm_schedule", None) or {}
-        warmup = schedule.get("warmup_steps", WARMUP_STEPS)
         start = int(self.session.run(self._epochs.start_step))
         per_epoch = -(-len(self.dataset.x_train) // batch_size)
         end = start + num_epoch * per_epoch  # the epoch under way counts
+        memory = 1.0 / (1.0 - getattr(self.network, "norm_momentum", 0.99))
+        if end < memory:
+            log.warning(
+                "the norms' moving statistics, which evaluate and predict "
+                "use, average only the last ~%d of this run's %d steps: "
+                "inference may be off; a longer run, or evaluate(statistics="
+                "'population') (over the training set), does better",
+                max(1, round(average_window(end))), end)
+        if norm != "batch_renorm":
+            return
+        schedule = getattr(self.network, "renorm_schedule", None) or {}
+        warmup = schedule.get("warmup_steps", WARMUP_STEPS)
         # The last step reads step end - 1; r and d move after warmup_steps.
-        if num_epoch and end - 1 <= warmup:
+        if end - 1 <= warmup:
             log.warning(
                 "batch renorm: r = 1 and d = 0 until step %d (the network's "
                 "renorm_schedule), and this run ends at step %d, so it "

@@ -22,12 +22,16 @@ Reference: He et al. 2015, "Deep Residual Learning for Image Recognition".
 import functools
 import zlib
 
-import tensorflow as tf
+from resnet.runtime.quiet import import_tensorflow_quietly
 
-from batch_renorm import batch_norm as _batch_norm
-from batch_renorm import batch_renorm as _batch_renorm
-from batch_renorm import step_value
-from batch_renorm.layer import channels, check_data_format
+import_tensorflow_quietly()  # a Python user's terminal stays as quiet
+
+import tensorflow as tf  # noqa: E402
+
+from batch_renorm import batch_norm as _batch_norm  # noqa: E402
+from batch_renorm import batch_renorm as _batch_renorm  # noqa: E402
+from batch_renorm import step_value  # noqa: E402
+from batch_renorm.layer import channels, check_data_format  # noqa: E402
 
 tf1 = tf.compat.v1
 

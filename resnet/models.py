@@ -10,13 +10,17 @@ Reference: He et al. 2015, section 4.2 (the CIFAR-10 ResNets).
 import dataclasses
 from typing import Optional, Protocol, runtime_checkable
 
-import tensorflow as tf
+from resnet.runtime.quiet import import_tensorflow_quietly
 
-from batch_renorm import renorm_schedule, step_value
-from batch_renorm.layer import check_data_format
-from batch_renorm.schedule import check_schedule
-from resnet import full_layers
-from resnet.checks import is_int
+import_tensorflow_quietly()  # a Python user's terminal stays as quiet
+
+import tensorflow as tf  # noqa: E402
+
+from batch_renorm import renorm_schedule, step_value  # noqa: E402
+from batch_renorm.layer import check_data_format  # noqa: E402
+from batch_renorm.schedule import check_schedule  # noqa: E402
+from resnet import full_layers  # noqa: E402
+from resnet.checks import is_int  # noqa: E402
 
 tf1 = tf.compat.v1
 

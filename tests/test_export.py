@@ -134,6 +134,22 @@ def test_cli_exports_a_finished_run_without_training(tmp_path):
                        "nothing can be created in /proc")
 
 
+def test_the_python_api_is_quiet_too():
+    """README's first import, a graph and a session: none of TensorFlow's
+    C++ lines (start-up, CUDA, MLIR) on stderr."""
+    script = ("from resnet import models\n"
+              "from resnet.convolution_nn import ConvolutionNN\n"
+              "from resnet.data import datasets\n"
+              "ds = datasets.load('digits')\n"
+              "cnn = ConvolutionNN(models.resnet(8, 10, norm='batch_norm'), "
+              "ds, progress=False)\n"
+              "cnn.train(batch_size=128, num_epoch=1)\n"
+              "print(cnn.evaluate()['accuracy'])\n")
+    result = run("-c", script, TF_CPP_MIN_LOG_LEVEL=None)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+
+
 def test_start_up_is_quiet_unless_verbose():
     """No TensorFlow start-up lines (oneDNN, "failed call to cuInit" on a
     machine without a GPU); --verbose shows TensorFlow's logging."""

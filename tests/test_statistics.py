@@ -8,7 +8,7 @@ import tensorflow as tf
 from batch_renorm import batch_norm, norm_layers
 from resnet import models
 from resnet.train import graphs
-from resnet.train import loop
+from resnet.train import config, loop
 from resnet.convolution_nn import ConvolutionNN
 
 tf1 = tf.compat.v1
@@ -93,3 +93,26 @@ def test_other_statistics_refuse_what_they_cannot_use(digits):
                        progress=False) as cnn:
         # No norms: nothing to recompute.
         assert cnn.evaluate(statistics="population") == cnn.evaluate()
+
+
+def test_a_short_run_says_what_it_cannot_do(digits, caplog):
+    """24 steps: one warning that batch renorm's ramp stays shut (from step
+    5,000), one that the moving statistics average ~(10 + 24) / 9 = 4
+    steps; a run of its length's schedule and 10-step averages warns of
+    neither."""
+    with ConvolutionNN(models.resnet(8, 10, norm="batch_renorm"), digits,
+                       progress=False) as cnn:
+        cnn.train(batch_size=128, num_epoch=2)
+    assert [record.getMessage().split(",")[0] for record in caplog.records
+            if record.levelname == "WARNING"] == [
+        "the norms' moving statistics",
+        "batch renorm: r = 1 and d = 0 until step 5000 (the network's "
+        "renorm_schedule)"]
+    assert "average only the last ~4 of this run's 24 steps" in caplog.text
+    caplog.clear()
+    fitted = models.resnet(8, 10, norm="batch_renorm", norm_momentum=0.9,
+                           **config.run_length_defaults(24, 0.9)["network"])
+    with ConvolutionNN(fitted, digits, progress=False) as cnn:
+        cnn.train(batch_size=128, num_epoch=2)
+    assert not [record for record in caplog.records
+                if record.levelname == "WARNING"], caplog.text

@@ -2,6 +2,7 @@
 line, the experiments and `ConvolutionNN` import it through."""
 import logging
 import os
+import sys
 
 
 def import_tensorflow_quietly(verbose=False):
@@ -9,11 +10,14 @@ def import_tensorflow_quietly(verbose=False):
     start-up writes to stderr (oneDNN notices no setting turns off, and
     "failed call to cuInit" on every machine without a GPU), so that a usage
     error or a result is all the terminal shows. Later errors still show.
-    `verbose`: nothing hidden, and TensorFlow's own logging at INFO."""
+    `verbose`: nothing hidden, and TensorFlow's own logging at INFO.
+    Without it, a TensorFlow imported already stays as it is."""
     if verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         import tensorflow as tf
         tf.get_logger().setLevel(logging.INFO)
+        return
+    if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
