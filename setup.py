@@ -16,6 +16,7 @@ setup(
         "numpy",
         "scikit-learn",          # the embedded `digits` dataset
         "tqdm",                  # progress bars
+        "tensorboard",           # the `tensorboard --logdir DIR` README shows
         "tensorlayer>=2.2.5",    # dataset downloads
         # tensorlayer imports these without declaring them.
         "opencv-python-headless",

@@ -175,9 +175,8 @@ class ConvolutionNN:
                 if cluster else None)
         # Locked before anything is written there.
         self._lock = DirectoryLock(model_dir) if model_dir else None
-        with self.graph.as_default():
-            self._writer = (tf1.summary.FileWriter(model_dir, self.graph)
-                            if model_dir else None)
+        self._writer = (hooks_lib.EventsWriter(model_dir, self.graph)
+                        if model_dir else None)
         # Where this object's metrics go out (TensorBoard, with a model_dir).
         self.metrics = hooks_lib.Metrics(self._writer)
         self.session = tf1.Session(
@@ -216,6 +215,9 @@ class ConvolutionNN:
                     f"workers within {cluster.start_timeout:.0f} s; is every "
                     f"one started, with the same --worker-hosts?",
                     f"the other workers of {', '.join(cluster.workers)}")
+        # Points go to TensorBoard for later steps only: a run that trains
+        # nothing repeats none of the run before.
+        self.metrics.start_step = int(self.session.run(self.global_step))
 
     @property
     def epochs_done(self):

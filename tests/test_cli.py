@@ -1,5 +1,7 @@
 """resnet-run and the example scripts, end to end in subprocesses."""
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -19,6 +21,16 @@ def test_cli_trains_on_digits_and_reports_test_accuracy(tmp_path):
     assert line.startswith("test accuracy ") and "after 45 steps" in line
     assert float(line.split()[2]) > 0.5
     assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_tensorboard_comes_with_the_package():
+    """README's `tensorboard --logdir DIR` works after its install command:
+    the command beside this Python's, and it runs."""
+    command = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    assert os.path.exists(command), "setup.py does not install tensorboard"
+    result = subprocess.run([command, "--version_tb"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
 
 
 @pytest.mark.parametrize("args, message", [

@@ -26,7 +26,9 @@ r of the first batch renorm layer every 100 steps:
 Reference: TensorFlow 1's `CheckpointSaverHook`, `NanTensorHook`,
 `SummarySaverHook`; tensorpack's `Callback`s.
 """
+import glob
 import logging
+import os
 import time
 
 import numpy as np
@@ -82,22 +84,54 @@ class Trigger:
         return bool(self.every_epochs and epoch % self.every_epochs == 0)
 
 
+class EventsWriter:
+    """A `tf.compat.v1.summary.FileWriter` into `logdir`, made at the first
+    summary: a run that writes none (a resume with nothing left to train,
+    an export) leaves no events file. The graph goes into the directory's
+    first events file only, so TensorBoard sees one graph per run however
+    often it is resumed."""
+
+    def __init__(self, logdir, graph):
+        self.logdir, self.graph, self._writer = logdir, graph, None
+
+    def add_summary(self, summary, step):
+        if self._writer is None:
+            first = not glob.glob(os.path.join(self.logdir,
+                                               "events.out.tfevents.*"))
+            with self.graph.as_default():  # FileWriter refuses eager mode
+                self._writer = tf1.summary.FileWriter(
+                    self.logdir, self.graph if first else None)
+        self._writer.add_summary(summary, step)
+
+    def flush(self):
+        if self._writer:
+            self._writer.flush()
+
+    def close(self):
+        if self._writer:
+            self._writer.close()
+
+
 class Metrics:
     """Where scalar metrics go out: TensorBoard as `NAME/metric` (with a
     `writer`), one log line, and each `listeners` callable(step, name,
-    metrics), e.g. an experiment's curve."""
+    metrics), e.g. an experiment's curve. TensorBoard gets one point per
+    name and step, and none at or before `start_step` (the step the run
+    started from: the run before charted it)."""
 
     def __init__(self, writer=None, listeners=()):
         self.writer, self.listeners = writer, list(listeners)
+        self.start_step, self._charted = 0, {}
 
     def write(self, step, name, metrics, log_it=True):
         """Sends `metrics` of `step` out; the log line comes last, after
         the point is written (a process killed at the line has it)."""
-        if self.writer:
+        if self.writer and step > self._charted.get(name, self.start_step):
             self.writer.add_summary(tf1.Summary(value=[
                 tf1.Summary.Value(tag=f"{name}/{key}", simple_value=value)
                 for key, value in metrics.items()]), step)
             self.writer.flush()
+            self._charted[name] = step
         for listener in self.listeners:
             listener(step, name, metrics)
         if log_it:
