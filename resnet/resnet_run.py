@@ -110,7 +110,8 @@ def build_parser():
                        help="auto: bfloat16 mixed precision on CPUs that "
                        "compute it natively, else float32")
     train.add_argument("--xla", action="store_true",
-                       help="XLA JIT compilation")
+                       help="XLA JIT compilation (on a CPU through "
+                       "TF_XLA_FLAGS=--tf_xla_cpu_global_jit, which it sets)")
     train.add_argument("--intra-threads", type=int, metavar="N",
                        help="threads inside one op (default: the cores, or "
                        "half of them for small steps)")
@@ -345,7 +346,8 @@ def cluster_from(args, batch_size):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    import_tensorflow_quietly(verbose="--verbose" in argv)
+    # Before TensorFlow reads them: its logging level and XLA's flags.
+    import_tensorflow_quietly(verbose="--verbose" in argv, xla="--xla" in argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

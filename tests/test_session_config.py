@@ -7,6 +7,7 @@ import pytest
 from resnet import models
 from resnet.convolution_nn import ConvolutionNN
 from resnet.runtime.session_config import cpu_description, session_config
+from tests.conftest import run
 
 
 def test_threads_are_sized_to_the_step(monkeypatch):
@@ -60,3 +61,52 @@ def test_channels_first_needs_onednn_or_a_gpu(digits, monkeypatch):
     network = models.resnet(8, 10, data_format="NCHW")
     with pytest.raises(ValueError, match="NCHW needs a GPU, or oneDNN"):
         ConvolutionNN(network, digits)
+
+
+
+XLA_PROBE = """
+import tensorflow as tf
+from resnet.runtime.session_config import session_config
+tf1 = tf.compat.v1
+graph = tf.Graph()
+with graph.as_default():
+    x = tf1.placeholder(tf.float32, [8, 8])
+    y = tf.reduce_sum(tf.tanh(tf.matmul(x, x) * 2.0 + 1.0))
+try:
+    config = session_config(xla={xla})
+except ValueError as error:
+    raise SystemExit(str(error))
+with tf1.Session(graph=graph, config=config) as session:
+    metadata = tf1.RunMetadata()
+    session.run(y, {{x: [[0.1] * 8] * 8}},
+                options=tf1.RunOptions(trace_level=3), run_metadata=metadata)
+print(sum("xla_run" in node.node_name for device in
+          metadata.step_stats.dev_stats for node in device.node_stats))
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("xla, flags", [(True, "--tf_xla_cpu_global_jit"),
+                                        (False, "--tf_xla_cpu_global_jit"),
+                                        (True, None)])
+def test_xla_compiles_on_the_cpu_or_says_why_not(xla, flags):
+    """global_jit_level alone compiles nothing on a CPU (--xla did
+    nothing): with TensorFlow's CPU flag the session runs an XLA cluster
+    if and only if xla is asked for; without it, xla is refused."""
+    result = run("-c", XLA_PROBE.format(xla=xla), TF_XLA_FLAGS=flags)
+    if flags is None:
+        assert result.returncode == 1
+        assert result.stderr.strip().endswith(
+            "nothing would be compiled"), result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    assert (int(result.stdout.split()[-1]) > 0) == xla, result.stdout
+
+
+@pytest.mark.subprocess
+def test_the_xla_flag_compiles():
+    result = run("-m", "resnet.resnet_run", "--depth", "8", "--epochs", "1",
+                 "--no-progress", "--xla", "--verbose", TF_XLA_FLAGS=None,
+                 TF_CPP_MIN_LOG_LEVEL=None)
+    assert result.returncode == 0, result.stderr
+    assert "Compiled cluster using XLA" in result.stderr

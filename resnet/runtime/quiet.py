@@ -5,13 +5,22 @@ import os
 import sys
 
 
-def import_tensorflow_quietly(verbose=False):
+XLA_CPU_FLAG = "--tf_xla_cpu_global_jit"  # XLA JIT on a CPU needs it
+
+
+def import_tensorflow_quietly(verbose=False, xla=False):
     """Imports TensorFlow and looks for GPUs without the C++ log lines their
     start-up writes to stderr (oneDNN notices no setting turns off, and
     "failed call to cuInit" on every machine without a GPU), so that a usage
     error or a result is all the terminal shows. Later errors still show.
     `verbose`: nothing hidden, and TensorFlow's own logging at INFO.
-    Without it, a TensorFlow imported already stays as it is."""
+    Without it, a TensorFlow imported already stays as it is.
+    `xla`: adds XLA_CPU_FLAG to TF_XLA_FLAGS first (TensorFlow reads them
+    once, before its first session: `session_config(xla=True)` needs it
+    there on a CPU)."""
+    if xla and XLA_CPU_FLAG not in os.environ.get("TF_XLA_FLAGS", "").split():
+        os.environ["TF_XLA_FLAGS"] = (
+            os.environ.get("TF_XLA_FLAGS", "") + " " + XLA_CPU_FLAG).strip()
     if verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         import tensorflow as tf

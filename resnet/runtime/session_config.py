@@ -6,6 +6,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from resnet.checks import check_int
+from resnet.errors import UsageError
+from resnet.runtime.quiet import XLA_CPU_FLAG
 from resnet.runtime.cpu import SPEED_FLAGS, cpu_flags, cpuinfo, has_bfloat16
 
 tf1 = tf.compat.v1
@@ -80,11 +82,18 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
       that compute bfloat16 natively (AVX512_BF16, AMX), where it trains
       ResNet-20 about 1.35x faster with the same accuracy; "float32" never.
       It changes nothing on a GPU.
-    xla: XLA JIT compilation of the session's graph (no gain measured here).
+    xla: XLA JIT compilation of the session's graph (no gain measured
+      here). On a CPU TensorFlow compiles only with TF_XLA_FLAGS holding
+      `--tf_xla_cpu_global_jit` from before its first session (resnet-run
+      --xla sets it; from Python, set it before the import): without it,
+      UsageError, as the flag would do nothing.
+
+    Raises:
+      UsageError: bad threads or precision, or xla that cannot compile.
     """
     check_threads(intra_threads, inter_threads)
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise UsageError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     bfloat16 = precision == "bfloat16" or (precision == "auto"
                                            and has_bfloat16())
     cores = usable_cores()
@@ -100,6 +109,12 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
     if bfloat16:
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = (
             rewriter_config_pb2.RewriterConfig.ON)
+    if xla and not tf.config.list_physical_devices("GPU") and (
+            XLA_CPU_FLAG not in os.environ.get("TF_XLA_FLAGS", "").split()):
+        raise UsageError(
+            f"xla on a CPU needs TF_XLA_FLAGS={XLA_CPU_FLAG} set before "
+            f"TensorFlow's first session (resnet-run --xla sets it); "
+            f"without it nothing would be compiled")
     if xla:
         config.graph_options.optimizer_options.global_jit_level = (
             tf1.OptimizerOptions.ON_1)
