@@ -477,7 +477,10 @@ class ConvolutionNN:
 
     def export(self, path):
         """Writes the inference graph with the current weights as a
-        SavedModel to `path` (see `resnet.storage.export`); returns `path`."""
+        SavedModel to `path` (a symbolic link's target; see
+        `resnet.storage.export`); returns where it went. Raises ValueError
+        for a path no export may take, ExportError when writing fails (an
+        earlier export there is intact)."""
         variables = self.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)
         values = dict(zip([v.op.name for v in variables],
                           self.session.run(variables)))

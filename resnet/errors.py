@@ -81,6 +81,11 @@ class PeersNotReady(WorkerLost):
         self.exit_code = exit_code
 
 
+class ExportError(Error):
+    """A SavedModel could not be written (e.g. the disk is full); an
+    earlier export at its path is intact."""
+
+
 class TrainingInterrupted(Error):
     """SIGINT or SIGTERM stopped training after a step, and a checkpoint of
     that step was saved. `exit_code` is 128 + the signal's number."""

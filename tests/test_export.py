@@ -7,7 +7,10 @@ import subprocess
 import numpy as np
 import pytest
 
+import tensorflow as tf
+
 from resnet import models
+from resnet.errors import ExportError
 from resnet.storage import export
 from resnet.convolution_nn import ConvolutionNN
 from resnet.runtime.session_config import session_config
@@ -79,7 +82,21 @@ def test_a_failed_export_leaves_the_previous_one(digits, tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
 
         monkeypatch.setattr(export, "_write", half_written)
-        with pytest.raises(OSError, match="No space"):
+        with pytest.raises(ExportError) as failed:
+            cnn.export(path)
+        assert str(failed.value).startswith(
+            f"writing the SavedModel to {path} failed (no space left on "
+            f"device; ")
+        assert str(failed.value).endswith(
+            "free); the earlier export there is intact")
+
+        def saver_fails(*args, **kwargs):  # as TensorFlow's saver reports it
+            raise tf.errors.ResourceExhaustedError(
+                None, None, "variables.data-00000-of-00001.tempstate; No "
+                "space left on device")
+
+        monkeypatch.setattr(export, "_write", saver_fails)
+        with pytest.raises(ExportError, match="no space left on device"):
             cnn.export(path)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
     assert (tmp_path / "model" / "saved_model.pb").read_bytes() == pb
@@ -91,6 +108,20 @@ def test_a_failed_export_leaves_the_previous_one(digits, tmp_path, monkeypatch):
     (tmp_path / "model" / "ckpt").mkdir()
     with pytest.raises(ValueError, match="holds other files"):
         export.check_export_path(tmp_path / "model")
+
+
+def test_an_export_through_a_symbolic_link_goes_to_its_target(digits,
+                                                               tmp_path):
+    """A dangling link (to a folder not made yet) gave NotADirectoryError;
+    a link to an earlier export has it replaced, the link kept."""
+    link = tmp_path / "latest"
+    link.symlink_to(tmp_path / "exports" / "v1")
+    with ConvolutionNN(NETWORKS["resnet8"], digits, progress=False) as cnn:
+        assert cnn.export(link) == str(tmp_path / "exports" / "v1")
+        first = (tmp_path / "exports" / "v1" / "saved_model.pb").stat()
+        cnn.export(link)
+    assert link.is_symlink()
+    assert (link / "saved_model.pb").stat().st_ino != first.st_ino
 
 
 def test_a_killed_exports_leftovers_are_cleaned_and_the_export_put_back(
@@ -132,6 +163,18 @@ def test_cli_exports_a_finished_run_without_training(tmp_path):
     assert not (tmp_path / "e").exists()
     assert_usage_error(run(*common, "--export", "/proc/exported"),
                        "nothing can be created in /proc")
+    full = run("-c", (
+        "import sys; from resnet import resnet_run; from resnet.storage "
+        "import export\n"
+        "def full(*args): raise OSError(28, 'No space left on device')\n"
+        "export._write = full\n"
+        f"sys.exit(resnet_run.main({common[2:] + ['--export', str(tmp_path / 'model')]!r}))"))
+    assert full.returncode == 1, full.stderr
+    assert "Traceback" not in full.stderr
+    assert full.stderr.strip().splitlines()[-1].startswith(
+        f"resnet-run: writing the SavedModel to {tmp_path / 'model'} failed "
+        f"(no space left on device; ")
+    assert (tmp_path / "model" / "saved_model.pb").exists()
 
 
 def test_the_python_api_is_quiet_too():

@@ -22,7 +22,6 @@ and the last few checkpoints of a `tf.compat.v1.train.Saver`. Its promises:
     fsync, rename).
 """
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -33,7 +32,8 @@ import tensorflow as tf
 
 from resnet.errors import (CheckpointMismatchError, CheckpointSaveError,
                            RunChangedError)
-from resnet.storage.files import (json_differences, read_json, write_json,
+from resnet.storage.files import (failure_reason, first_line, free_space,
+                                  json_differences, read_json, write_json,
                                   write_text)
 
 tf1 = tf.compat.v1
@@ -120,8 +120,8 @@ class Checkpoints:
             kept = (f"the checkpoint before, {self.latest}, is intact"
                     if self.latest else "no checkpoint was written before")
             raise CheckpointSaveError(
-                f"writing {what} failed ({_reason(error)}; "
-                f"{_free_space(self.model_dir)} free in {self.model_dir}); "
+                f"writing {what} failed ({failure_reason(error)}; "
+                f"{free_space(self.model_dir)} free in {self.model_dir}); "
                 f"{kept}") from None
 
     def _rotate(self):
@@ -145,7 +145,7 @@ class Checkpoints:
             write_text(os.path.join(self.model_dir, "checkpoint"), index)
         except OSError as error:  # only TensorFlow's tools read it
             log.warning("the checkpoint index of %s was not updated (%s)",
-                        self.model_dir, _reason(error))
+                        self.model_dir, failure_reason(error))
 
     def _newest_epoch_end(self, steps):
         """The newest of `steps` whose checkpoint was taken as an epoch
@@ -183,7 +183,7 @@ class Checkpoints:
             except (tf.errors.OpError, ValueError) as error:
                 log.warning("checkpoint %s cannot be read (%s); moved to "
                             "%s/, trying the one before", path,
-                            _first_line(error), DAMAGED_DIR)
+                            first_line(error), DAMAGED_DIR)
                 self._move_damaged(step)
                 continue
             log.info("restored checkpoint %s", path)
@@ -307,26 +307,5 @@ def _step_of(path):
     return int(path.rsplit("-", 1)[1])
 
 
-def _reason(error):
-    code = getattr(error, "errno", None)
-    if code == errno.ENOSPC or "No space left" in str(error):
-        return "no space left on device"
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror.lower()
-    return _first_line(error).split(";")[0]
-
-
-def _free_space(directory):
-    try:
-        usage = shutil.disk_usage(directory)
-    except OSError:
-        return "unknown space"
-    return f"{usage.free / 2**20:.1f} MiB"
-
-
 def _list(items, limit=4):
     return "; ".join(items[:limit]) + ("; ..." if len(items) > limit else "")
-
-
-def _first_line(error):
-    return str(error).strip().splitlines()[0]

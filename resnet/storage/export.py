@@ -21,8 +21,10 @@ import tempfile
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from resnet.errors import ExportError
 from resnet.train import graphs
-from resnet.storage.files import check_writable_dir
+from resnet.storage.files import (check_writable_dir, deepest_existing,
+                                  failure_reason, free_space)
 
 tf1 = tf.compat.v1
 
@@ -37,18 +39,38 @@ OUTPUTS = ("logits", "probabilities", "classes")
 def export_saved_model(network, image_shape, preprocess, values, path):
     """Writes the SavedModel of `network` on images of `image_shape`, its
     variables set from `values` ({variable name: array}, e.g. read from a
-    training session), to `path`; returns `path`.
+    training session), to `path` (through symbolic links: a link's target,
+    made if absent); returns that path.
 
     Written next to `path` and moved into place, so a failed or killed
     export never replaces a good one (an export killed between moving the
     old one aside and the new one in is put back by the next export). An
-    existing `path` must be an earlier export (or empty). Layers computing in NCHW are exported in NHWC: the
-    same variables, a graph that runs on any device.
+    existing `path` must be an earlier export (or empty). Layers computing
+    in NCHW are exported in NHWC: the same variables, a graph that runs on
+    any device.
+
+    Raises:
+      ValueError: a path no export may take (`check_export_path`).
+      ExportError: writing failed (the disk is full, say).
     """
-    path = os.path.abspath(os.path.expanduser(path))
+    path = os.path.realpath(os.path.expanduser(path))
     check_export_path(path)
     if dataclasses.is_dataclass(network) and network.data_format != "NHWC":
         network = dataclasses.replace(network, data_format="NHWC")
+    earlier = os.path.exists(path)
+    try:
+        _write_in_place(network, image_shape, preprocess, values, path)
+    except (OSError, tf.errors.OpError) as error:
+        kept = ("the earlier export there is intact" if earlier
+                else "nothing is left there")
+        raise ExportError(
+            f"writing the SavedModel to {path} failed ({failure_reason(error)}"
+            f"; {free_space(deepest_existing(path))} free); {kept}") from None
+    return path
+
+
+def _write_in_place(network, image_shape, preprocess, values, path):
+    """Writes beside `path`, then moves the export in, the old one out."""
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     prefix = f".{os.path.basename(path)}.staging-"
@@ -68,17 +90,16 @@ def export_saved_model(network, image_shape, preprocess, values, path):
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return path
 
 
 def check_export_path(path, model_dir=None):
     """Raises ValueError unless `path` can be written and is free, empty or
     an earlier export (nothing but a SavedModel's own files in it), and
     neither holds nor lies inside `model_dir`."""
+    path = os.path.realpath(os.path.expanduser(path))  # a link's target
     check_writable_dir(path, "export path")
-    path = os.path.abspath(os.path.expanduser(path))
     if model_dir is not None:
-        model_dir = os.path.abspath(os.path.expanduser(model_dir))
+        model_dir = os.path.realpath(os.path.expanduser(model_dir))
         if os.path.commonpath([path, model_dir]) in (path, model_dir):
             raise ValueError(f"export path {path} and model_dir {model_dir} "
                              f"must not hold one another: choose another")

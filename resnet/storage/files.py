@@ -1,7 +1,9 @@
 """Files a run writes: atomic writes, JSON records and their differences,
 and checks of the directories it writes to."""
+import errno
 import json
 import os
+import shutil
 import tempfile
 
 
@@ -86,3 +88,27 @@ def json_differences(there, here, path=""):
 def _short(value, limit=40):
     text = repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def failure_reason(error):
+    """Why a write failed, in a few words ("no space left on device")."""
+    code = getattr(error, "errno", None)
+    if code == errno.ENOSPC or "No space left" in str(error):
+        return "no space left on device"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return first_line(error).split(";")[0]
+
+
+def free_space(directory):
+    """The free space of `directory`'s file system, e.g. "12.5 MiB"."""
+    try:
+        usage = shutil.disk_usage(directory)
+    except OSError:
+        return "unknown space"
+    return f"{usage.free / 2**20:.1f} MiB"
+
+
+def first_line(error):
+    """The first line of an error's message."""
+    return str(error).strip().splitlines()[0]
