@@ -178,9 +178,11 @@ Plan = collections.namedtuple("Plan", "network dataset config run_config "
                               "batch_size epochs")
 
 
-def plan(args):
+def plan(args, workers=None):
     """Checks every argument and loads the data, before any graph is built;
-    returns the run's `Plan`. A ValueError here is a usage error."""
+    returns the run's `Plan`. A ValueError here is a usage error.
+    `workers`: the count --local-workers is to start (the cluster flags
+    give it otherwise)."""
     from resnet import models
     from resnet.data.input_pipeline import check_batches, check_groups
     from resnet.runtime.session_config import (check_device_supports,
@@ -230,7 +232,7 @@ def plan(args):
     if args.validation:
         ds = ds.split_validation(args.validation, seed=args.seed)
     check_batches(batch_size, len(ds.x_train), args.microbatch,
-                  cluster.size if cluster else 1)
+                  cluster.size if cluster else workers or 1)
     if args.classes_per_group:
         check_groups(batch_size, args.classes_per_group, args.group_size)
         if args.classes_per_group > ds.num_classes:
@@ -352,13 +354,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.local_workers is not None:
-        from resnet.runtime.local_cluster import run_local_workers
+        from resnet.runtime import local_cluster
         try:
-            return run_local_workers(
-                args.local_workers, argv,
+            local_cluster.check_local_workers(
+                args.local_workers,
                 args.worker_hosts is not None or args.task_index is not None)
+            # Every argument, before any worker starts: one line, not N.
+            plan(args, workers=args.local_workers)
         except ValueError as error:
             parser.error(str(error))
+        return local_cluster.run_local_workers(args.local_workers, argv)
     start = time.perf_counter()
     try:
         checked = plan(args)

@@ -206,6 +206,11 @@ def test_a_lost_worker_stops_the_other_with_one_line(tmp_path):
     (["--sync-statistics"], "needs several workers"),
     (["--local-workers", "0"], "--local-workers must be >= 1"),
     (["--local-workers", "2", "--task-index", "0"], "makes its own cluster"),
+    # Before any worker starts (100 TensorFlow processes did, on 2 cores).
+    (["--local-workers", "100", "--batch-size", "200"], "so at most"),
+    (["--local-workers", "2", "--batch-size", "33"],
+     "must be a multiple of the 2 workers"),
+    (["--local-workers", "2", "--rmax", "0.5"], "rmax must be a finite number"),
 ])
 def test_bad_cluster_arguments(args, message):
     assert_usage_error(run("-m", "resnet.resnet_run", *args), message)
@@ -264,6 +269,36 @@ def test_waiting_for_the_other_workers_ends_at_ctrl_c(tmp_path):
     assert alone.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == (
         "resnet-run: interrupted while waiting for the other workers")
+
+
+def test_a_killed_launcher_takes_its_workers_with_it(tmp_path):
+    """SIGKILL of --local-workers left both workers training, orphaned:
+    they get SIGTERM, the chief saves, and both are gone."""
+    launcher = start("-m", "resnet.resnet_run", "--local-workers", "2",
+                     "--depth", "8", "--epochs", "30", "--no-progress",
+                     "--checkpoint-steps", "10", "--model-dir", str(tmp_path),
+                     stdout=None)
+    wait_for_line(launcher, "saved checkpoint")
+    with open(f"/proc/{launcher.pid}/task/{launcher.pid}/children") as f:
+        workers = [int(pid) for pid in f.read().split()]
+    assert len(workers) == 2
+    launcher.kill()
+    launcher.wait()
+
+    def running(pid):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                return "zombie" not in f.read()
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(map(running, workers)):
+        time.sleep(0.5)
+    alive = [pid for pid in workers if running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "workers trained on without their launcher"
 
 
 def test_sigterm_to_local_workers_saves_and_stops_them_all(tmp_path):

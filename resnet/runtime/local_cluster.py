@@ -5,8 +5,11 @@ free ports, task 0 (the chief) on this terminal, the others quiet; waits
 for the chief, then for the others; returns the first failure's exit
 status. Ctrl-C reaches every worker from the terminal and SIGTERM is
 passed on to the chief (it saves a checkpoint and stops; the others then
-stop); the workers' cores are shared out among them.
+stop); a launcher killed outright sends every worker SIGTERM. The workers'
+cores are shared out among them.
 """
+import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -14,23 +17,38 @@ import sys
 import tempfile
 
 from resnet.runtime.cluster import free_ports
+from resnet.runtime.session_config import usable_cores
 
 STOP_GRACE = 30  # seconds the other workers get to end after the chief
+PR_SET_PDEATHSIG = 1  # prctl(2): a signal for when the parent dies
 
 
-def run_local_workers(count, argv, cluster_flags=False):
-    """Runs `count` workers of `resnet-run argv` (argv holding
-    --local-workers; `cluster_flags`: whether it names a cluster too);
-    returns an exit status."""
+def check_local_workers(count, cluster_flags=False):
+    """Raises ValueError unless `count` workers can start here: at least 1,
+    at most the cores this process may use (each is a TensorFlow process;
+    more only wait on one another), and no cluster flags beside
+    (`cluster_flags`)."""
     if not (isinstance(count, int) and count >= 1):
         raise ValueError(f"--local-workers must be >= 1, got {count}")
+    cores = usable_cores()
+    if count > cores:
+        raise ValueError(f"--local-workers {count}: this machine gives this "
+                         f"process {cores} cores, so at most {cores} workers "
+                         f"(more than that: --worker-hosts on several "
+                         f"machines)")
     if cluster_flags:
         raise ValueError("--local-workers makes its own cluster: leave out "
                          "--worker-hosts and --task-index")
+
+
+def run_local_workers(count, argv):
+    """Runs `count` workers of `resnet-run argv` (argv holding
+    --local-workers, checked by `check_local_workers`); returns an exit
+    status."""
     argv = _without_local_workers(argv)
     if not any(a == "--intra-threads" or a.startswith("--intra-threads=")
                for a in argv):
-        argv += ["--intra-threads", str(max(1, (os.cpu_count() or 1) // count))]
+        argv += ["--intra-threads", str(max(1, usable_cores() // count))]
     hosts = ",".join(f"127.0.0.1:{port}" for port in free_ports(count))
     env = dict(os.environ)
     env.pop("TF_CONFIG", None)
@@ -53,7 +71,7 @@ def run_local_workers(count, argv, cluster_flags=False):
             workers.append(subprocess.Popen(
                 command, env=env, stdout=None if task == 0 else log,
                 stderr=None if task == 0 else log,
-                preexec_fn=_default_signals))
+                preexec_fn=functools.partial(_in_worker, os.getpid())))
         codes = [workers[0].wait()]
         for worker in workers[1:]:
             try:
@@ -85,10 +103,16 @@ def run_local_workers(count, argv, cluster_flags=False):
     return failed[0][1] if failed else 0
 
 
-def _default_signals():
-    """In a worker: Ctrl-C and SIGTERM act as they do in a lone run."""
+def _in_worker(launcher):
+    """In a worker, before it runs: Ctrl-C and SIGTERM act as in a lone
+    run, and the launcher's death (SIGKILL included) sends it SIGTERM: it
+    saves and stops instead of training on, orphaned (Linux)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != launcher:  # it died before that
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _without_local_workers(argv):
