@@ -1,6 +1,7 @@
 """What the tests share: a fresh graph, the digits dataset, running the
 command line in a subprocess and what a usage error looks like."""
 import os
+import re
 import subprocess
 import sys
 
@@ -43,6 +44,10 @@ def digits():
     """The embedded digits dataset (8x8x1, 10 classes)."""
     from resnet.data import datasets
     return datasets.load("digits")
+
+
+# A line of TensorFlow's C++ logging (absl's format: level, date, time).
+CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d", re.MULTILINE)
 
 
 def environment(**changes):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from tests import formats
-from tests.conftest import assert_usage_error, run
+from tests.conftest import CPP_LOG_LINE, assert_usage_error, run
 
 QUICK = ["--depth", "8", "--epochs", "1", "--no-progress"]
 
@@ -21,6 +21,15 @@ def test_cli_trains_on_digits_and_reports_test_accuracy(tmp_path):
     assert line.startswith("test accuracy ") and "after 45 steps" in line
     assert float(line.split()[2]) > 0.5
     assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_deterministic_runs_without_cpp_lines():
+    """--deterministic's rewrite of the input's parallel map logged a C++
+    error line ("NodeDef mentions attribute use_unbounded_threadpool")."""
+    result = run("-m", "resnet.resnet_run", *QUICK, "--deterministic",
+                 TF_CPP_MIN_LOG_LEVEL=None)
+    assert result.returncode == 0, result.stderr
+    assert not CPP_LOG_LINE.search(result.stderr), result.stderr
 
 
 def test_tensorboard_comes_with_the_package():

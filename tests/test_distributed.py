@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import subprocess
-
 import time
 
 import numpy as np
@@ -16,7 +15,8 @@ from resnet.runtime.cluster import Cluster, free_ports
 from resnet.runtime.session_config import onednn_enabled
 from resnet.convolution_nn import ConvolutionNN
 from resnet.data.input_pipeline import check_batches
-from tests.conftest import assert_usage_error, run, start, wait_for_line
+from tests.conftest import (CPP_LOG_LINE, assert_usage_error, run, start,
+                            wait_for_line)
 
 pytestmark = [pytest.mark.distributed, pytest.mark.subprocess,
               pytest.mark.slow]
@@ -176,7 +176,7 @@ def test_a_lost_worker_stops_the_other_with_one_line(tmp_path):
               "--batch-size", "32", "--no-progress", "--worker-hosts",
               workers, "--collective-timeout", "10", "--checkpoint-steps", "5"]
     chief = start(*common, "--task-index", "0", "--model-dir", str(tmp_path),
-                  stdout=None)
+                  stdout=None, TF_CPP_MIN_LOG_LEVEL=None)
     worker = start(*common, "--task-index", "1", stdout=None,
                    stderr=subprocess.DEVNULL)
     wait_for_line(chief, "saved checkpoint")
@@ -187,6 +187,8 @@ def test_a_lost_worker_stops_the_other_with_one_line(tmp_path):
     port = workers.split(",")[1]
     assert last.startswith(f"resnet-run: worker 0 lost worker 1 ({port})"), stderr
     assert "start every worker again" in last and "Traceback" not in stderr
+    # No C++ lines (gRPC's errors came before it).
+    assert not CPP_LOG_LINE.search(stderr), stderr
 
 
 @pytest.mark.parametrize("args, message", [

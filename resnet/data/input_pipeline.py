@@ -107,6 +107,13 @@ def check_batches(batch_size, train_size, microbatch=None, parts=1):
             + (f" ({parts} workers)" if parts > 1 else ""))
 
 
+def _op_determinism():
+    """Whether `tf.config.experimental.enable_op_determinism()` ran (the
+    query has no public name)."""
+    from tensorflow.python.framework import config
+    return config.is_op_determinism_enabled()
+
+
 def pad_crop_flip(images, seed, pad=PAD):
     """Pads a batch of NHWC images by `pad` zero pixels, crops each back to
     its size at a random offset and flips half of them left-right: the
@@ -179,9 +186,11 @@ class TrainInput:
                 tf.data.Dataset.from_tensor_slices(self._order)
                 .batch(self._batch_size),
                 tf.data.Dataset.range(self._first_step, np.iinfo(np.int64).max)))
-            batches = batches.map(load_batch,
-                                  num_parallel_calls=tf.data.AUTOTUNE,
-                                  deterministic=True)
+            # Under op determinism TensorFlow rewrites a parallel map into
+            # a plain one, logging a C++ error line: ask for a plain one.
+            batches = batches.map(
+                load_batch, deterministic=True, num_parallel_calls=None
+                if _op_determinism() else tf.data.AUTOTUNE)
             self._iterator = tf1.data.make_initializable_iterator(
                 batches.prefetch(tf.data.AUTOTUNE))
             self.images, self.labels = self._iterator.get_next()

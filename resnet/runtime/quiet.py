@@ -28,7 +28,11 @@ def import_tensorflow_quietly(verbose=False, xla=False):
         return
     if "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # C++ errors too: each failure that matters reaches Python as an
+    # exception, which the caller words in one line (a lost worker's gRPC
+    # errors came as 4 to 6 lines before it).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
