@@ -36,7 +36,8 @@ from resnet.errors import (PeersNotReady, TrainingInterrupted,  # noqa: E402
                            UsageError)
 from resnet.models import NetworkLike  # noqa: E402
 from resnet.runtime import cluster as cluster_lib  # noqa: E402
-from resnet.runtime.session_config import check_device_supports  # noqa: E402
+from resnet.runtime.session_config import (  # noqa: E402
+    check_device_supports, precision_of)
 from resnet.runtime.session_config import (  # noqa: E402
     session_config as default_session_config)
 from resnet.storage.checkpoints import Checkpoints  # noqa: E402
@@ -129,6 +130,7 @@ class ConvolutionNN:
         check_device_supports(network.data_format)
         self.cluster = cluster
         config = session_config or default_session_config()
+        self._precision = precision_of(config)
         server = cluster.start_server(config) if cluster else None
         self.network, self.dataset, self.model_dir = network, dataset, model_dir
         self._trained = False  # whether `train` ran: a resume is checked
@@ -322,12 +324,20 @@ class ConvolutionNN:
         """Refuses to resume checkpoints trained with other arguments
         (unless allow_changes; a later `train` call of this object may
         change its batch size), and a batch size changed mid-epoch always:
-        the epoch's position is counted in batches."""
+        the epoch's position is counted in batches. The arguments: what
+        training computes (the batch, `TrainConfig`, the network whole, so
+        that a lost model.json hides no change), how many workers normalise
+        their own slices, synchronized statistics, and the precision."""
         step, start = self.session.run([self.global_step,
                                         self._epochs.start_step])
         self._checkpoints.check_run(
             {"batch_size": batch_size, **dataclasses.asdict(self.config),
-             "network": self.network.settings()},
+             "network": {**self.network.signature(),
+                         **self.network.settings()},
+             "workers": self.cluster.size if self.cluster else 1,
+             "sync_statistics": bool(self.cluster
+                                     and self.run_config.sync_statistics),
+             "precision": self._precision},
             self.run_config.allow_changes or self._trained,
             frozen=("batch_size",) if step != start else ())
         self._trained = True

@@ -206,7 +206,8 @@ def plan(args, workers=None):
         model_dir=args.model_dir, checkpoint_secs=args.checkpoint_secs,
         checkpoint_steps=args.checkpoint_steps,
         progress=False if args.no_progress else None, cluster=cluster,
-        sync_statistics=args.sync_statistics,
+        # --local-workers: each worker checks it with its cluster.
+        sync_statistics=args.sync_statistics and not workers,
         allow_changes=args.allow_changes)
     if args.export is not None:
         check_export_path(args.export, args.model_dir)

@@ -251,6 +251,17 @@ def test_local_workers_train_digits(tmp_path):
     assert line.startswith("test accuracy ") and "after 69 steps" in line
     assert float(line.split()[2]) > 0.9
     assert (tmp_path / "model.ckpt-69.index").exists()
+    # Each worker normalised its own slice: one process resuming computes
+    # otherwise, as synchronized statistics would. Refused, in one line.
+    for change, message in ((["--local-workers", "2", "--sync-statistics"],
+                             "sync_statistics: False there, True here"),
+                            ([], "workers: 2 there, 1 here")):
+        # The schedules of the 69-step run, which a longer one would change.
+        assert_usage_error(run(
+            "-m", "resnet.resnet_run", *change, "--depth", "8", "--epochs",
+            "4", "--lr-boundaries", "34,51", "--renorm-warmup", "17",
+            "--rmax-steps", "34", "--dmax-steps", "34", "--no-progress",
+            "--model-dir", str(tmp_path)), message)
 
 
 def test_microbatches_must_divide_each_workers_slice():

@@ -15,6 +15,7 @@ from resnet.convolution_nn import ConvolutionNN
 from resnet.errors import (CheckpointMismatchError, CheckpointSaveError,
                            ModelDirInUseError, RunChangedError,
                            TrainingDiverged)
+from resnet.runtime.session_config import precision_of, session_config
 from resnet.storage import files
 from tests.conftest import assert_usage_error, run, start
 
@@ -247,6 +248,29 @@ def test_a_lost_run_json_is_no_licence_to_change(digits, tmp_path, content):
     with make(digits, tmp_path, allow_changes=True) as cnn:
         cnn.train(BATCH, 1)
     assert json.loads(path.read_text())["learning_rate"] == 0.1
+
+
+def test_what_changes_the_run_is_refused_on_resume(digits, tmp_path):
+    """Each of these was resumed without a word: the precision, dropout
+    with model.json gone (the variables are the same). Workers and
+    synchronized statistics are recorded alike (test_distributed)."""
+    train(digits, tmp_path)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert (record["workers"], record["sync_statistics"],
+            record["precision"]) == (1, False, precision_of(session_config()))
+    other = "float32" if record["precision"] == "bfloat16" else "bfloat16"
+    with make(digits, tmp_path,
+              session_config=session_config(precision=other)) as cnn:
+        with pytest.raises(RunChangedError, match=f"precision: "
+                           f"'{record['precision']}' there, '{other}' here"):
+            cnn.train(BATCH, 1)
+    (tmp_path / "model.json").unlink()
+    dropped = models.resnet(8, 10, norm="batch_renorm", dropout_rate=0.5)
+    with ConvolutionNN(dropped, digits, model_dir=str(tmp_path),
+                       progress=False) as cnn:
+        with pytest.raises(RunChangedError, match=r"network.layers\[1\]"
+                           r".dropout_rate: 0.0 there, 0.5 here"):
+            cnn.train(BATCH, 1)
 
 
 @pytest.mark.slow

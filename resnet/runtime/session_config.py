@@ -119,3 +119,11 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
         config.graph_options.optimizer_options.global_jit_level = (
             tf1.OptimizerOptions.ON_1)
     return config
+
+
+def precision_of(config):
+    """"bfloat16" if the ConfigProto `config` turns on oneDNN's automatic
+    mixed precision, else "float32": what a session of it computes in."""
+    rewrites = config.graph_options.rewrite_options
+    return ("bfloat16" if rewrites.auto_mixed_precision_onednn_bfloat16
+            == rewriter_config_pb2.RewriterConfig.ON else "float32")
