@@ -1,7 +1,9 @@
 """Dataset readers on small files written in the original formats."""
 import gzip
 import os
+import shutil
 import struct
+import tarfile
 
 import numpy as np
 import pytest
@@ -98,6 +100,25 @@ def test_labels_out_of_range_and_count_mismatch(tmp_path):
     formats.write_idx(path, np.zeros(19))
     with pytest.raises(DatasetError, match="expected 20 labels"):
         datasets.load("mnist", str(tmp_path), download=False)
+
+
+def test_a_cifar10_archive_is_unpacked_or_named_as_damaged(tmp_path):
+    """The archive as CIFAR-10 ships it (cifar-10-python.tar.gz holding
+    cifar-10-batches-py/) next to no folder: unpacked and read. A 3-byte
+    one was reported as "data_batch_1: file not found"."""
+    written = formats.write_cifar10(tmp_path / "made")
+    archive = tmp_path / "data" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "made" / "cifar-10-batches-py",
+                arcname="cifar-10-batches-py")
+    ds = datasets.load("cifar10", str(archive.parent), download=False)
+    np.testing.assert_array_equal(ds.y_test, written["test_batch"][1])
+    shutil.rmtree(tmp_path / "data" / "cifar-10-batches-py")
+    archive.write_bytes(b"abc")
+    with pytest.raises(DatasetError, match=f"{archive}: not a readable "
+                       f"tar.gz archive"):
+        datasets.load("cifar10", str(archive.parent), download=False)
 
 
 @pytest.mark.parametrize("content, message", [

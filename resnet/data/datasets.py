@@ -14,6 +14,7 @@ import math
 import os
 import pickle
 import struct
+import tarfile
 import zlib
 
 import numpy as np
@@ -173,13 +174,30 @@ def read_idx(path, ndim):
 def _load_cifar10(data_dir, download):
     folder = os.path.join(data_dir, CIFAR10_DIR)
     if not os.path.isdir(folder):
-        _fetch(data_dir, CIFAR10_ARCHIVE, CIFAR10_URL, download, extract=True)
+        archive = _fetch(data_dir, CIFAR10_ARCHIVE, CIFAR10_URL, download,
+                         extract=True)
+        if not os.path.isdir(folder):  # the archive was there already
+            _extract(archive, data_dir, CIFAR10_DIR)
     splits = [[read_cifar10_batch(os.path.join(folder, name))
                for name in names] for names in (CIFAR10_TRAIN, CIFAR10_TEST)]
     (x_train, y_train), (x_test, y_test) = [
         (np.concatenate([x for x, _ in batches]),
          np.concatenate([y for _, y in batches])) for batches in splits]
     return Dataset("cifar10", x_train, y_train, x_test, y_test, 10)
+
+
+def _extract(archive, data_dir, folder):
+    """Unpacks the tar.gz `archive` into `data_dir`, where it must make
+    `folder`; nothing outside `data_dir` (tarfile's "data" filter)."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(data_dir, filter="data")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+        raise DatasetError(f"{archive}: not a readable tar.gz archive "
+                           f"({type(error).__name__}: {error}); delete it "
+                           f"to download it again, or replace it") from None
+    if not os.path.isdir(os.path.join(data_dir, folder)):
+        raise DatasetError(f"{archive}: holds no {folder}/ folder")
 
 
 def read_cifar10_batch(path):
