@@ -14,6 +14,7 @@ import collections
 import dataclasses
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -367,13 +368,18 @@ def main(argv=None):
         return local_cluster.run_local_workers(args.local_workers, argv)
     start = time.perf_counter()
     try:
-        checked = plan(args)
-    except ValueError as error:  # bad arguments, DatasetError
-        parser.error(str(error))
-    try:
+        try:
+            checked = plan(args)
+        except ValueError as error:  # bad arguments, DatasetError
+            parser.error(str(error))
         metrics, step = run(args, checked)
     except errors.Error as error:
         return report(parser.prog, error, args)
+    except KeyboardInterrupt:
+        # Ctrl-C outside the training loop (loading, building, evaluating),
+        # or a second one after it stopped: nothing to save.
+        print(f"{parser.prog}: interrupted", file=sys.stderr, flush=True)
+        return 128 + signal.SIGINT
     print(f"test accuracy {metrics['accuracy']:.4f} (loss {metrics['loss']:.4f})"
           f" after {step} steps, {time.perf_counter() - start:.1f} s")
     return 0

@@ -4,6 +4,7 @@ run does, bit for bit."""
 import logging
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -81,6 +82,51 @@ def test_sigint_and_sigterm_save_and_exit(tmp_path, uninterrupted, signum, code)
     resumed = run(*TRAIN, "--model-dir", str(tmp_path))
     assert resumed.returncode == 0, resumed.stderr
     assert_same_weights(final_weights(tmp_path), uninterrupted)
+
+
+SECOND_SIGNAL = """
+import os, signal, threading, time
+import tensorflow as tf
+from resnet.train.signals import StopOnSignal
+tf1 = tf.compat.v1
+graph = tf.Graph()
+with graph.as_default():  # a step of ~10 s, inside TensorFlow throughout
+    spin = tf.while_loop(lambda i: i < 10 ** 9, lambda i: i + 1, [0])
+
+def twice():
+    time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGINT)
+
+with tf1.Session(graph=graph) as session, StopOnSignal() as stop:
+    threading.Thread(target=twice).start()
+    start = time.monotonic()
+    session.run(spin)
+    print("the step ended", time.monotonic() - start)
+"""
+
+
+def test_a_second_sigint_stops_at_once_even_inside_a_step():
+    """Two Ctrl-Cs 50 ms apart inside one long step: Python's handlers
+    wait for its end, so the run went on to save; the second now ends the
+    process then and there, 130."""
+    start = time.monotonic()
+    result = run("-c", SECOND_SIGNAL)
+    assert result.returncode == 130, result.stderr
+    assert "the step ended" not in result.stdout
+    assert time.monotonic() - start < 60
+
+
+def test_a_second_sigint_after_the_run_stopped_is_no_traceback(tmp_path):
+    process = start_training(tmp_path)
+    wait_for_line(process, "saved checkpoint")
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
 
 
 @pytest.mark.slow
