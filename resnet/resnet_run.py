@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import textwrap
 import time
 
 from resnet import errors
@@ -26,6 +27,14 @@ from resnet.data import datasets
 # with AMX (README).
 DEFAULTS = {"digits": (64, 30), "mnist": (128, 10),
             "fashion_mnist": (128, 10), "cifar10": (128, 182)}
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps help text at spaces only: a layer spec or a path stays whole."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width,
+                             break_long_words=False, break_on_hyphens=False)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,7 +58,8 @@ def build_parser():
     from resnet.runtime.cluster import COLLECTIVE_TIMEOUT
     from resnet.train.config import CHECKPOINT_SECS
 
-    p = _Parser(prog="resnet-run", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="resnet-run", description=__doc__.split("\n\n")[0],
+                formatter_class=_Formatter)
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default="digits", choices=datasets.NAMES)
     data.add_argument("--data-dir", help="where the dataset's files are "
@@ -95,9 +105,15 @@ def build_parser():
     renorm.add_argument("--rmax-steps", type=int, metavar="STEPS")
     renorm.add_argument("--dmax-steps", type=int, metavar="STEPS")
     train = p.add_argument_group("training")
-    train.add_argument("--batch-size", type=int)
+    def per_dataset(index):
+        return ", ".join(f"{name} {values[index]}"
+                         for name, values in DEFAULTS.items())
+
+    train.add_argument("--batch-size", type=int, help="the global batch "
+                       f"(default per dataset: {per_dataset(0)})")
     train.add_argument("--epochs", type=int, help="in all: a run resumed "
-                       "from --model-dir trains only what is left")
+                       "from --model-dir trains only what is left (default "
+                       f"per dataset: {per_dataset(1)})")
     train.add_argument("--lr", type=float, default=training.LEARNING_RATE)
     train.add_argument("--lr-boundaries", type=_steps, metavar="S1,S2",
                        help="steps where the lr is divided by 10 "
@@ -196,6 +212,8 @@ def plan(args, workers=None):
     epochs = epochs if args.epochs is None else args.epochs
     # Every argument is checked before any data is read or graph built.
     check_run_length(batch_size, epochs)
+    if epochs < 1:  # the defaults follow the run's length: it needs one
+        raise ValueError(f"--epochs must be >= 1, got {epochs}")
     config = TrainConfig(
         learning_rate=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay,

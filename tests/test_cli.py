@@ -32,6 +32,16 @@ def test_deterministic_runs_without_cpp_lines():
     assert not CPP_LOG_LINE.search(result.stderr), result.stderr
 
 
+def test_help_keeps_specs_whole_and_gives_the_defaults():
+    result = run("-m", "resnet.resnet_run", "--help", COLUMNS="80")
+    assert result.returncode == 0, result.stderr
+    assert "conv:32:pool=max,block:64:strides=2,dense:128:dropout=0.3," in (
+        result.stdout)
+    text = " ".join(result.stdout.split())
+    assert "(default per dataset: digits 64, mnist 128," in text
+    assert "(default per dataset: digits 30, mnist 10," in text
+
+
 def test_tensorboard_comes_with_the_package():
     """README's `tensorboard --logdir DIR` works after its install command:
     the command beside this Python's, and it runs."""
@@ -44,6 +54,7 @@ def test_tensorboard_comes_with_the_package():
 
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "two"], "--epochs: invalid int value: 'two'"),
+    (["--epochs", "0"], "--epochs must be >= 1, got 0"),
     (["--depth", "21"], "6n + 2"),
     (["--dataset", "imagenet"], "invalid choice"),
     (["--layers", "conv:x"], "bad layer"),
