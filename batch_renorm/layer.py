@@ -267,14 +267,19 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
 
 
 def _average_decay(graph, momentum):
-    """`average_decay(momentum, step_value())`, built once per graph and
-    momentum: a step of a deep network runs one, not one per layer."""
-    for built, decay in graph.get_collection(_DECAYS_KEY):
-        if built == momentum:
-            return decay
-    with graph.as_default(), tf1.name_scope(None):
-        decay = average_decay(momentum, step_value(graph))
-    graph.add_to_collection(_DECAYS_KEY, (momentum, decay))
+    """`average_decay(momentum, step_value())`, built once per (outermost)
+    graph and momentum: a step of a deep network runs one, not one per
+    layer."""
+    momentum = float(momentum)
+    # In the outermost graph, outside any loop, condition or control
+    # dependency the caller builds in: every later layer may read it.
+    with graph.as_default(), tf1.init_scope(), tf1.name_scope(None):
+        outer = tf1.get_default_graph()
+        for built, decay in outer.get_collection(_DECAYS_KEY):
+            if built == momentum:
+                return decay
+        decay = average_decay(momentum, step_value(outer))
+    outer.add_to_collection(_DECAYS_KEY, (momentum, decay))
     return decay
 
 

@@ -37,8 +37,7 @@ from resnet.errors import (PeersNotReady, TrainingInterrupted,  # noqa: E402
 from resnet.models import NetworkLike  # noqa: E402
 from resnet.runtime import cluster as cluster_lib  # noqa: E402
 from resnet.runtime.session_config import (  # noqa: E402
-    check_device_supports, precision_of)
-from resnet.runtime.session_config import (  # noqa: E402
+    check_device_supports, precision_of,
     session_config as default_session_config)
 from resnet.storage.checkpoints import Checkpoints  # noqa: E402
 from resnet.storage.export import export_saved_model  # noqa: E402
@@ -204,10 +203,11 @@ class ConvolutionNN:
         in a cluster, broadcasts the chief's variables."""
         self.session.run(init)
         self._input.load(self.session)
+        restored = None
         if self._checkpoints:
             # A failed restore assigns nothing: the variables stay as
             # initialised.
-            self._checkpoints.restore(self.session)
+            restored = self._checkpoints.restore(self.session)
         cluster = self.cluster
         if broadcast is not None:
             with self._lost_workers():
@@ -218,8 +218,10 @@ class ConvolutionNN:
                     f"one started, with the same --worker-hosts?",
                     f"the other workers of {', '.join(cluster.workers)}")
         # Points go to TensorBoard for later steps only: a run that trains
-        # nothing repeats none of the run before.
-        self.metrics.start_step = int(self.session.run(self.global_step))
+        # nothing repeats none of the run before (a fresh model: any step).
+        self.metrics.start_step = (int(self.session.run(self.global_step))
+                                   if restored or broadcast is not None
+                                   else -1)
 
     @property
     def epochs_done(self):
@@ -290,8 +292,8 @@ class ConvolutionNN:
     def _warn_if_short(self, batch_size, num_epoch):
         """One warning each when the run this `train` call makes ends
         before batch renorm's r and d move from 1 and 0 (it would train as
-        batch norm), and before the norms' moving statistics average as many
-        steps as their momentum allows (inference may be off)."""
+        batch norm), and before step 1 / (1 - momentum), the memory of the
+        norms' moving statistics (inference may be off)."""
         norm = getattr(self.network, "norm", None)
         if not num_epoch or norm is None:
             return
@@ -302,7 +304,8 @@ class ConvolutionNN:
         if end < memory:
             log.warning(
                 "the norms' moving statistics, which evaluate and predict "
-                "use, average only the last ~%d of this run's %d steps: "
+                "use, average only the last ~%d steps of a run ending at "
+                "step %d: "
                 "inference may be off; a longer run, or evaluate(statistics="
                 "'population') (over the training set), does better",
                 max(1, round(average_window(end))), end)
@@ -325,15 +328,16 @@ class ConvolutionNN:
         (unless allow_changes; a later `train` call of this object may
         change its batch size), and a batch size changed mid-epoch always:
         the epoch's position is counted in batches. The arguments: what
-        training computes (the batch, `TrainConfig`, the network whole, so
-        that a lost model.json hides no change), how many workers normalise
-        their own slices, synchronized statistics, and the precision."""
+        training computes (the batch, `TrainConfig`, the network's settings
+        and its model, so that a lost model.json hides no change), how many
+        workers normalise their own slices, synchronized statistics, and
+        the precision."""
         step, start = self.session.run([self.global_step,
                                         self._epochs.start_step])
         self._checkpoints.check_run(
             {"batch_size": batch_size, **dataclasses.asdict(self.config),
-             "network": {**self.network.signature(),
-                         **self.network.settings()},
+             "network": self.network.settings(),
+             "model": self.network.signature(),
              "workers": self.cluster.size if self.cluster else 1,
              "sync_statistics": bool(self.cluster
                                      and self.run_config.sync_statistics),

@@ -58,8 +58,9 @@ def build_parser():
     from resnet.runtime.cluster import COLLECTIVE_TIMEOUT
     from resnet.train.config import CHECKPOINT_SECS
 
+    # No abbreviations: main() looks for --verbose and --xla before parsing.
     p = _Parser(prog="resnet-run", description=__doc__.split("\n\n")[0],
-                formatter_class=_Formatter)
+                formatter_class=_Formatter, allow_abbrev=False)
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default="digits", choices=datasets.NAMES)
     data.add_argument("--data-dir", help="where the dataset's files are "
@@ -220,7 +221,8 @@ def plan(args, workers=None):
         lr_boundaries=args.lr_boundaries or (), augment=args.augment,
         seed=args.seed, classes_per_group=args.classes_per_group,
         group_size=args.group_size)
-    cluster = cluster_from(args, batch_size)
+    # --local-workers makes the cluster itself (without TF_CONFIG).
+    cluster = None if workers else cluster_from(args, batch_size)
     run_config = RunConfig(
         model_dir=args.model_dir, checkpoint_secs=args.checkpoint_secs,
         checkpoint_steps=args.checkpoint_steps,
@@ -373,19 +375,20 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.local_workers is not None:
-        from resnet.runtime import local_cluster
-        try:
-            local_cluster.check_local_workers(
-                args.local_workers,
-                args.worker_hosts is not None or args.task_index is not None)
-            # Every argument, before any worker starts: one line, not N.
-            plan(args, workers=args.local_workers)
-        except ValueError as error:
-            parser.error(str(error))
-        return local_cluster.run_local_workers(args.local_workers, argv)
+    from resnet.runtime import local_cluster
+    local_cluster.follow_launcher()
     start = time.perf_counter()
     try:
+        if args.local_workers is not None:
+            try:
+                local_cluster.check_local_workers(
+                    args.local_workers, args.worker_hosts is not None
+                    or args.task_index is not None)
+                # Every argument, before any worker starts: one line, not N.
+                plan(args, workers=args.local_workers)
+            except ValueError as error:
+                parser.error(str(error))
+            return local_cluster.run_local_workers(args.local_workers, argv)
         try:
             checked = plan(args)
         except ValueError as error:  # bad arguments, DatasetError

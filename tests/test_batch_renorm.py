@@ -272,6 +272,20 @@ def test_moving_statistics_start_fast_then_move_by_alpha(graph, step, alpha):
         std, 1 + alpha * (np.sqrt(batch.var(0) + 1e-3) - 1), rtol=1e-5)
 
 
+def test_layers_inside_and_outside_a_loop_share_the_decay(graph):
+    """The decay is built in the outermost graph: a layer in a while
+    loop's body first, one outside after (it was the body's tensor)."""
+    x = tf1.placeholder(tf.float32, [4, 3])
+    tf.while_loop(lambda i, h: i < 2,
+                  lambda i, h: (i + 1, batch_norm(h, True, name="inner")),
+                  [0, x])
+    y = batch_norm(x, True, name="outer")
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        session.run([y, tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)[-2:]],
+                    {x: np.ones((4, 3))})
+
+
 def test_one_step_per_training_step_whatever_the_layer_count(graph):
     layers, steps = 5, 7
     x = tf.constant(batches((16, 4), 1)[0])

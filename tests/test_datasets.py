@@ -114,11 +114,17 @@ def test_a_cifar10_archive_is_unpacked_or_named_as_damaged(tmp_path):
                 arcname="cifar-10-batches-py")
     ds = datasets.load("cifar10", str(archive.parent), download=False)
     np.testing.assert_array_equal(ds.y_test, written["test_batch"][1])
-    shutil.rmtree(tmp_path / "data" / "cifar-10-batches-py")
-    archive.write_bytes(b"abc")
-    with pytest.raises(DatasetError, match=f"{archive}: not a readable "
-                       f"tar.gz archive"):
-        datasets.load("cifar10", str(archive.parent), download=False)
+    whole = archive.read_bytes()
+    for damaged in (b"abc", whole[:len(whole) // 2]):  # cut off mid-way
+        shutil.rmtree(tmp_path / "data" / "cifar-10-batches-py",
+                      ignore_errors=True)
+        archive.write_bytes(damaged)
+        with pytest.raises(DatasetError, match=f"{archive}: not a readable "
+                           f"tar.gz archive"):
+            datasets.load("cifar10", str(archive.parent), download=False)
+        # Nothing half-unpacked is left to be taken for the folder.
+        assert sorted(p.name for p in archive.parent.iterdir()) == [
+            "cifar-10-python.tar.gz"]
 
 
 @pytest.mark.parametrize("content, message", [

@@ -286,7 +286,7 @@ def test_waiting_for_the_other_workers_ends_at_ctrl_c(tmp_path):
 
 def test_a_killed_launcher_takes_its_workers_with_it(tmp_path):
     """SIGKILL of --local-workers left both workers training, orphaned:
-    they get SIGTERM, the chief saves, and both are gone."""
+    the chief gets SIGTERM and saves, the other loses it, both are gone."""
     launcher = start("-m", "resnet.resnet_run", "--local-workers", "2",
                      "--depth", "8", "--epochs", "30", "--no-progress",
                      "--checkpoint-steps", "10", "--model-dir", str(tmp_path),
@@ -312,6 +312,9 @@ def test_a_killed_launcher_takes_its_workers_with_it(tmp_path):
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, "workers trained on without their launcher"
+    # The chief wrote to the launcher's stderr, which outlives it.
+    stderr = launcher.stderr.read()
+    assert "resnet-run: stopped by SIGTERM" in stderr, stderr
 
 
 def test_sigterm_to_local_workers_saves_and_stops_them_all(tmp_path):

@@ -250,6 +250,22 @@ def test_a_lost_run_json_is_no_licence_to_change(digits, tmp_path, content):
     assert json.loads(path.read_text())["learning_rate"] == 0.1
 
 
+def test_a_record_of_an_earlier_version_checks_what_it_holds(digits,
+                                                             tmp_path):
+    """run.json without the fields this version adds (workers, precision,
+    ...): those are not checked, the others are."""
+    train(digits, tmp_path)
+    record = json.loads((tmp_path / "run.json").read_text())
+    for key in ("workers", "sync_statistics", "precision", "model"):
+        del record[key]
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    with make(digits, tmp_path) as cnn:
+        cnn.train(BATCH, 1)
+    with make(digits, tmp_path, learning_rate=0.5) as cnn:
+        with pytest.raises(RunChangedError, match="learning_rate: 0.1 there"):
+            cnn.train(BATCH, 1)
+
+
 def test_what_changes_the_run_is_refused_on_resume(digits, tmp_path):
     """Each of these was resumed without a word: the precision, dropout
     with model.json gone (the variables are the same). Workers and
@@ -268,7 +284,7 @@ def test_what_changes_the_run_is_refused_on_resume(digits, tmp_path):
     dropped = models.resnet(8, 10, norm="batch_renorm", dropout_rate=0.5)
     with ConvolutionNN(dropped, digits, model_dir=str(tmp_path),
                        progress=False) as cnn:
-        with pytest.raises(RunChangedError, match=r"network.layers\[1\]"
+        with pytest.raises(RunChangedError, match=r"model.layers\[1\]"
                            r".dropout_rate: 0.0 there, 0.5 here"):
             cnn.train(BATCH, 1)
 

@@ -87,6 +87,7 @@ print(sum("xla_run" in node.node_name for device in
 
 @pytest.mark.subprocess
 @pytest.mark.parametrize("xla, flags", [(True, "--tf_xla_cpu_global_jit"),
+                                        (True, "--tf_xla_cpu_global_jit=true"),
                                         (False, "--tf_xla_cpu_global_jit"),
                                         (True, None)])
 def test_xla_compiles_on_the_cpu_or_says_why_not(xla, flags):

@@ -108,7 +108,8 @@ def test_a_short_run_says_what_it_cannot_do(digits, caplog):
         "the norms' moving statistics",
         "batch renorm: r = 1 and d = 0 until step 5000 (the network's "
         "renorm_schedule)"]
-    assert "average only the last ~4 of this run's 24 steps" in caplog.text
+    assert "average only the last ~4 steps of a run ending at step 24" in (
+        caplog.text)
     caplog.clear()
     fitted = models.resnet(8, 10, norm="batch_renorm", norm_momentum=0.9,
                            **config.run_length_defaults(24, 0.9)["network"])

@@ -13,8 +13,10 @@ import gzip
 import math
 import os
 import pickle
+import shutil
 import struct
 import tarfile
+import tempfile
 import zlib
 
 import numpy as np
@@ -187,17 +189,31 @@ def _load_cifar10(data_dir, download):
 
 
 def _extract(archive, data_dir, folder):
-    """Unpacks the tar.gz `archive` into `data_dir`, where it must make
-    `folder`; nothing outside `data_dir` (tarfile's "data" filter)."""
+    """Unpacks `folder` of the tar.gz `archive` into `data_dir`: into a
+    temporary folder first, so that a damaged archive leaves nothing that
+    looks unpacked; no member outside it (tarfile's "data" filter, or a
+    check of the names where Python has none)."""
+    staging = tempfile.mkdtemp(prefix=".extract-", dir=data_dir)
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(data_dir, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(staging, filter="data")
+            else:
+                for member in tar.getmembers():
+                    if (os.path.isabs(member.name) or ".." in
+                            member.name.split("/") or member.issym()
+                            or member.islnk()):
+                        raise tarfile.TarError(f"unsafe member {member.name}")
+                tar.extractall(staging)
+        if not os.path.isdir(os.path.join(staging, folder)):
+            raise DatasetError(f"{archive}: holds no {folder}/ folder")
+        os.rename(os.path.join(staging, folder), os.path.join(data_dir, folder))
     except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
         raise DatasetError(f"{archive}: not a readable tar.gz archive "
                            f"({type(error).__name__}: {error}); delete it "
                            f"to download it again, or replace it") from None
-    if not os.path.isdir(os.path.join(data_dir, folder)):
-        raise DatasetError(f"{archive}: holds no {folder}/ folder")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def read_cifar10_batch(path):

@@ -5,11 +5,10 @@ free ports, task 0 (the chief) on this terminal, the others quiet; waits
 for the chief, then for the others; returns the first failure's exit
 status. Ctrl-C reaches every worker from the terminal and SIGTERM is
 passed on to the chief (it saves a checkpoint and stops; the others then
-stop); a launcher killed outright sends every worker SIGTERM. The workers'
-cores are shared out among them.
+stop); a launcher killed outright sends the chief SIGTERM (the same).
+The workers' cores are shared out among them.
 """
 import ctypes
-import functools
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from resnet.runtime.session_config import usable_cores
 
 STOP_GRACE = 30  # seconds the other workers get to end after the chief
 PR_SET_PDEATHSIG = 1  # prctl(2): a signal for when the parent dies
+LAUNCHER_ENV = "RESNET_RUN_LAUNCHER_PID"  # the chief's launcher
 
 
 def check_local_workers(count, cluster_flags=False):
@@ -69,9 +69,10 @@ def run_local_workers(count, argv):
                 logs.append(log)
                 command.append("--no-progress")
             workers.append(subprocess.Popen(
-                command, env=env, stdout=None if task == 0 else log,
+                command, env=dict(env, **{LAUNCHER_ENV: str(os.getpid())})
+                if task == 0 else env, stdout=None if task == 0 else log,
                 stderr=None if task == 0 else log,
-                preexec_fn=functools.partial(_in_worker, os.getpid())))
+                preexec_fn=_default_signals))
         codes = [workers[0].wait()]
         for worker in workers[1:]:
             try:
@@ -103,16 +104,24 @@ def run_local_workers(count, argv):
     return failed[0][1] if failed else 0
 
 
-def _in_worker(launcher):
-    """In a worker, before it runs: Ctrl-C and SIGTERM act as in a lone
-    run, and the launcher's death (SIGKILL included) sends it SIGTERM: it
-    saves and stops instead of training on, orphaned (Linux)."""
+def _default_signals():
+    """In a worker: Ctrl-C and SIGTERM act as they do in a lone run."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != launcher:  # it died before that
-            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def follow_launcher():
+    """In the chief of `run_local_workers` (LAUNCHER_ENV names the
+    launcher's pid), before anything else: the launcher's death (SIGKILL
+    included) sends it SIGTERM, so that it saves and stops instead of
+    training on, orphaned; the others then stop, having lost it (Linux;
+    elsewhere nothing)."""
+    launcher = os.environ.pop(LAUNCHER_ENV, None)
+    if launcher is None or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(launcher):  # it died before that
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _without_local_workers(argv):

@@ -8,6 +8,15 @@ import sys
 XLA_CPU_FLAG = "--tf_xla_cpu_global_jit"  # XLA JIT on a CPU needs it
 
 
+def xla_cpu_flag_set():
+    """Whether TF_XLA_FLAGS turns on XLA_CPU_FLAG (alone, or =true/=1)."""
+    for token in os.environ.get("TF_XLA_FLAGS", "").split():
+        name, _, value = token.partition("=")
+        if name == XLA_CPU_FLAG:
+            return value.lower() in ("", "true", "1")
+    return False
+
+
 def import_tensorflow_quietly(verbose=False, xla=False):
     """Imports TensorFlow and looks for GPUs without the C++ log lines their
     start-up writes to stderr (oneDNN notices no setting turns off, and
@@ -18,7 +27,7 @@ def import_tensorflow_quietly(verbose=False, xla=False):
     `xla`: adds XLA_CPU_FLAG to TF_XLA_FLAGS first (TensorFlow reads them
     once, before its first session: `session_config(xla=True)` needs it
     there on a CPU)."""
-    if xla and XLA_CPU_FLAG not in os.environ.get("TF_XLA_FLAGS", "").split():
+    if xla and not xla_cpu_flag_set():
         os.environ["TF_XLA_FLAGS"] = (
             os.environ.get("TF_XLA_FLAGS", "") + " " + XLA_CPU_FLAG).strip()
     if verbose:

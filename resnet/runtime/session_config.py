@@ -7,7 +7,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 
 from resnet.checks import check_int
 from resnet.errors import UsageError
-from resnet.runtime.quiet import XLA_CPU_FLAG
+from resnet.runtime.quiet import XLA_CPU_FLAG, xla_cpu_flag_set
 from resnet.runtime.cpu import SPEED_FLAGS, cpu_flags, cpuinfo, has_bfloat16
 
 tf1 = tf.compat.v1
@@ -110,7 +110,7 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = (
             rewriter_config_pb2.RewriterConfig.ON)
     if xla and not tf.config.list_physical_devices("GPU") and (
-            XLA_CPU_FLAG not in os.environ.get("TF_XLA_FLAGS", "").split()):
+            not xla_cpu_flag_set()):
         raise UsageError(
             f"xla on a CPU needs TF_XLA_FLAGS={XLA_CPU_FLAG} set before "
             f"TensorFlow's first session (resnet-run --xla sets it); "

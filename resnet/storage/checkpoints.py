@@ -271,8 +271,16 @@ class Checkpoints:
                     f"it (allow_changes=True, --allow-changes), or choose "
                     f"another model_dir")
             saved = None
-        differences = (json_differences(saved, arguments)
-                       if saved is not None and self.steps() else [])
+        differences = []
+        if saved is not None and self.steps():
+            # What an earlier version did not record cannot be checked.
+            unrecorded = sorted(set(arguments) - set(saved))
+            if unrecorded:
+                log.info("%s records no %s (an earlier version's): not "
+                         "checked", path, ", ".join(unrecorded))
+            differences = json_differences(saved, {
+                key: value for key, value in arguments.items()
+                if key in saved})
         for name in frozen:
             if saved is not None and saved.get(name) != arguments.get(name):
                 raise RunChangedError(

@@ -76,10 +76,10 @@ def _write_in_place(network, image_shape, preprocess, values, path):
     prefix = f".{os.path.basename(path)}.staging-"
     _remove_stale_staging(parent, prefix)
     staging = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent)
+    old = os.path.join(staging, "old")
     try:
         _write(network, image_shape, preprocess, values,
                os.path.join(staging, "model"))
-        old = os.path.join(staging, "old")
         if os.path.exists(path):
             os.rename(path, old)
         try:
@@ -89,7 +89,10 @@ def _write_in_place(network, image_shape, preprocess, values, path):
                 os.rename(old, path)  # the earlier export back in place
             raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        # The earlier export still aside (its move back failed): kept for
+        # the next export to put back.
+        if not (os.path.exists(old) and not os.path.exists(path)):
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def check_export_path(path, model_dir=None):
