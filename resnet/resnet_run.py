@@ -395,6 +395,9 @@ def main(argv=None):
             parser.error(str(error))
         metrics, step = run(args, checked)
     except errors.Error as error:
+        if isinstance(error, errors.TrainingInterrupted):
+            # Saved and stopping: a second Ctrl-C now ends it at once.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
         return report(parser.prog, error, args)
     except KeyboardInterrupt:
         # Ctrl-C outside the training loop (loading, building, evaluating),

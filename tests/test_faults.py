@@ -128,7 +128,9 @@ def test_a_second_sigint_after_the_run_stopped_is_no_traceback(tmp_path):
     time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130, stderr
+    # 130 from us, or death by SIGINT once the save is reported (a shell
+    # shows both as 130).
+    assert process.returncode in (130, -signal.SIGINT), stderr
     assert "Traceback" not in stderr, stderr
 
 
