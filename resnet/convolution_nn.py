@@ -203,11 +203,14 @@ class ConvolutionNN:
         in a cluster, broadcasts the chief's variables."""
         self.session.run(init)
         self._input.load(self.session)
-        restored = None
         if self._checkpoints:
             # A failed restore assigns nothing: the variables stay as
             # initialised.
-            restored = self._checkpoints.restore(self.session)
+            if self._checkpoints.restore(self.session):
+                # TensorBoard gets later steps only: a run that trains
+                # nothing repeats none of the run before.
+                self.metrics.start_step = int(
+                    self.session.run(self.global_step))
         cluster = self.cluster
         if broadcast is not None:
             with self._lost_workers():
@@ -217,11 +220,6 @@ class ConvolutionNN:
                     f"workers within {cluster.start_timeout:.0f} s; is every "
                     f"one started, with the same --worker-hosts?",
                     f"the other workers of {', '.join(cluster.workers)}")
-        # Points go to TensorBoard for later steps only: a run that trains
-        # nothing repeats none of the run before (a fresh model: any step).
-        self.metrics.start_step = (int(self.session.run(self.global_step))
-                                   if restored or broadcast is not None
-                                   else -1)
 
     @property
     def epochs_done(self):

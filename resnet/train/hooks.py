@@ -116,12 +116,13 @@ class Metrics:
     """Where scalar metrics go out: TensorBoard as `NAME/metric` (with a
     `writer`), one log line, and each `listeners` callable(step, name,
     metrics), e.g. an experiment's curve. TensorBoard gets one point per
-    name and step, and none at or before `start_step` (the step the run
-    started from: the run before charted it)."""
+    name and step, and none at or before `start_step` (the step a resumed
+    run started from: the run before charted it; -1, any step, for a fresh
+    one)."""
 
     def __init__(self, writer=None, listeners=()):
         self.writer, self.listeners = writer, list(listeners)
-        self.start_step, self._charted = 0, {}
+        self.start_step, self._charted = -1, {}
 
     def write(self, step, name, metrics, log_it=True):
         """Sends `metrics` of `step` out; the log line comes last, after
