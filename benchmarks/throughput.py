@@ -35,14 +35,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from resnet import models
+from resnet import models  # noqa: E402  (before TensorFlow: its oneDNN setting)
+import tensorflow as tf  # noqa: E402
 from resnet.train import graphs
 from resnet.train import config as training
 from resnet.data.input_pipeline import TrainInput  # noqa: E402
 from resnet.runtime.cpu import has_bfloat16  # noqa: E402
-from resnet.runtime.session_config import cpu_description, session_config  # noqa: E402
+from resnet.runtime.session_config import (  # noqa: E402
+    cpu_description, onednn_enabled, session_config)
 
 tf1 = tf.compat.v1
 IMAGE_SHAPE = (32, 32, 3)
@@ -52,9 +53,11 @@ CONFIG = training.TrainConfig(learning_rate=0.01, momentum=0.9,
 
 
 def build(depth, norm, batch, input_kind, mode, data_format="NHWC", seed=0,
-          with_inference=False):
+          with_inference=False, data=None):
     """A graph, the op one timed step runs, the input pipeline (or None)
-    and, if asked, the inference graph (`graphs.build_inference`)."""
+    and, if asked, the inference graph (`graphs.build_inference`). `data`:
+    the (images, labels) the "memory" and "pipeline" inputs read (default:
+    PIPELINE_IMAGES random ones)."""
     graph = tf.Graph()
     with graph.as_default():
         tf1.set_random_seed(seed)
@@ -66,10 +69,11 @@ def build(depth, norm, batch, input_kind, mode, data_format="NHWC", seed=0,
                 tf.random.uniform([batch], 0, 10, tf.int64))
         else:  # "memory": in-memory batches; "pipeline": augmented too
             rng = np.random.RandomState(seed)
-            batch_input = pipeline = TrainInput(
+            images, labels = data or (
                 rng.rand(PIPELINE_IMAGES, *IMAGE_SHAPE).astype(np.float32),
-                rng.randint(0, 10, PIPELINE_IMAGES).astype(np.int64),
-                seed, augment=input_kind == "pipeline")
+                rng.randint(0, 10, PIPELINE_IMAGES).astype(np.int64))
+            batch_input = pipeline = TrainInput(
+                images, labels, seed, augment=input_kind == "pipeline")
         if mode == "train":
             step = graphs.build_training(network, batch_input, CONFIG).train_op
         else:
@@ -84,13 +88,14 @@ class Case:
     """One benchmark case in its own open session, timed a step at a time."""
 
     def __init__(self, depth, norm, batch, input_kind, mode, config,
-                 data_format="NHWC", warmup=5, with_inference=False):
+                 data_format="NHWC", warmup=5, with_inference=False,
+                 data=None):
         self.key = {"depth": depth, "norm": norm or "none", "batch": batch,
                     "input": input_kind, "mode": mode}
         self.batch, self.seconds = batch, []
         graph, init, self.step, pipeline, self.inference = build(
             depth, norm, batch, input_kind, mode, data_format,
-            with_inference=with_inference)
+            with_inference=with_inference, data=data)
         self.session = tf1.Session(graph=graph, config=config)
         self.session.run(init)
         self.pipeline, self.epoch, self.batches_left = pipeline, 0, None
@@ -219,7 +224,7 @@ def peak_memory_mib(depth=110, batch=128, steps=3):
 def machine():
     return {"cpu": cpu_description(), "tensorflow": tf.__version__,
             "python": platform.python_version(),
-            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")}
+            "onednn": onednn_enabled()}
 
 
 def run_group(args):

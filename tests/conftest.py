@@ -8,6 +8,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
+
+import resnet  # noqa: E402,F401  (before TensorFlow: what users get of oneDNN)
 import tensorflow as tf  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -111,3 +111,16 @@ def test_the_xla_flag_compiles():
                  TF_CPP_MIN_LOG_LEVEL=None)
     assert result.returncode == 0, result.stderr
     assert "Compiled cluster using XLA" in result.stderr
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("setting, enabled", [(None, True), ("0", False)])
+def test_importing_resnet_first_turns_onednn_on_unless_told(setting, enabled):
+    """On every x86 CPU, AVX2-only ones included (TensorFlow's default
+    leaves oneDNN off there); TF_ENABLE_ONEDNN_OPTS=0 is left as it is."""
+    code = ("import resnet, tensorflow; "
+            "from resnet.runtime.session_config import onednn_enabled; "
+            "print(onednn_enabled())")
+    result = run("-c", code, TF_ENABLE_ONEDNN_OPTS=setting)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == str(enabled)
