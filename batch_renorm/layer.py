@@ -307,6 +307,7 @@ def _train_branch(x, gamma, beta, mean, std, clip, epsilon, data_format):
     stats = _batch_statistics(tf.stop_gradient(x), epsilon, data_format)
     batch_std = tf.sqrt(stats.variance + epsilon)
     r, d = _corrections(stats.mean, batch_std, mean, std, clip)
+    gamma = tf.convert_to_tensor(gamma)  # one read for both uses
     y = _normalize_by(stats, x, gamma * r, gamma * d + beta, epsilon,
                       data_format)
     return y, stats.mean, batch_std, r, d
