@@ -12,6 +12,7 @@ import pytest
 
 from resnet import models
 from resnet.runtime.cluster import Cluster, free_ports
+from resnet.runtime.cpu import cpu_flags
 from resnet.runtime.session_config import onednn_enabled
 from resnet.convolution_nn import ConvolutionNN
 from resnet.data.input_pipeline import check_batches
@@ -91,27 +92,32 @@ def test_per_worker_statistics_are_microbatches_of_one_process(
     oracle = run_one(tmp_path, "one", *STEPS, "--microbatch", "128")
     assert max_difference(chief, worker) == 0.0  # every variable, bitwise
     assert chief["global_step"] == 8
-    if onednn_enabled():
+    same_sums = onednn_enabled() and "avx512f" in cpu_flags()
+    if same_sums:
         assert max_difference(chief, oracle) < 1e-5
     else:
-        # TensorFlow's own kernels (oneDNN is off by default on CPUs
-        # without AVX512_VNNI/BF16 or AMX) sum in another order with the
-        # process's threads: 9e-4 apart here, as batch norm's gradients
-        # amplify rounding (the test below): within 1% of the move.
+        # TensorFlow's own kernels, and oneDNN's AVX2 ones, sum a worker's
+        # 64 images and one process's 128 in another order: 9e-4 apart
+        # (Eigen) and 4e-3 (oneDNN, AVX2 EPYC), as batch norm's gradients
+        # amplify rounding (the test below): 1.2% of the move at most.
         assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"))
-    # Both report the global batch's training loss and accuracy.
+    # Both report the global batch's training loss and accuracy (over the
+    # 4 x 256 images of a history point: 2e-3 is two images).
+    loss, accuracy = (1e-5, 1e-6) if same_sums else (1e-4, 2e-3)
     for got, want in zip(chief["history"], oracle["history"]):
         assert got["step"] == want["step"] and got["batches"] == 4
-        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
-        assert got["accuracy"] == pytest.approx(want["accuracy"], abs=1e-6)
+        assert got["loss"] == pytest.approx(want["loss"], rel=loss)
+        assert got["accuracy"] == pytest.approx(want["accuracy"], abs=accuracy)
 
 
 def test_batch_norm_per_worker_is_microbatches_of_one_process(tmp_path):
     """Batch norm's gradients through a norm that follows a norm are sums
     of terms that nearly cancel: float32 order changes them by ~1e-3 of
     their size (one process, fused vs unfused, shows the same). So the
-    weights must match to 1% of how far training moved them; a wrong
-    average, slice or update would be of the order of the move itself."""
+    weights must match to 3% of how far training moved them (1.3% at
+    most measured, with oneDNN's AVX2 kernels; under 1% with TensorFlow's
+    own); a wrong average, slice or update would be of the order of the
+    move itself."""
     chief, worker = run_pair(tmp_path, "w", *STEPS, "--norm", "batch_norm")
     oracle = run_one(tmp_path, "one", *STEPS, "--norm", "batch_norm",
                      "--microbatch", "128")
@@ -119,7 +125,7 @@ def test_batch_norm_per_worker_is_microbatches_of_one_process(tmp_path):
     assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"))
 
 
-def assert_moved_alike(got, want, start, share=0.01):
+def assert_moved_alike(got, want, start, share=0.03):
     """Every weight and moving statistic of `got` within `share` of how far
     training moved it from `start` in `want`."""
     for key in weights(want):
@@ -137,8 +143,7 @@ def test_synchronized_statistics_are_the_whole_batch(tmp_path):
     # takes: measured 0.4% to 1.2% of the move (one process alone moved by
     # 1.2% when its normalisation went from a second training-mode kernel
     # to the inference-mode one, the same formula).
-    assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"),
-                       share=0.03)
+    assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"))
 
 
 def test_the_chiefs_checkpoint_is_the_model_in_one_process(digits, renorm_pair):
