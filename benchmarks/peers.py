@@ -27,10 +27,17 @@ block. A ratio is taken round by round (this round's block time of one
 case over another's), and reported as its median [min, max] over rounds.
 The last lines check the speed targets with those ratios.
 
+The TensorFlow peers run as ours does, with oneDNN on: this process
+imports `resnet`, which turns it on where TensorFlow leaves it off, and
+they inherit the setting (the faster one for them too). Each row also
+gives the process's peak resident memory after its training blocks and
+the fraction of the machine's peak its rate reaches (the best 2048^3
+matrix product in the precision, by TensorFlow and PyTorch).
+
 The peers need their own environment:
 
     python -m venv peers && . peers/bin/activate
-    pip install -e . tf-keras==2.21.0 torch
+    pip install -e . tf-keras==2.21.0 torch   # torch==2.13.0: a CPU build
 """
 import argparse
 import json
