@@ -1,12 +1,14 @@
 """ResNet (He et al. 2015) with Batch Renormalization in tf.compat.v1 graphs.
 
 Importing `resnet` before TensorFlow turns on TensorFlow's oneDNN kernels
-where TensorFlow leaves them off (CPUs without AVX512_VNNI, AVX512_BF16 or
-AMX, e.g. AVX2-only ones): TF_ENABLE_ONEDNN_OPTS=1 unless it is set. On an
-AVX2 AMD EPYC they trained ResNet-20 on 32x32 images about twice as fast at
-batch 128 and ~1.3x at batch 8 (benchmarks/README.md). TF_ENABLE_ONEDNN_OPTS=0
-keeps TensorFlow's own kernels.
+on x86 CPUs where TensorFlow leaves them off (those without AVX512_VNNI,
+AVX512_BF16 or AMX, e.g. AVX2-only ones): TF_ENABLE_ONEDNN_OPTS=1 unless
+it is set. On an AVX2 AMD EPYC they trained ResNet-20 on 32x32 images 1.9x
+as fast at batch 128 and 1.2x at batch 8 (benchmarks/README.md).
+TF_ENABLE_ONEDNN_OPTS=0 keeps TensorFlow's own kernels.
 """
 import os
+import platform
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+if platform.machine().lower() in ("x86_64", "amd64"):
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

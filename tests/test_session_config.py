@@ -1,6 +1,7 @@
 """Session settings: threads sized to the step and the process's cores,
 the CPU's flags under ONEDNN_MAX_CPU_ISA, and the layouts a CPU runs."""
 import os
+import platform
 
 import pytest
 
@@ -114,6 +115,8 @@ def test_the_xla_flag_compiles():
 
 
 @pytest.mark.subprocess
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="oneDNN's default is changed on x86 only")
 @pytest.mark.parametrize("setting, enabled", [(None, True), ("0", False)])
 def test_importing_resnet_first_turns_onednn_on_unless_told(setting, enabled):
     """On every x86 CPU, AVX2-only ones included (TensorFlow's default
