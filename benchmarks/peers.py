@@ -27,9 +27,10 @@ block. A ratio is taken round by round (this round's block time of one
 case over another's), and reported as its median [min, max] over rounds.
 The last lines check the speed targets with those ratios.
 
-The TensorFlow peers run as ours does, with oneDNN on: this process
-imports `resnet`, which turns it on where TensorFlow leaves it off, and
-they inherit the setting (the faster one for them too). Each row also
+The TensorFlow peers run as ours does: this process imports `resnet`,
+which on x86 turns oneDNN on where TensorFlow leaves it off (unless
+TF_ENABLE_ONEDNN_OPTS is set), and they inherit the setting (the faster
+one for them too). Each row also
 gives the process's peak resident memory after its training blocks and
 the fraction of the machine's peak its rate reaches (the best 2048^3
 matrix product in the precision, by TensorFlow and PyTorch).
@@ -48,6 +49,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import resnet  # noqa: F401  (its oneDNN default, which every child inherits)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -333,6 +336,9 @@ def machine_peak(precision, frameworks):
                                       **env))
         if out.returncode == 0:
             peaks[name] = float(out.stdout.split()[-1])
+        else:
+            print(f"# peak by {name} ({precision}) failed, left out: "
+                  f"{out.stderr.strip()[-300:]}")
     return peaks
 
 
@@ -468,16 +474,17 @@ def run_group(batch, precision, peers, args):
 
 def print_group(kept, batch, precision, peak):
     """The group's table rows; returns them as dicts. `peak`: the machine's
-    GFLOP/s in this precision."""
+    GFLOP/s in this precision (None: not measured)."""
     ours, results = kept.get(("ours", "batch_renorm")), []
     for mode in MODES:
         for (peer, norm), case in kept.items():
             median, low, high = case.rates(mode)
-            of_peak = median * resnet20_flops(mode) / (peak * 1e9)
+            of_peak = peak and median * resnet20_flops(mode) / (peak * 1e9)
             memory = case.peak_mib if mode == "train" else None
             line = (f"{mode:>5} {peer:>15} {norm:>12} {batch:>5} "
                     f"{precision:>9} {case.key['threads'] or 'auto':>7} "
-                    f"{median:>8.1f} {low:>8.1f} {high:>8.1f} {of_peak:>5.1%} "
+                    f"{median:>8.1f} {low:>8.1f} {high:>8.1f} "
+                    + (f"{of_peak:>5.1%} " if peak else f"{'-':>5} ")
                     + (f"{memory:>6.0f}" if memory else f"{'':>6}"))
             if ours and case is not ours:
                 line += " {:>6.3f} [{:.3f}, {:.3f}]".format(*ratio(case, ours, mode))
@@ -485,13 +492,13 @@ def print_group(kept, batch, precision, peak):
             results.append(dict(case.key, mode=mode,
                                 images_per_second=round(median, 1),
                                 min=round(low, 1), max=round(high, 1),
-                                fraction_of_peak=round(of_peak, 4),
+                                fraction_of_peak=peak and round(of_peak, 4),
                                 peak_mib=memory and round(memory, 1)))
     return results
 
 
 def check_targets(groups):
-    """Issue 15's targets, each against the ratios of one group."""
+    """Issue 22's targets, each against the ratios of one group."""
     print("# targets: ratios per round, median [min, max]")
     for batch, mode, against, sign, bound in TARGETS:
         for (b, precision), kept in groups.items():
@@ -523,7 +530,8 @@ def main(argv=None):
     p.add_argument("--batch", type=int, nargs="+", default=[128, 8])
     p.add_argument("--precision", nargs="+", default=["float32", "bfloat16"],
                    choices=("float32", "bfloat16"))
-    p.add_argument("--peers", nargs="+", default=sorted({c[0] for c in CASES}))
+    p.add_argument("--peers", nargs="+", default=sorted({c[0] for c in CASES}),
+                   choices=sorted({c[0] for c in CASES}))
     p.add_argument("--peer-threads", type=int, nargs="+",
                    default=sorted({1, CORES}),
                    help="intra-op threads each peer is tried with (default "
@@ -576,7 +584,7 @@ def main(argv=None):
         for precision in args.precision:
             groups[batch, precision] = run_group(batch, precision, peers, args)
             results += print_group(groups[batch, precision], batch, precision,
-                                   max(peaks[precision].values()))
+                                   max(peaks[precision].values(), default=None))
     check_targets(groups)
     for result in results:
         print(json.dumps(result))

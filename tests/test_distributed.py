@@ -114,10 +114,9 @@ def test_batch_norm_per_worker_is_microbatches_of_one_process(tmp_path):
     """Batch norm's gradients through a norm that follows a norm are sums
     of terms that nearly cancel: float32 order changes them by ~1e-3 of
     their size (one process, fused vs unfused, shows the same). So the
-    weights must match to 3% of how far training moved them (1.3% at
-    most measured, with oneDNN's AVX2 kernels; under 1% with TensorFlow's
-    own); a wrong average, slice or update would be of the order of the
-    move itself."""
+    weights must match to 1% of how far training moved them (3% with
+    oneDNN's AVX2 kernels); a wrong average, slice or update would be of
+    the order of the move itself."""
     chief, worker = run_pair(tmp_path, "w", *STEPS, "--norm", "batch_norm")
     oracle = run_one(tmp_path, "one", *STEPS, "--norm", "batch_norm",
                      "--microbatch", "128")
@@ -125,9 +124,13 @@ def test_batch_norm_per_worker_is_microbatches_of_one_process(tmp_path):
     assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"))
 
 
-def assert_moved_alike(got, want, start, share=0.03):
+def assert_moved_alike(got, want, start, share=None):
     """Every weight and moving statistic of `got` within `share` of how far
-    training moved it from `start` in `want`."""
+    training moved it from `start` in `want`; by default 1%, 3% with
+    oneDNN's AVX2 kernels (1.2-1.3% measured on the AVX2 EPYC)."""
+    if share is None:
+        avx2_onednn = onednn_enabled() and "avx512f" not in cpu_flags()
+        share = 0.03 if avx2_onednn else 0.01
     for key in weights(want):
         moved = np.max(np.abs(want[key] - start[key]))
         assert np.max(np.abs(got[key] - want[key])) <= share * moved, key
@@ -143,7 +146,8 @@ def test_synchronized_statistics_are_the_whole_batch(tmp_path):
     # takes: measured 0.4% to 1.2% of the move (one process alone moved by
     # 1.2% when its normalisation went from a second training-mode kernel
     # to the inference-mode one, the same formula).
-    assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"))
+    assert_moved_alike(chief, oracle, load(tmp_path / "one-start.npz"),
+                       share=0.03)
 
 
 def test_the_chiefs_checkpoint_is_the_model_in_one_process(digits, renorm_pair):
