@@ -35,7 +35,7 @@ from batch_renorm.layer import channels, check_data_format  # noqa: E402
 
 tf1 = tf.compat.v1
 
-POOLS = (None, "max", "avg")
+POOLS = (None, "max", "avg", "max3")  # max3: 3x3, stride 2 (the ImageNet stem)
 SHORTCUTS = ("A", "B")
 NORMS = (None, "batch_norm", "batch_renorm")
 
@@ -113,34 +113,74 @@ def resnet_block(inputs, filters, training, strides=1, shortcut="A",
     a change of size, option "A" subsamples and zero-pads the channels (the
     paper's CIFAR choice, no parameters), option "B" is a 1x1 projection.
     """
-    if shortcut not in SHORTCUTS:
-        raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
-    conv = functools.partial(
-        conv_layer, training=training, data_format=data_format,
-        normalizer=_choose_norm(batch_norm, batch_renorm, normalizer))
-    _check_flags(dropout_rate, pool, data_format)
+    conv = _block_conv(training, batch_norm, batch_renorm, normalizer,
+                       shortcut, dropout_rate, pool, data_format)
     with tf1.variable_scope(name, default_name="block"):
         h = conv(inputs, filters, strides=strides, name="conv1")
         h = conv(h, filters, activation=None, name="conv2")
-        in_filters = channels(inputs, data_format)
-        if strides == 1 and in_filters == filters:
-            skip = inputs
-        elif shortcut == "A":
-            # inputs[:, ::strides, ::strides] as a 1x1 pooling: the same
-            # values, an order of magnitude faster than a strided slice.
-            skip = tf.nn.avg_pool2d(inputs, 1, strides, "VALID",
-                                    data_format=data_format)
-            extra = filters - in_filters
-            padding = [extra // 2, extra - extra // 2]
-            skip = tf.pad(skip, [[0, 0], [0, 0], [0, 0], padding]
-                          if data_format == "NHWC" else
-                          [[0, 0], padding, [0, 0], [0, 0]])
-        else:
-            skip = conv(inputs, filters, kernel_size=1, strides=strides,
-                        activation=None, name="projection")
-        h = tf.nn.relu(h + skip)
-        h = _dropout_and_pool(h, training, dropout_rate, pool, data_format)
-        return tf.identity(h, name="output")
+        return _residual_output(h, inputs, filters, strides, shortcut, conv,
+                                training, dropout_rate, pool, data_format)
+
+
+def bottleneck_block(inputs, filters, training, strides=1, shortcut="B",
+                     batch_norm=False, batch_renorm=False, normalizer=None,
+                     dropout_rate=0.0, pool=None, data_format="NHWC",
+                     name=None):
+    """The bottleneck residual block of the deeper ImageNet ResNets (He et
+    al. 2015, Figure 5 right): a 1x1 convolution to filters / 4 channels, a
+    3x3 one and a 1x1 one back to `filters`, plus the shortcut (as
+    `resnet_block`'s; "B", the projection, is the paper's ImageNet choice).
+    The stride is on the 3x3 convolution, as in fb.resnet.torch and
+    TensorFlow's official ResNet (the paper's Caffe model strides the first
+    1x1; the parameters are the same).
+    """
+    if filters % 4:
+        raise ValueError(f"a bottleneck block's filters must be a multiple "
+                         f"of 4 (its inner width is filters / 4), got "
+                         f"{filters}")
+    conv = _block_conv(training, batch_norm, batch_renorm, normalizer,
+                       shortcut, dropout_rate, pool, data_format)
+    with tf1.variable_scope(name, default_name="bottleneck"):
+        h = conv(inputs, filters // 4, kernel_size=1, name="conv1")
+        h = conv(h, filters // 4, strides=strides, name="conv2")
+        h = conv(h, filters, kernel_size=1, activation=None, name="conv3")
+        return _residual_output(h, inputs, filters, strides, shortcut, conv,
+                                training, dropout_rate, pool, data_format)
+
+
+def _block_conv(training, batch_norm, batch_renorm, normalizer, shortcut,
+                dropout_rate, pool, data_format):
+    """A block's checked flags, as the conv_layer its convolutions share."""
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
+    _check_flags(dropout_rate, pool, data_format)
+    return functools.partial(
+        conv_layer, training=training, data_format=data_format,
+        normalizer=_choose_norm(batch_norm, batch_renorm, normalizer))
+
+
+def _residual_output(h, inputs, filters, strides, shortcut, conv, training,
+                     dropout_rate, pool, data_format):
+    """relu(h + shortcut(inputs)), then dropout and pooling if asked."""
+    in_filters = channels(inputs, data_format)
+    if strides == 1 and in_filters == filters:
+        skip = inputs
+    elif shortcut == "A":
+        # inputs[:, ::strides, ::strides] as a 1x1 pooling: the same
+        # values, an order of magnitude faster than a strided slice.
+        skip = tf.nn.avg_pool2d(inputs, 1, strides, "VALID",
+                                data_format=data_format)
+        extra = filters - in_filters
+        padding = [extra // 2, extra - extra // 2]
+        skip = tf.pad(skip, [[0, 0], [0, 0], [0, 0], padding]
+                      if data_format == "NHWC" else
+                      [[0, 0], padding, [0, 0], [0, 0]])
+    else:
+        skip = conv(inputs, filters, kernel_size=1, strides=strides,
+                    activation=None, name="projection")
+    h = tf.nn.relu(h + skip)
+    h = _dropout_and_pool(h, training, dropout_rate, pool, data_format)
+    return tf.identity(h, name="output")
 
 
 def _choose_norm(batch_norm, batch_renorm, normalizer):
@@ -196,9 +236,9 @@ def _dropout_and_pool(h, training, rate, pool, data_format):
         h = dropped if training is True else tf.cond(
             training, lambda: dropped, lambda: h)
     if pool is not None:
-        pool_op = tf.nn.max_pool2d if pool == "max" else tf.nn.avg_pool2d
-        h = pool_op(h, ksize=2, strides=2, padding="SAME",
-                    data_format=data_format)
+        pool_op = tf.nn.avg_pool2d if pool == "avg" else tf.nn.max_pool2d
+        h = pool_op(h, ksize=3 if pool == "max3" else 2, strides=2,
+                    padding="SAME", data_format=data_format)
     return h
 
 

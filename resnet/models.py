@@ -25,7 +25,7 @@ from resnet.checks import is_int  # noqa: E402
 tf1 = tf.compat.v1
 
 NORMS = full_layers.NORMS
-KINDS = ("conv", "block", "dense")
+KINDS = ("conv", "block", "bottleneck", "dense")
 
 
 @runtime_checkable
@@ -52,9 +52,11 @@ class NetworkLike(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
-    """One layer of a stack: a `conv_layer`, `resnet_block` or `dense_layer`.
+    """One layer of a stack: a `conv_layer`, `resnet_block`,
+    `bottleneck_block` or `dense_layer`.
 
-    `size` is its filters (conv, block) or units (dense).
+    `size` is its filters (conv, block; a bottleneck's output filters, four
+    times its inner width) or units (dense).
     """
     kind: str
     size: int
@@ -72,6 +74,9 @@ class Layer:
             raise ValueError(f"dropout_rate must be in [0, 1): {self}")
         if self.pool not in full_layers.POOLS:
             raise ValueError(f"pool must be one of {full_layers.POOLS}: {self}")
+        if self.kind == "bottleneck" and self.size % 4:
+            raise ValueError(f"a bottleneck's size must be a multiple of 4 "
+                             f"(its inner width is size / 4): {self}")
 
 
 def _field(default, checkpoint, run=False):
@@ -173,8 +178,14 @@ class Network:
                 conv(channels, layer.size, layer.kernel_size, layer.strides)
             else:
                 cin, strides = channels, layer.strides
-                conv(cin, layer.size, 3, strides)
-                conv(layer.size, layer.size, 3, 1)
+                if layer.kind == "block":
+                    conv(cin, layer.size, 3, strides)
+                    conv(layer.size, layer.size, 3, 1)
+                else:  # bottleneck: the stride on the 3x3
+                    inner = layer.size // 4
+                    conv(cin, inner, 1, 1)
+                    conv(inner, inner, 3, strides)
+                    conv(inner, layer.size, 1, 1)
                 if self.shortcut == "B" and (strides != 1 or cin != layer.size):
                     params += cin * layer.size + per_channel * layer.size
                 activations += height * width * layer.size  # the sum
@@ -229,10 +240,11 @@ def _build(layer, h, training, shortcut, normalizer, data_format, name):
         return full_layers.conv_layer(h, layer.size, kernel_size=layer.kernel_size,
                                       strides=layer.strides, pool=layer.pool,
                                       data_format=data_format, **common)
-    if layer.kind == "block":
-        return full_layers.resnet_block(h, layer.size, strides=layer.strides,
-                                        shortcut=shortcut, pool=layer.pool,
-                                        data_format=data_format, **common)
+    if layer.kind in ("block", "bottleneck"):
+        block = (full_layers.resnet_block if layer.kind == "block" else
+                 full_layers.bottleneck_block)
+        return block(h, layer.size, strides=layer.strides, shortcut=shortcut,
+                     pool=layer.pool, data_format=data_format, **common)
     return full_layers.dense_layer(h, layer.size, data_format=data_format,
                                    **common)
 
@@ -285,6 +297,48 @@ def resnet(depth, num_classes, norm="batch_norm", shortcut="A",
                    renorm_schedule=renorm_schedule,
                    microbatch=microbatch, data_format=data_format,
                    name=f"resnet{depth}")
+
+
+# He et al. 2015, Table 1: blocks per stage, and whether they are bottlenecks.
+IMAGENET_STAGES = {18: ((2, 2, 2, 2), False), 34: ((3, 4, 6, 3), False),
+                   50: ((3, 4, 6, 3), True), 101: ((3, 4, 23, 3), True),
+                   152: ((3, 8, 36, 3), True)}
+
+
+def imagenet_resnet(depth, num_classes=1000, norm="batch_norm", shortcut="B",
+                    norm_momentum=0.99, renorm_schedule=None, microbatch=None,
+                    data_format="NHWC"):
+    """The ImageNet ResNet of He et al. 2015 (Table 1): 18 or 34 layers of
+    basic blocks, 50, 101 or 152 of bottleneck blocks.
+
+    A 7x7 convolution of stride 2 to 64 filters and a 3x3 max pooling of
+    stride 2 (224x224 images: 56x56 maps), four stages of blocks with 64,
+    128, 256 and 512 filters (x4 out of a bottleneck), the first block of
+    stages 2-4 with stride 2, global average pooling and a dense layer.
+    ResNet-50 with 1,000 classes has 25,557,032 parameters.
+
+    Args:
+      depth: 18, 34, 50, 101 or 152.
+      shortcut: "B" (projections where a block changes size: the paper's
+        ImageNet choice) or "A" (zero padding).
+      num_classes, norm, norm_momentum, renorm_schedule, microbatch,
+        data_format: as `resnet`.
+    """
+    if depth not in IMAGENET_STAGES:
+        raise ValueError(f"ImageNet ResNet depth must be one of "
+                         f"{sorted(IMAGENET_STAGES)}, got {depth!r}")
+    stages, bottleneck = IMAGENET_STAGES[depth]
+    layers = [Layer("conv", 64, strides=2, kernel_size=7, pool="max3")]
+    for stage, blocks in enumerate(stages):
+        for index in range(blocks):
+            layers.append(Layer(
+                "bottleneck" if bottleneck else "block",
+                64 * 2 ** stage * (4 if bottleneck else 1),
+                strides=2 if stage and not index else 1))
+    return Network(tuple(layers), num_classes, norm=norm, shortcut=shortcut,
+                   norm_momentum=norm_momentum,
+                   renorm_schedule=renorm_schedule, microbatch=microbatch,
+                   data_format=data_format, name=f"resnet{depth}")
 
 
 def parse_layers(text):

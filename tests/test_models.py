@@ -185,3 +185,81 @@ def test_size_counts_the_parameters_the_graph_will_have(graph, network,
                          for v in tf1.trainable_variables())
     if network.name == "resnet20":
         assert params == 269_722  # He et al. 2015: 0.27 M
+
+
+@pytest.mark.parametrize("depth, published", [
+    (18, 11_689_512), (34, 21_797_672), (50, 25_557_032),
+    pytest.param(101, 44_549_160, marks=pytest.mark.slow),
+    pytest.param(152, 60_192_808, marks=pytest.mark.slow)])
+def test_imagenet_resnets_have_the_published_parameter_counts(
+        graph, depth, published):
+    """He et al.'s Table 1 networks with 1,000 classes, option B: the
+    counts published for torchvision's resnet18-152 (the same layers:
+    convolutions without biases, gamma and beta per norm, a dense layer
+    with biases), in the built graph and in `Network.size`."""
+    network = models.imagenet_resnet(depth)
+    logits = network(tf1.placeholder(tf.float32, [None, 224, 224, 3]), True)
+    assert logits.shape.as_list() == [None, 1000]
+    assert parameter_count() == published
+    assert network.size((224, 224, 3))[0] == published
+
+
+def test_resnet50_stages_and_bottlenecks(graph):
+    """224x224 images: 56, 28, 14 and 7 pixel maps of 256 to 2048 channels
+    after the stem's 7x7 / 2 convolution and 3x3 / 2 pooling; a bottleneck
+    is 1x1, 3x3 (with the stride), 1x1 to 4x its inner width."""
+    models.imagenet_resnet(50)(tf1.placeholder(tf.float32, [2, 224, 224, 3]),
+                               True)
+    for index, side, filters in ((3, 56, 256), (7, 28, 512), (13, 14, 1024),
+                                 (16, 7, 2048)):
+        name = f"resnet50/{index:02d}_bottleneck/output:0"
+        shape = graph.get_tensor_by_name(name).shape.as_list()
+        assert shape == [2, side, side, filters]
+    kernels = {v.op.name: v.shape.as_list() for v in tf1.trainable_variables()
+               if v.op.name.startswith("resnet50/04_bottleneck/")
+               and v.op.name.endswith("kernel")}
+    assert kernels == {"resnet50/04_bottleneck/conv1/kernel": [1, 1, 256, 128],
+                       "resnet50/04_bottleneck/conv2/kernel": [3, 3, 128, 128],
+                       "resnet50/04_bottleneck/conv3/kernel": [1, 1, 128, 512],
+                       "resnet50/04_bottleneck/projection/kernel":
+                           [1, 1, 256, 512]}
+    strides = {op.name.split("/")[2]: op.get_attr("strides")
+               for op in graph.get_operations() if op.type == "Conv2D"
+               and op.name.startswith("resnet50/04_bottleneck/")}
+    assert strides == {"conv1": [1, 1, 1, 1], "conv2": [1, 2, 2, 1],
+                       "conv3": [1, 1, 1, 1], "projection": [1, 2, 2, 1]}
+    stem = [op for op in graph.get_operations() if op.type == "MaxPool"]
+    assert [op.get_attr("ksize") for op in stem] == [[1, 3, 3, 1]]
+
+
+def test_bottleneck_with_a_zero_last_convolution_passes_its_input(graph):
+    """With conv3's kernel zero the residual branch is zero (batch norm of
+    zeros is beta = 0): an identity shortcut leaves relu(x), option A's
+    subsampled and zero-padded x."""
+    x_value = np.random.RandomState(0).randn(2, 4, 4, 8)
+    x = tf.constant(x_value, tf.float32)
+    same = full_layers.bottleneck_block(x, 8, True, batch_norm=True,
+                                        name="same")
+    down = full_layers.bottleneck_block(x, 16, True, strides=2, shortcut="A",
+                                        batch_norm=True, name="down")
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        for v in tf1.global_variables():
+            if v.op.name.endswith("conv3/kernel"):
+                v.load(np.zeros(v.shape), session)
+        got_same, got_down = session.run([same, down])
+    np.testing.assert_allclose(got_same, np.maximum(x_value, 0), atol=1e-6)
+    want = np.zeros((2, 2, 2, 16))
+    want[..., 4:12] = np.maximum(x_value[:, ::2, ::2, :], 0)
+    np.testing.assert_allclose(got_down, want, atol=1e-6)
+
+
+def test_imagenet_specs_are_checked():
+    with pytest.raises(ValueError, match="18, 34, 50, 101, 152"):
+        models.imagenet_resnet(42)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        models.Layer("bottleneck", 30)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        full_layers.bottleneck_block(tf.zeros([1, 4, 4, 8]), 30, True)
+    assert models.parse_layers("conv:8:pool=max3,bottleneck:32") == (
+        models.Layer("conv", 8, pool="max3"), models.Layer("bottleneck", 32))
