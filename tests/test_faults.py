@@ -16,6 +16,8 @@ from resnet.convolution_nn import ConvolutionNN
 from resnet.errors import TrainingDiverged
 from tests.conftest import assert_usage_error, run, start, wait_for_line
 
+tf1 = tf.compat.v1
+
 # digits, 3 epochs of 23 steps, a checkpoint every 5 steps and at epoch ends.
 TRAIN = ["-m", "resnet.resnet_run", "--depth", "8", "--epochs", "3",
          "--batch-size", "64", "--dropout", "0.2", "--deterministic",
@@ -310,3 +312,28 @@ def test_batches_that_microbatches_or_classes_cannot_divide(digits):
                        progress=False) as cnn:
         with pytest.raises(ValueError, match=r"multiple of group_size \(6\)"):
             cnn.train(batch_size=64, num_epoch=1)
+
+
+def test_a_step_that_fails_leaves_the_global_step_with_the_weights(graph):
+    """A step whose input fails (here a NaN that check_numerics refuses;
+    in training an image that does not decode) changes nothing: the
+    global step's increment waits for the updates, so a checkpoint saved
+    then resumes at the failed step."""
+    from resnet.train import config, graphs
+    images = tf1.placeholder(tf.float32, [4, 8, 8, 1])
+    batch = graphs.Batch(tf.debugging.check_numerics(images, "input"),
+                         tf.constant([0, 1, 0, 1], tf.int64))
+    train = graphs.build_training(models.resnet(8, 2), batch,
+                                  config.TrainConfig()).train_op
+    variables = tf1.global_variables()
+    bad = np.full([4, 8, 8, 1], np.nan, np.float32)
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        before = session.run(variables)
+        for _ in range(5):
+            with pytest.raises(tf.errors.InvalidArgumentError):
+                session.run(train, {images: bad})
+        for name, old, new in zip(variables, before, session.run(variables)):
+            np.testing.assert_array_equal(old, new, err_msg=name.op.name)
+        session.run(train, {images: np.zeros_like(bad)})
+        assert session.run(tf1.train.get_global_step()) == 1

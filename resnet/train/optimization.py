@@ -57,4 +57,12 @@ def train_op(loss, learning_rate, momentum, increment, report=None):
             gradients, report)
         update_ops = update_ops + deferred
     apply = optimizer.apply_gradients(zip(gradients, variables))
+    # The increment waits for the step's updates (as `minimize(loss,
+    # global_step)` has it): a step that fails (an image that does not
+    # decode, a lost worker) leaves the global step with the weights, and
+    # the checkpoint saved then resumes at the failed step.
+    if increment.control_inputs:
+        raise ValueError("a graph has one train op: its global step's "
+                         "increment follows it")
+    increment._add_control_inputs([apply, *update_ops])
     return tf.group(apply, increment, *update_ops, name="train_op"), report
