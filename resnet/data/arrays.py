@@ -5,6 +5,7 @@ dtype, converted to float32), or uint8 in 0-255 (divided by 255, as
 `tf.image.convert_image_dtype` does). Other dtypes (other integers, whose
 scale is unknown, bool, complex) are refused, as are non-finite values.
 Labels: integers in [0, num_classes), one per image.
+`in_batches` cuts checked arrays into the batches an evaluation runs.
 """
 import numpy as np
 
@@ -54,3 +55,9 @@ def check_labels(labels, count, num_classes):
         raise ValueError(f"labels must be in [0, {num_classes}), got "
                          f"{labels[index]} at index {index}")
     return labels.astype(np.int64, copy=False)
+
+
+def in_batches(images, labels, batch_size):
+    """(images, labels) slices of `batch_size` (the last one shorter)."""
+    for start in range(0, len(images), batch_size):
+        yield images[start:start + batch_size], labels[start:start + batch_size]

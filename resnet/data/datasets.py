@@ -25,6 +25,8 @@ from resnet.errors import DatasetError
 from resnet.storage.files import check_writable_dir, deepest_existing
 
 NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
+# Datasets read from files while training (`resnet.data.files`).
+FILE_FORMATS = ("folder", "tfrecord")
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "resnet-batch-renorm")
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -58,6 +60,31 @@ class Dataset:
     @property
     def image_shape(self):
         return self.x_train.shape[1:]
+
+    @property
+    def train_size(self):
+        return len(self.x_train)
+
+    def normalizer(self):
+        """(images - mean) / std per channel of the training images."""
+        from resnet.data.input_pipeline import per_channel_normalizer
+        return per_channel_normalizer(self.x_train)
+
+    def train_input(self, seed, augment, classes_per_group=None,
+                    group_size=None, part=(0, 1)):
+        """The in-graph training input (`input_pipeline.TrainInput`)."""
+        from resnet.data.input_pipeline import TrainInput
+        return TrainInput(self.x_train, self.y_train, seed, augment,
+                          classes_per_group, group_size, part)
+
+    @property
+    def test_size(self):
+        return len(self.x_test)
+
+    def test_batches(self, batch_size):
+        """The test split in (images, labels) batches."""
+        from resnet.data.arrays import in_batches
+        return in_batches(self.x_test, self.y_test, batch_size)
 
     def split_validation(self, size, seed=0):
         """This dataset with `size` training examples, chosen by a seeded

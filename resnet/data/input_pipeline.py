@@ -107,11 +107,12 @@ def check_batches(batch_size, train_size, microbatch=None, parts=1):
             + (f" ({parts} workers)" if parts > 1 else ""))
 
 
-def _op_determinism():
-    """Whether `tf.config.experimental.enable_op_determinism()` ran (the
-    query has no public name)."""
-    from tensorflow.python.framework import config
-    return config.is_op_determinism_enabled()
+def parallel_calls():
+    """A parallel map's `num_parallel_calls`: AUTOTUNE, or None (a plain
+    map) under op determinism, where TensorFlow rewrites a parallel map
+    into a plain one, logging a C++ error line."""
+    from tensorflow.python.framework import config  # no public query
+    return None if config.is_op_determinism_enabled() else tf.data.AUTOTUNE
 
 
 def pad_crop_flip(images, seed, pad=PAD):
@@ -186,11 +187,8 @@ class TrainInput:
                 tf.data.Dataset.from_tensor_slices(self._order)
                 .batch(self._batch_size),
                 tf.data.Dataset.range(self._first_step, np.iinfo(np.int64).max)))
-            # Under op determinism TensorFlow rewrites a parallel map into
-            # a plain one, logging a C++ error line: ask for a plain one.
-            batches = batches.map(
-                load_batch, deterministic=True, num_parallel_calls=None
-                if _op_determinism() else tf.data.AUTOTUNE)
+            batches = batches.map(load_batch, parallel_calls(),
+                                  deterministic=True)
             self._iterator = tf1.data.make_initializable_iterator(
                 batches.prefetch(tf.data.AUTOTUNE))
             self.images, self.labels = self._iterator.get_next()
@@ -202,24 +200,39 @@ class TrainInput:
         session.run(self._load_op, {self._x_value: self._x,
                                     self._y_value: self._y})
 
+    def explain(self, error, step):
+        """None: an error of a step is never in-memory data's (`FileInput`
+        names an image that does not decode)."""
+        return None
+
     def start_epoch(self, session, epoch, batch_size, position, first_step):
         """Starts epoch `epoch` at batch `position`; its first batch is
         consumed by global step `first_step`. Returns the number of batches."""
-        if self._classes_per_group:
-            order = non_iid_order(self._seed, epoch, self._y, batch_size,
-                                  self._classes_per_group, self._group_size)
-        else:
-            order = epoch_order(self._seed, epoch, len(self._x))
-        order = order[position * batch_size:]
-        if self._parts > 1:
-            # The last batch must split evenly among the workers: the
-            # epoch leaves out at most parts - 1 examples.
-            last = len(order) % batch_size
-            order = order[:len(order) - last % self._parts]
+        order = epoch_indices(self._seed, epoch, self._y, batch_size,
+                              position, self._parts, self._classes_per_group,
+                              self._group_size)
         session.run(self._iterator.initializer, {
             self._order: order, self._batch_size: batch_size,
             self._first_step: first_step})
         return -(-len(order) // batch_size)
+
+
+def epoch_indices(seed, epoch, labels, batch_size, position, parts=1,
+                  classes_per_group=None, group_size=None):
+    """The examples (indices into `labels`) epoch `epoch` visits from batch
+    `position` on: its seeded order (`epoch_order`, or `non_iid_order`
+    with `classes_per_group`), with the last batch trimmed to a multiple
+    of `parts` workers (an epoch leaves out at most parts - 1 examples)."""
+    if classes_per_group:
+        order = non_iid_order(seed, epoch, labels, batch_size,
+                              classes_per_group, group_size)
+    else:
+        order = epoch_order(seed, epoch, len(labels))
+    order = order[position * batch_size:]
+    if parts > 1:
+        last = len(order) % batch_size
+        order = order[:len(order) - last % parts]
+    return order
 
 
 def per_channel_normalizer(x):

@@ -14,7 +14,8 @@ own hooks (`StepCounterHook`, `LoggingTensorHook`, ...) run here too.
 Typical use:
     history = train(session, train_graph, epoch_state, pipeline,
                     batch_size=128, num_epoch=2, hooks=[...])
-    metrics = evaluate(session, inference_graph, x_test, y_test)
+    metrics = evaluate(session, inference_graph,
+                       in_batches(x_test, y_test, EVAL_BATCH_SIZE))
 """
 import time
 
@@ -134,19 +135,19 @@ def run_step(session, fetches, hooks):
     return out, context.stop_requested
 
 
-def evaluate(session, inference, images, labels, batch_size=EVAL_BATCH_SIZE):
+def evaluate(session, inference, batches):
     """{'loss', 'accuracy'} of `inference` (a `graphs.InferenceGraph`) on
-    the arrays `images` [N, H, W, C] and `labels` [N]."""
-    loss = correct = 0
-    for start in range(0, len(images), batch_size):
+    `batches` of (images [n, H, W, C], labels [n]) arrays (e.g.
+    `arrays.in_batches(images, labels, EVAL_BATCH_SIZE)`)."""
+    loss = correct = count = 0
+    for images, labels in batches:
         batch_loss, batch_correct = session.run(
             [inference.loss_sum, inference.correct],
-            {inference.images: images[start:start + batch_size],
-             inference.labels: labels[start:start + batch_size]})
+            {inference.images: images, inference.labels: labels})
         loss += batch_loss
         correct += batch_correct
-    return {"loss": float(loss / len(images)),
-            "accuracy": float(correct / len(images))}
+        count += len(labels)
+    return {"loss": float(loss / count), "accuracy": float(correct / count)}
 
 
 def predict(session, inference, images, batch_size=EVAL_BATCH_SIZE):
