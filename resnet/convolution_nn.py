@@ -13,8 +13,10 @@ Typical use:
     history = cnn.train(batch_size=128, num_epoch=2)
     print(cnn.evaluate())                      # {'loss': ..., 'accuracy': ...}
 """
+import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 import sys
 
@@ -28,10 +30,11 @@ from batch_renorm import global_step, norm_layers  # noqa: E402
 from batch_renorm.schedule import WARMUP_STEPS, average_window  # noqa: E402
 from batch_renorm.replicas import (ReplicaGroup, replica_group,  # noqa: E402
                                    set_replica_group)
-from resnet.data.arrays import check_images, check_labels  # noqa: E402
+from resnet.data.arrays import (check_images, check_labels,  # noqa: E402
+                                in_batches)
 from resnet.data.datasets import Dataset  # noqa: E402
-from resnet.data.input_pipeline import (TrainInput, check_batches,  # noqa: E402
-                                        check_groups, per_channel_normalizer)
+from resnet.data.files import FileDataset  # noqa: E402
+from resnet.data.input_pipeline import check_batches, check_groups  # noqa: E402
 from resnet.errors import (PeersNotReady, TrainingInterrupted,  # noqa: E402
                            UsageError)
 from resnet.models import NetworkLike  # noqa: E402
@@ -51,6 +54,9 @@ tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
 
 STATISTICS = ("moving", "population", "batch")  # evaluate's norm statistics
+# Images to evaluate: how many, and `batches(batch_size)` giving them as
+# (images, labels) arrays.
+Split = collections.namedtuple("Split", "size batches")
 
 
 class ConvolutionNN:
@@ -111,9 +117,10 @@ class ConvolutionNN:
             raise TypeError(f"network must be a models.NetworkLike (a "
                             f"callable with data_format, microbatch, "
                             f"signature() and renorm_clip()), got {network!r}")
-        if not isinstance(dataset, Dataset):
+        if not isinstance(dataset, (Dataset, FileDataset)):
             raise TypeError(f"dataset must be a datasets.Dataset (e.g. "
-                            f"datasets.load('digits')), got {dataset!r}")
+                            f"datasets.load('digits')) or a files."
+                            f"FileDataset, got {dataset!r}")
         self.config, self.run_config = _configs(config, run_config, fields)
         if (self.config.classes_per_group or 0) > dataset.num_classes:
             raise UsageError(f"classes_per_group must be at most the "
@@ -137,8 +144,9 @@ class ConvolutionNN:
         self.progress = (sys.stderr.isatty() if run.progress is None
                          else run.progress)
         augment = self.config.augment
-        if augment is None:
-            augment = dataset.image_shape == (32, 32, 3)
+        if augment is None:  # files: random crops; CIFAR: pad-crop-flip
+            augment = (isinstance(dataset, FileDataset)
+                       or dataset.image_shape == (32, 32, 3))
         self.graph = tf.Graph()
         with self.graph.as_default(), tf.device(
                 cluster.device if cluster else None):
@@ -148,11 +156,10 @@ class ConvolutionNN:
                     cluster.timeout))
             tf1.set_random_seed(self.config.seed)
             self.global_step, self.increment_op = global_step()
-            self._preprocess = preprocess = per_channel_normalizer(
-                dataset.x_train)
-            self._input = TrainInput(
-                dataset.x_train, dataset.y_train, self.config.seed, augment,
-                self.config.classes_per_group, self.config.group_size,
+            self._preprocess = preprocess = dataset.normalizer()
+            self._input = dataset.train_input(
+                self.config.seed, augment, self.config.classes_per_group,
+                self.config.group_size,
                 (cluster.task_index, cluster.size) if cluster else (0, 1))
             self.train_graph = graphs.build_training(
                 network, self._input, self.config, preprocess)
@@ -255,7 +262,7 @@ class ConvolutionNN:
                     "after_run", "end")):
                 raise TypeError(f"hooks must be tf.compat.v1.train."
                                 f"SessionRunHooks, got {hook!r}")
-        check_batches(batch_size, len(self.dataset.x_train),
+        check_batches(batch_size, self.dataset.train_size,
                       self.network.microbatch,
                       self.cluster.size if self.cluster else 1)
         if self.config.classes_per_group:
@@ -276,7 +283,7 @@ class ConvolutionNN:
         if self._writer:
             ours.append(hooks_lib.SummaryHook(self._writer, self.train_graph.summary))
         ours.append(hooks_lib.ProgressHook(self.train_graph.fetches, self.progress))
-        with self._lost_workers():
+        with self._lost_workers(), self._input_errors(ours):
             history = loop.train(self.session, self.train_graph, self._epochs,
                                  self._input, batch_size, num_epoch,
                                  ours + list(hooks))
@@ -296,7 +303,7 @@ class ConvolutionNN:
         if not num_epoch or norm is None:
             return
         start = int(self.session.run(self._epochs.start_step))
-        per_epoch = -(-len(self.dataset.x_train) // batch_size)
+        per_epoch = -(-self.dataset.train_size // batch_size)
         end = start + num_epoch * per_epoch  # the epoch under way counts
         memory = 1.0 / (1.0 - getattr(self.network, "norm_momentum", 0.99))
         if end < memory:
@@ -354,6 +361,25 @@ class ConvolutionNN:
                 raise
             raise cluster_lib.worker_lost(error, self.cluster) from None
 
+    @contextlib.contextmanager
+    def _input_errors(self, hooks):
+        """An image the input cannot decode ends training with a
+        DatasetError naming it, after a checkpoint of the steps before
+        (`hooks`: ours, the CheckpointHook among them)."""
+        try:
+            yield
+        except tf.errors.OpError as error:
+            step = int(self.session.run(self.global_step))
+            explained = self._input.explain(error, step)
+            if explained is None:
+                raise
+            saved = [hook.save(self.session) for hook in hooks
+                     if isinstance(hook, hooks_lib.CheckpointHook)]
+            raise type(explained)(
+                f"{explained} at step {step}" + (
+                    f"; saved checkpoint {saved[0]}: replace the file and "
+                    f"run again to resume" if saved else "")) from None
+
     def evaluation_hook(self, every_steps=None, every_epochs=None,
                         images=None, labels=None, name="test",
                         every_secs=None):
@@ -361,10 +387,10 @@ class ConvolutionNN:
         test split unless images and labels are given (a held-out split),
         when a `hooks.Trigger` of the `every_*` arguments says."""
         trigger = hooks_lib.Trigger(every_steps, every_secs, every_epochs)
-        images, labels = self._split(images, labels)
+        split = self._split(images, labels)
         return hooks_lib.EvaluationHook(
-            lambda session: loop.evaluate(session, self.inference, images,
-                                          labels),
+            lambda session: loop.evaluate(session, self.inference,
+                                          split.batches(loop.EVAL_BATCH_SIZE)),
             trigger, self.metrics, name)
 
     def evaluate(self, images=None, labels=None, statistics="moving"):
@@ -394,21 +420,21 @@ class ConvolutionNN:
             raise ValueError(f"statistics={statistics!r} is for one process "
                              f"(evaluate a restored model outside the "
                              f"cluster)")
-        images, labels = self._split(images, labels)
+        split = self._split(images, labels)
         if statistics == "batch":
             group = self.network.microbatch or loop.EVAL_BATCH_SIZE
-            if self.network.microbatch and len(images) % group:
+            if self.network.microbatch and split.size % group:
                 raise UsageError(f"statistics='batch' normalises groups of "
                                  f"{group}: give a multiple of {group} "
-                                 f"images, got {len(images)}")
+                                 f"images, got {split.size}")
             return loop.evaluate(self.session, self._batch_inference(
-                self.network), images, labels,
-                loop.EVAL_BATCH_SIZE // group * group or group)
+                self.network), split.batches(
+                    loop.EVAL_BATCH_SIZE // group * group or group))
+        batches = split.batches(loop.EVAL_BATCH_SIZE)
         if statistics == "population":
             with self._population_statistics():
-                return loop.evaluate(self.session, self.inference, images,
-                                     labels)
-        metrics = loop.evaluate(self.session, self.inference, images, labels)
+                return loop.evaluate(self.session, self.inference, batches)
+        metrics = loop.evaluate(self.session, self.inference, batches)
         self.metrics.write(int(self.session.run(self.global_step)), "test",
                            metrics, log_it=False)
         return metrics
@@ -438,6 +464,10 @@ class ConvolutionNN:
     def _population_statistics(self):
         """Sets the moving statistics to the training set's population
         statistics, and back on exit."""
+        if not isinstance(self.dataset, Dataset):
+            raise UsageError("statistics='population' reads the training "
+                             "images from memory: a files dataset has "
+                             "them on disk (use 'moving')")
         full = (dataclasses.replace(self.network, microbatch=None)
                 if self.network.microbatch else self.network)
         graph = self._batch_inference(full)
@@ -463,17 +493,19 @@ class ConvolutionNN:
             load(saved)
 
     def _split(self, images, labels):
-        """The test split, or the checked arrays (`resnet.data.arrays`)."""
+        """What to evaluate: the test split, or the checked arrays
+        (`resnet.data.arrays`), as a `Split`."""
         if images is None:
             if labels is not None:
                 raise ValueError("labels without images: give both, or "
                                  "neither for the test split")
-            return self.dataset.x_test, self.dataset.y_test
+            return Split(self.dataset.test_size, self.dataset.test_batches)
         images = check_images(images, self.dataset.image_shape)
         if len(images) == 0:
             raise ValueError("images is empty: nothing to evaluate")
-        return images, check_labels(labels, len(images),
-                                    self.dataset.num_classes)
+        labels = check_labels(labels, len(images), self.dataset.num_classes)
+        return Split(len(images), functools.partial(in_batches, images,
+                                                    labels))
 
     def predict(self, images):
         """The predicted labels, int64 [N], of `images` [N, H, W, C]: floats

@@ -5,6 +5,7 @@ its test accuracy.
     resnet-run --dataset fashion_mnist --epochs 1
     resnet-run --dataset cifar10 --data-dir ~/data --batch-size 128 --epochs 182
     resnet-run --layers conv:32:pool=max,block:64:strides=2,dense:128:dropout=0.3
+    resnet-run --dataset tfrecord --data-dir /data/imagenet --resnet imagenet --depth 50
 
 The only module that reads command-line flags. It imports TensorFlow (and
 so the modules that use it) only once main() runs, and quietly.
@@ -26,7 +27,9 @@ from resnet.data import datasets
 # Per-dataset defaults: (batch size, epochs). Digits: 17 s on 2 Xeon cores
 # with AMX (README).
 DEFAULTS = {"digits": (64, 30), "mnist": (128, 10),
-            "fashion_mnist": (128, 10), "cifar10": (128, 182)}
+            "fashion_mnist": (128, 10), "cifar10": (128, 182),
+            "folder": (32, 90), "tfrecord": (32, 90)}
+IMAGE_SIZE = 224  # the files datasets' crops (He et al.'s ImageNet)
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -62,9 +65,16 @@ def build_parser():
     p = _Parser(prog="resnet-run", description=__doc__.split("\n\n")[0],
                 formatter_class=_Formatter, allow_abbrev=False)
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", default="digits", choices=datasets.NAMES)
+    data.add_argument("--dataset", default="digits", choices=(
+        *datasets.NAMES, *datasets.FILE_FORMATS), help="folder: DIR/train/"
+        "CLASS/IMAGE and DIR/val/...; tfrecord: DIR/train-* and "
+        "DIR/validation-* shards of tf.train.Examples (image/encoded, "
+        "image/class/label), read while training (resnet.data.files)")
     data.add_argument("--data-dir", help="where the dataset's files are "
                       "(downloaded there if absent)")
+    data.add_argument("--image-size", type=int, metavar="S", help="folder "
+                      f"and tfrecord: train and test on SxS crops (default "
+                      f"{IMAGE_SIZE})")
     data.add_argument("--validation", type=int, default=0, metavar="N",
                       help="hold out N training images and test on them")
     data.add_argument("--classes-per-group", type=int, metavar="K",
@@ -75,17 +85,25 @@ def build_parser():
                       help="the groups of --classes-per-group (default: "
                       "the whole batch)")
     data.add_argument("--augment", action=argparse.BooleanOptionalAction,
-                      help="pad-crop-flip (default: on for 32x32 RGB)")
+                      help="pad-crop-flip, or for folder and tfrecord "
+                      "random-resized crops and flips (default: on for "
+                      "32x32 RGB and for files)")
     model = p.add_argument_group("model")
-    model.add_argument("--depth", type=int, default=20,
-                       help="ResNet depth, 6n+2 (default 20)")
+    model.add_argument("--resnet", default="cifar",
+                       choices=("cifar", "imagenet"), help="cifar: He et "
+                       "al.'s CIFAR-10 ResNets (depth 6n+2); imagenet: "
+                       "their ImageNet ones (depth 18, 34, 50, 101, 152)")
+    model.add_argument("--depth", type=int, help="ResNet depth (default "
+                       "20, or 50 with --resnet imagenet)")
     model.add_argument("--layers", help="a custom stack instead of a ResNet: "
                        f"a spec like conv:32:pool=max,block:64:strides=2,"
                        f"dense:128:dropout=0.3, or a preset "
                        f"({', '.join(models.PRESETS)})")
     model.add_argument("--norm", default="batch_renorm",
                        choices=("none", "batch_norm", "batch_renorm"))
-    model.add_argument("--shortcut", default="A", choices=("A", "B"))
+    model.add_argument("--shortcut", choices=("A", "B"), help="where a "
+                       "block changes size: A zero-pads (default), B "
+                       "projects (default with --resnet imagenet)")
     model.add_argument("--dropout", type=float, default=0.0,
                        help="dropout rate after every ResNet block")
     model.add_argument("--norm-momentum", type=float, default=0.99)
@@ -235,7 +253,8 @@ def plan(args, workers=None):
     check_threads(args.intra_threads, args.inter_threads)
     check_device_supports(args.data_format)
     norm = None if args.norm == "none" else args.norm
-    options = dict(norm=norm, shortcut=args.shortcut,
+    options = dict(norm=norm, shortcut=args.shortcut or (
+                       "B" if args.resnet == "imagenet" else "A"),
                    norm_momentum=args.norm_momentum,
                    microbatch=args.microbatch,
                    data_format=args.data_format)
@@ -243,24 +262,39 @@ def plan(args, workers=None):
     # dataset here has 10 classes).
     if args.layers is not None:
         network = models.custom(args.layers, 10, **options)
+    elif args.resnet == "imagenet":
+        if args.dropout:
+            raise ValueError("--dropout is for --resnet cifar")
+        network = models.imagenet_resnet(args.depth or 50, 10, **options)
     else:
-        network = models.resnet(args.depth, 10, dropout_rate=args.dropout,
-                                **options)
+        network = models.resnet(args.depth or 20, 10,
+                                dropout_rate=args.dropout, **options)
+    files = args.dataset in datasets.FILE_FORMATS
+    if args.image_size is not None and not files:
+        raise ValueError("--image-size is for --dataset folder or tfrecord")
+    if args.validation and files:
+        raise ValueError(f"--validation holds out in-memory images: a "
+                         f"{args.dataset} dataset tests on its own split")
     if args.deterministic:
         import tensorflow as tf
         tf.config.experimental.enable_op_determinism()
 
-    ds = datasets.load(args.dataset, args.data_dir)
+    if files:
+        from resnet.data import files as file_data
+        ds = file_data.load(args.dataset, args.data_dir,
+                            args.image_size or IMAGE_SIZE)
+    else:
+        ds = datasets.load(args.dataset, args.data_dir)
     if args.validation:
         ds = ds.split_validation(args.validation, seed=args.seed)
-    check_batches(batch_size, len(ds.x_train), args.microbatch,
+    check_batches(batch_size, ds.train_size, args.microbatch,
                   cluster.size if cluster else workers or 1)
     if args.classes_per_group:
         check_groups(batch_size, args.classes_per_group, args.group_size)
         if args.classes_per_group > ds.num_classes:
             raise ValueError(f"--classes-per-group {args.classes_per_group}: "
                              f"{args.dataset} has {ds.num_classes} classes")
-    total_steps = epochs * -(-len(ds.x_train) // batch_size)
+    total_steps = epochs * -(-ds.train_size // batch_size)
     train_defaults, network_defaults = length_defaults(args, total_steps)
     network = dataclasses.replace(network, num_classes=ds.num_classes,
                                   **network_defaults)

@@ -7,6 +7,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import resnet  # noqa: E402,F401  (before TensorFlow: what users get of oneDNN)
@@ -83,6 +84,20 @@ def wait_for_line(process, text):
         if text in line:
             return line
     raise AssertionError(f"{text!r} never came; exit {process.wait()}")
+
+
+def final_weights(model_dir):
+    """{name: value} of the newest checkpoint in model_dir."""
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(model_dir))
+    return {name: reader.get_tensor(name)
+            for name in reader.get_variable_to_shape_map()}
+
+
+def assert_same_weights(a, b):
+    """Two `final_weights` bit for bit."""
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
 def assert_usage_error(result, message, prog="resnet-run"):

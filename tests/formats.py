@@ -55,3 +55,81 @@ def write_cifar10(folder, per_batch=10, seed=0):
         write_cifar10_batch(os.path.join(batch_dir, name), images, labels)
         written[name] = (images, labels)
     return written
+
+
+def class_images(count, classes, seed=0, sizes=(24, 40)):
+    """`count` uint8 RGB images of mixed sizes (sides drawn from `sizes`)
+    whose class (`labels`) shows in their colour (the same colours for
+    every seed), and the labels: data a network learns in a few steps."""
+    rng = np.random.RandomState(seed)
+    labels = np.arange(count) % classes
+    rng.shuffle(labels)
+    colours = np.random.RandomState(classes).randint(0, 256, (classes, 3))
+    images = []
+    for label in labels:
+        height, width = rng.randint(sizes[0], sizes[1] + 1, size=2)
+        noise = rng.randint(-40, 41, size=(height, width, 3))
+        images.append(np.clip(colours[label] + noise, 0, 255).astype(np.uint8))
+    return images, labels
+
+
+def encode_image(image, kind="png"):
+    """The bytes of a PNG or JPEG file of a uint8 [H, W, 3] image."""
+    import tensorflow as tf
+    encode = tf.io.encode_png if kind == "png" else tf.io.encode_jpeg
+    return encode(tf.constant(image)).numpy()
+
+
+def write_image_folder(root, splits, classes=3, seed=0, kind="png",
+                       sizes=(24, 40)):
+    """root/SPLIT/class_K/NNNN.png trees of `class_images` ({split:
+    count}); returns {split: (images, labels)} in the index's order
+    (classes, then file names)."""
+    written = {}
+    for number, (split, count) in enumerate(splits.items()):
+        images, labels = class_images(count, classes, seed + number, sizes)
+        for label in range(classes):
+            os.makedirs(os.path.join(root, split, f"class_{label}"),
+                        exist_ok=True)
+        order = np.argsort(labels, kind="stable")
+        for index in order:
+            path = os.path.join(root, split, f"class_{labels[index]}",
+                                f"{index:04d}.{kind}")
+            with open(path, "wb") as file:
+                file.write(encode_image(images[index], kind))
+        written[split] = ([images[i] for i in order], labels[order])
+    return written
+
+
+def example(image_bytes, label):
+    """A serialized tf.train.Example as ImageNet's TFRecords hold them."""
+    import tensorflow as tf
+    return tf.train.Example(features=tf.train.Features(feature={
+        "image/encoded": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[image_bytes])),
+        "image/class/label": tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[int(label)])),
+    })).SerializeToString()
+
+
+def write_tfrecords(root, splits, shards=2, classes=3, seed=0,
+                    sizes=(24, 40)):
+    """root/SPLIT-0000K-of-0000N TFRecord shards of `class_images`
+    ({split: count}, records dealt to the shards in turn); returns
+    {split: (images, labels)} in the index's order (shards, then
+    records)."""
+    import tensorflow as tf
+    os.makedirs(root, exist_ok=True)
+    written = {}
+    for number, (split, count) in enumerate(splits.items()):
+        images, labels = class_images(count, classes, seed + number, sizes)
+        order = []
+        for shard in range(shards):
+            path = os.path.join(root, f"{split}-{shard:05d}-of-{shards:05d}")
+            with tf.io.TFRecordWriter(path) as writer:
+                for index in range(shard, count, shards):
+                    writer.write(example(encode_image(images[index]),
+                                         labels[index]))
+                    order.append(index)
+        written[split] = ([images[i] for i in order], labels[order])
+    return written

@@ -14,7 +14,8 @@ from resnet import models
 from resnet.errors import CheckpointMismatchError
 from resnet.convolution_nn import ConvolutionNN
 from resnet.errors import TrainingDiverged
-from tests.conftest import assert_usage_error, run, start, wait_for_line
+from tests.conftest import (assert_same_weights, assert_usage_error,
+                            final_weights, run, start, wait_for_line)
 
 tf1 = tf.compat.v1
 
@@ -22,18 +23,6 @@ tf1 = tf.compat.v1
 TRAIN = ["-m", "resnet.resnet_run", "--depth", "8", "--epochs", "3",
          "--batch-size", "64", "--dropout", "0.2", "--deterministic",
          "--checkpoint-steps", "5", "--no-progress"]
-
-
-def final_weights(model_dir):
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(model_dir))
-    return {name: reader.get_tensor(name)
-            for name in reader.get_variable_to_shape_map()}
-
-
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,526 @@
+"""Datasets read from image files while training runs: data larger than
+memory (ImageNet, the setting of He et al. and of the batch renorm paper).
+
+    ds = files.load("folder", "~/data/flowers", image_size=224)
+    ds = files.load("tfrecord", "/data/imagenet")
+
+Two layouts of DIR:
+  folder: DIR/train/CLASS/IMAGE and DIR/val/CLASS/IMAGE (or test/ or
+    validation/): JPEG, PNG, GIF or BMP files, one folder per class; the
+    classes are train's folder names, sorted, labels 0, 1, ...
+  tfrecord: DIR/train-* and DIR/validation-* (or test-*) shards of
+    `tf.train.Example`s with "image/encoded" (the image file's bytes) and
+    "image/class/label" (int64): what ImageNet's `build_imagenet_data.py`
+    writes. Its labels are 1..1000, 0 unused: 1,001 classes, as TensorFlow's
+    official ResNet trains them (or give num_classes).
+
+Each split is an index of records (file, byte offset, length, label), in a
+fixed order: sorted files, records in file order. An epoch visits the index
+in the order `input_pipeline.epoch_order(seed, epoch, n)` gives (or
+`non_iid_order`, from the index's labels), and image i of batch b is
+augmented with stateless ops seeded by (seed, b, i): a run resumed at any
+step reads the very images the uninterrupted run would have, in one process
+or on several workers, each reading only its own part of every batch.
+
+A TFRecord index reads every record once (checking its CRCs, label and
+image field) and is kept in `index_dir` (default `default_index_dir()`;
+a hash of the shards' paths, sizes and times names it), so that the next
+run starts at once. A missing split, an
+empty or damaged shard, a record without its fields, a label out of range
+or a class folder without images raise `DatasetError` naming the file. An
+image that does not decode stops training when its batch comes, naming the
+file (after a checkpoint, with a model_dir): skipping it would silently
+shift every later batch of the run.
+
+Training crops: a random part of 8%-100% of the image's area, aspect ratio
+3/4-4/3, resized to image_size, flipped left-right half of the time
+(Szegedy et al. 2015, as He et al. and TensorFlow's official ResNet train).
+Evaluation: the shorter side resized to image_size / 0.875 (256 for 224),
+the centre image_size square. Images of mixed sizes are fine.
+"""
+import contextlib
+import dataclasses
+import glob
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+import tensorflow as tf
+
+from resnet.data import input_pipeline
+from resnet.data.datasets import FILE_FORMATS
+from resnet.errors import DatasetError
+
+tf1 = tf.compat.v1
+log = logging.getLogger(__name__)
+
+FORMATS = FILE_FORMATS
+TRAIN_SPLIT = "train"
+TEST_SPLITS = ("val", "validation", "test")  # the first found is used
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+IMAGE_KEY, LABEL_KEY = "image/encoded", "image/class/label"
+CENTRAL_FRACTION = 0.875  # evaluation: 224 of 256
+NORMALIZER_IMAGES = 256   # training images the per-channel statistics read
+EVAL_BATCH_SIZE = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class FileIndex:
+    """A split's records: `paths` [F] (str objects) its files; per record
+    its file (an index into paths), byte offset and length (-1: the whole
+    file), label, and place in its file (for messages)."""
+    paths: np.ndarray
+    files: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+    labels: np.ndarray
+    records: np.ndarray
+    tfrecord: bool
+
+    def __len__(self):
+        return len(self.labels)
+
+    def describe(self, index):
+        """Where record `index` is, for a message."""
+        path = self.paths[self.files[index]]
+        return (f"{path}, record {self.records[index]}" if self.tfrecord
+                else path)
+
+    def feed(self, indices):
+        """The (paths, offsets, lengths) of `indices`, as a reader takes
+        them."""
+        return (self.paths[self.files[indices]], self.offsets[indices],
+                self.lengths[indices])
+
+
+@dataclasses.dataclass
+class FileDataset:
+    """A dataset read from files (`load`): what `ConvolutionNN` and
+    resnet-run need of it, as of an in-memory `datasets.Dataset`."""
+    name: str
+    train: FileIndex
+    test: FileIndex
+    num_classes: int
+    image_size: int
+
+    @property
+    def image_shape(self):
+        return (self.image_size, self.image_size, 3)
+
+    @property
+    def train_size(self):
+        return len(self.train)
+
+    @property
+    def test_size(self):
+        return len(self.test)
+
+    def normalizer(self):
+        """(images - mean) / std per channel, the statistics of
+        NORMALIZER_IMAGES training images spread over the index (centre
+        crops)."""
+        picks = np.unique(np.linspace(0, len(self.train) - 1,
+                                      NORMALIZER_IMAGES).astype(np.int64))
+        images = np.concatenate([x for x, _ in self._batches(self.train,
+                                                             picks)])
+        return input_pipeline.per_channel_normalizer(images)
+
+    def train_input(self, seed, augment, classes_per_group=None,
+                    group_size=None, part=(0, 1)):
+        return FileInput(self.train, self.image_size, seed, augment,
+                         classes_per_group, group_size, part)
+
+    def test_batches(self, batch_size=EVAL_BATCH_SIZE):
+        """(images, labels) NumPy batches of the test split's centre
+        crops."""
+        return self._batches(self.test, np.arange(len(self.test)),
+                             batch_size)
+
+    def _batches(self, index, picks, batch_size=EVAL_BATCH_SIZE):
+        """Centre crops of `picks`, decoded eagerly (outside any graph)."""
+        size = self.image_size
+
+        def load(path, offset, length, label):
+            return center_crop(decode(read_record(path, offset, length,
+                                                  index.tfrecord)),
+                               size), label
+
+        with _private_session() as session:
+            paths, offsets, lengths = index.feed(picks)
+            batches = tf.data.Dataset.from_tensor_slices(
+                (paths.astype(bytes), offsets, lengths, index.labels[picks])
+            ).map(load, input_pipeline.parallel_calls(), deterministic=True
+                  ).batch(batch_size).prefetch(1)
+            next_batch = tf1.data.make_one_shot_iterator(batches).get_next()
+            done = 0
+            while done < len(picks):
+                try:
+                    images, labels = session.run(next_batch)
+                except tf.errors.OpError as error:
+                    raise _undecodable(index, picks[done:done + batch_size],
+                                       error) from None
+                done += len(labels)
+                yield images, labels
+
+
+class FileInput:
+    """The training batches of a `FileIndex`: the interface of
+    `input_pipeline.TrainInput` (`images`, `labels`, `load`,
+    `start_epoch`), read and decoded in parallel in the graph, with the
+    next batches prefetched while a step runs. With `part=(index,
+    parts)`, a worker's slice of every batch: only its own images are
+    read."""
+
+    def __init__(self, index, image_size, seed, augment,
+                 classes_per_group=None, group_size=None, part=(0, 1)):
+        self._index, self._seed = index, seed
+        self._classes_per_group, self._group_size = (classes_per_group,
+                                                     group_size)
+        self._part, self._parts = part
+        self._epoch = None  # (the records fed, their steps)
+        with tf1.name_scope("input"):
+            self._feeds = (
+                tf1.placeholder(tf.string, [None], "paths"),
+                tf1.placeholder(tf.int64, [None], "offsets"),
+                tf1.placeholder(tf.int64, [None], "lengths"),
+                tf1.placeholder(tf.int64, [None], "labels"),
+                tf1.placeholder(tf.int64, [None], "steps"),
+                tf1.placeholder(tf.int64, [None], "slots"))
+            self._batch_size = tf1.placeholder(tf.int64, [], "batch_size")
+
+            def load(path, offset, length, label, step, slot):
+                image = decode(read_record(path, offset, length,
+                                           index.tfrecord))
+                if augment:
+                    image = random_crop_flip(image, image_size, tf.stack(
+                        [tf.constant(seed, tf.int64), step, slot]))
+                else:
+                    image = center_crop(image, image_size)
+                return image, label
+
+            batches = tf.data.Dataset.from_tensor_slices(self._feeds).map(
+                load, input_pipeline.parallel_calls(), deterministic=True)
+            self._iterator = tf1.data.make_initializable_iterator(
+                batches.batch(self._batch_size).prefetch(tf.data.AUTOTUNE))
+            self.images, self.labels = self._iterator.get_next()
+            self.images.set_shape([None, image_size, image_size, 3])
+            self.labels.set_shape([None])
+
+    def load(self, session):
+        """Nothing to load: the files are read as training runs."""
+
+    def start_epoch(self, session, epoch, batch_size, position, first_step):
+        """As `TrainInput.start_epoch`: starts epoch `epoch` at batch
+        `position`, its first batch consumed by global step `first_step`;
+        returns the number of batches."""
+        order = input_pipeline.epoch_indices(
+            self._seed, epoch, self._index.labels, batch_size, position,
+            self._parts, self._classes_per_group, self._group_size)
+        # Batch b of the epoch is order[b * batch_size:][:batch_size], its
+        # last one shorter; this worker reads its `parts`-th of each.
+        batch, slot = np.divmod(np.arange(len(order)), batch_size)
+        sizes = np.minimum(batch_size, len(order) - batch * batch_size)
+        mine = slot // (sizes // self._parts) == self._part
+        records = order[mine]
+        steps = first_step + batch[mine]
+        self._epoch = records, steps
+        session.run(self._iterator.initializer, {
+            **dict(zip(self._feeds, (*self._index.feed(records),
+                                     self._index.labels[records], steps,
+                                     slot[mine]))),
+            self._batch_size: batch_size // self._parts})
+        return -(-len(order) // batch_size)
+
+    def explain(self, error, step):
+        """The `DatasetError` naming the image that `error` (raised by the
+        step `step` of the epoch under way) could not decode, or None if
+        the error is not the input's."""
+        if self._epoch is None or self.images.op.name not in error.message:
+            return None
+        records, steps = self._epoch
+        batch = records[steps == step]
+        return _undecodable(self._index, batch, error)
+
+
+def read_record(path, offset, length, tfrecord):
+    """The image file's bytes of a record: a whole file, or the image field
+    of the `tf.train.Example` `length` bytes long at `offset` of a TFRecord
+    shard (the offsets are the index's, checked once)."""
+    if not tfrecord:
+        return tf.io.read_file(path)
+    data = tf.numpy_function(_read, [path, offset, length], tf.string,
+                             stateful=False)
+    data.set_shape([])
+    return tf.io.parse_single_example(data, {
+        IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})[IMAGE_KEY]
+
+
+def _read(path, offset, length):
+    """`length` bytes at `offset` of the file `path` (-1: all of it)."""
+    with open(path, "rb") as file:
+        file.seek(offset)
+        return file.read(length)
+
+
+def decode(data):
+    """uint8 [H, W, 3] of a JPEG, PNG, GIF or BMP file's bytes (grey and
+    RGBA images made RGB)."""
+    return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
+def random_crop_flip(image, size, seed):
+    """The training crop (module docstring) of a uint8 image: float32
+    [size, size, 3] in [0, 1]; `seed` an int64 [3] tensor."""
+    box_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed[:2], seed[2]), 2))
+    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), box_seed,
+        min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(0.08, 1.0), max_attempts=10,
+        use_image_if_no_bounding_boxes=True)
+    crop = tf.image.resize(tf.slice(image, begin, extent), [size, size])
+    crop = tf.image.stateless_random_flip_left_right(crop, flip_seed)
+    return tf.clip_by_value(crop, 0.0, 255.0) / 255.0
+
+
+def center_crop(image, size):
+    """The evaluation crop (module docstring) of a uint8 image: float32
+    [size, size, 3] in [0, 1]."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = size / CENTRAL_FRACTION / tf.reduce_min(shape)
+    resized_shape = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32),
+                               size)
+    resized = tf.image.resize(image, resized_shape)
+    top, left = tf.unstack((resized_shape - size) // 2)
+    crop = tf.image.crop_to_bounding_box(resized, top, left, size, size)
+    return tf.clip_by_value(crop, 0.0, 255.0) / 255.0
+
+
+def load(data_format, data_dir, image_size=224, num_classes=None,
+         index_dir=None):
+    """The `FileDataset` in `data_dir`, of `data_format` "folder" or
+    "tfrecord" (module docstring), cropped to `image_size` squares.
+    `num_classes`: the labels' range (default: the folders, or the
+    largest TFRecord label + 1). Raises DatasetError (a ValueError) naming
+    what is missing or wrong."""
+    if data_format not in FORMATS:
+        raise ValueError(f"data format must be one of {FORMATS}, got "
+                         f"{data_format!r}")
+    if data_dir is None:
+        raise DatasetError(f"a {data_format} dataset needs its directory "
+                           f"(--data-dir)")
+    if not isinstance(image_size, int) or image_size < 8:
+        raise ValueError(f"image_size must be an integer >= 8, got "
+                         f"{image_size!r}")
+    data_dir = os.path.abspath(os.path.expanduser(data_dir))
+    if not os.path.isdir(data_dir):
+        raise DatasetError(f"{data_dir}: no such directory")
+    if data_format == "folder":
+        train, classes = _folder_index(os.path.join(data_dir, TRAIN_SPLIT))
+        test, _ = _folder_index(_test_path(data_dir, os.path.isdir), classes)
+        num_classes = num_classes or len(classes)
+        if len(classes) > num_classes:
+            raise DatasetError(f"{data_dir}: {len(classes)} class folders, "
+                               f"more than num_classes {num_classes}")
+    else:
+        index_dir = os.path.expanduser(index_dir or default_index_dir())
+        train = _tfrecord_index(_shards(data_dir, TRAIN_SPLIT), index_dir)
+        test = _tfrecord_index(_shards(data_dir, _test_path(
+            data_dir, lambda path: bool(glob.glob(path + "-*")))), index_dir)
+        num_classes = num_classes or int(train.labels.max()) + 1
+    for split, index in (("training", train), ("test", test)):
+        bad = np.flatnonzero(index.labels >= num_classes)
+        if len(bad):
+            raise DatasetError(
+                f"{index.describe(bad[0])}: label {index.labels[bad[0]]} "
+                f"out of range for {num_classes} classes ({len(bad)} "
+                f"{split} records)")
+    if num_classes < 2:
+        raise DatasetError(f"{data_dir}: one class only: nothing to learn")
+    name = (f"{data_format} ({len(train)} training images, {num_classes} "
+            f"classes)")
+    log.info("%s: %s, test split %d images", data_dir, name, len(test))
+    return FileDataset(name, train, test, num_classes, image_size)
+
+
+def default_index_dir():
+    """Where TFRecord indexes are kept: $XDG_CACHE_HOME (default ~/.cache)
+    /resnet-batch-renorm/index."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    return os.path.join(cache, "resnet-batch-renorm", "index")
+
+
+def _test_path(data_dir, exists):
+    """data_dir's test split (the first of TEST_SPLITS that `exists`)."""
+    for split in TEST_SPLITS:
+        path = os.path.join(data_dir, split)
+        if exists(path):
+            return path
+    raise DatasetError(f"{data_dir}: no test split (one of "
+                       f"{', '.join(TEST_SPLITS)})")
+
+
+def _folder_index(root, classes=None):
+    """The index of root/CLASS/IMAGE files and the classes (sorted folder
+    names, or `classes`: a test split's folders must be among them)."""
+    if not os.path.isdir(root):
+        raise DatasetError(f"{root}: no such directory (expected a folder "
+                           f"per class)")
+    found = sorted(entry.name for entry in os.scandir(root)
+                   if entry.is_dir())
+    if not found:
+        raise DatasetError(f"{root}: no class folders")
+    if classes is None:
+        classes = found
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise DatasetError(f"{root}: class folder(s) {unknown[:3]} not in "
+                           f"the training split")
+    paths, labels = [], []
+    for name in found:
+        folder = os.path.join(root, name)
+        images = sorted(entry.path for entry in os.scandir(folder)
+                        if entry.is_file() and entry.name.lower().endswith(
+                            IMAGE_EXTENSIONS))
+        if not images:
+            raise DatasetError(f"{folder}: no images "
+                               f"({', '.join(IMAGE_EXTENSIONS)})")
+        paths += images
+        labels += [classes.index(name)] * len(images)
+    count = len(paths)
+    return FileIndex(np.array(paths, object), np.arange(count),
+                     np.zeros(count, np.int64),
+                     np.full(count, -1, np.int64), np.array(labels, np.int64),
+                     np.zeros(count, np.int64), tfrecord=False), classes
+
+
+def _shards(data_dir, split):
+    """The sorted shard files of a split (DIR/train-*, ...)."""
+    pattern = os.path.join(data_dir, os.path.basename(split)) + "-*"
+    shards = sorted(path for path in glob.glob(pattern)
+                    if os.path.isfile(path))
+    if not shards:
+        raise DatasetError(f"{data_dir}: no TFRecord shards {pattern}")
+    return shards
+
+
+def _tfrecord_index(shards, index_dir):
+    """The index of `shards`, from index_dir if it was built for these very
+    files, else built (every record read once) and kept there."""
+    stats = [(path, os.stat(path).st_size, os.stat(path).st_mtime_ns)
+             for path in shards]
+    key = hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:24]
+    cached = os.path.join(index_dir, f"{key}.npz")
+    fields = ("files", "offsets", "lengths", "labels", "records")
+    try:
+        with np.load(cached) as kept:
+            return FileIndex(np.array(shards, object),
+                             *(kept[f] for f in fields), tfrecord=True)
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        pass  # not built yet (or unreadable: built again)
+    columns = {field: [] for field in fields}
+    for number, (path, size, _) in enumerate(stats):
+        if size == 0:
+            raise DatasetError(f"{path}: an empty TFRecord shard")
+        offset = record = 0
+        for data in _records(path):
+            label = _label(data, path, record)
+            for field, value in zip(fields, (number, offset + 12, len(data),
+                                             label, record)):
+                columns[field].append(value)
+            offset += len(data) + 16  # length, its CRC, data, its CRC
+            record += 1
+    index = FileIndex(np.array(shards, object), *(
+        np.array(columns[f], np.int64) for f in fields), tfrecord=True)
+    _keep(cached, {f: getattr(index, f) for f in fields})
+    return index
+
+
+def _records(path):
+    """The records of a TFRecord shard, their CRCs checked."""
+    with _private_session() as session:
+        next_record = tf1.data.make_one_shot_iterator(
+            tf.data.TFRecordDataset(path)).get_next()
+        record = 0
+        while True:
+            try:
+                yield session.run(next_record)
+            except tf.errors.OutOfRangeError:
+                return
+            except tf.errors.OpError as error:
+                raise DatasetError(f"{path}: damaged at record {record} "
+                                   f"({_reason(error)})") from None
+            record += 1
+
+
+def _label(data, path, record):
+    """The label of a serialized tf.train.Example, its image field
+    checked."""
+    try:
+        features = tf.train.Example.FromString(data).features.feature
+    except Exception:  # protobuf's DecodeError
+        raise DatasetError(f"{path}, record {record}: not a tf.train.Example"
+                           ) from None
+    image, label = features.get(IMAGE_KEY), features.get(LABEL_KEY)
+    if (image is None or len(image.bytes_list.value) != 1 or label is None
+            or len(label.int64_list.value) != 1):
+        raise DatasetError(f"{path}, record {record}: expected one "
+                           f"{IMAGE_KEY!r} (bytes) and one {LABEL_KEY!r} "
+                           f"(int64), found {sorted(features)}")
+    value = label.int64_list.value[0]
+    if value < 0:
+        raise DatasetError(f"{path}, record {record}: negative label {value}")
+    return value
+
+
+def _keep(path, arrays):
+    """Writes the index atomically; a directory it cannot write costs the
+    next run a rebuild, nothing more."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=os.path.dirname(path),
+                                         suffix=".npz", delete=False) as file:
+            np.savez(file, **arrays)
+        os.replace(file.name, path)
+    except OSError as error:
+        log.warning("could not keep the TFRecord index in %s (%s): the next "
+                    "run reads the shards again", path, error)
+
+
+def _undecodable(index, records, error):
+    """A DatasetError naming the first of `records` whose image does not
+    decode (the cause of `error`), or the error's own message."""
+    with _private_session() as session:
+        feeds = (tf1.placeholder(tf.string, []),
+                 tf1.placeholder(tf.int64, []), tf1.placeholder(tf.int64, []))
+        decoded = decode(read_record(*feeds, index.tfrecord))
+        for record in records:
+            try:
+                session.run(decoded, dict(zip(feeds, (
+                    item[0] for item in index.feed([record])))))
+            except tf.errors.OpError as cause:
+                return DatasetError(f"{index.describe(record)}: not a "
+                                    f"readable image ({_reason(cause)})")
+    return DatasetError(f"reading the training images failed: "
+                        f"{_reason(error)}")
+
+
+@contextlib.contextmanager
+def _private_session():
+    """A session of its own graph (seeded: op determinism asks for it), for
+    reading files outside the caller's graph."""
+    with tf.Graph().as_default(), tf1.Session() as session:
+        tf1.set_random_seed(0)
+        yield session
+
+
+def _reason(error):
+    """What a TensorFlow error's message says went wrong: its last line
+    but the node names (before it: "Graph execution error:" and where)."""
+    lines = [line.strip() for line in error.message.splitlines()]
+    return next((line for line in reversed(lines)
+                 if line and not line.startswith("[[")), "unknown")

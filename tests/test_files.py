@@ -1,0 +1,407 @@
+"""Datasets read from files (`resnet.data.files`), on folder trees and
+TFRecord shards the tests write in those formats: the indexes against what
+was written, the crops against NumPy, the epoch's batches against the
+in-memory order, worker slices and resumes bit for bit, bad input named, and
+training from files through ConvolutionNN and resnet-run."""
+import importlib.util
+import os
+import re
+import signal
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from resnet import models
+from resnet.convolution_nn import ConvolutionNN
+from resnet.data import files
+from resnet.data.input_pipeline import epoch_order, non_iid_order
+from resnet.errors import DatasetError, UsageError
+from tests import formats
+from tests.conftest import (ROOT, assert_same_weights, assert_usage_error,
+                            final_weights, run, start, wait_for_line)
+
+tf1 = tf.compat.v1
+SIZE = 28  # crops of 32x32 images: the centre crop is [2:30, 2:30], exactly
+SPLITS = {"folder": {"train": 30, "val": 9},
+          "tfrecord": {"train": 30, "validation": 9}}
+
+
+def write(data_format, root, splits=None, **options):
+    writer = (formats.write_image_folder if data_format == "folder" else
+              formats.write_tfrecords)
+    return writer(str(root), splits or SPLITS[data_format], **options)
+
+
+@pytest.fixture(scope="module", params=files.FORMATS)
+def written(request, tmp_path_factory):
+    """(data format, its directory, {split: (images, labels)}) of 32x32
+    images."""
+    root = tmp_path_factory.mktemp(request.param)
+    return request.param, root, write(request.param, root, sizes=(32, 32))
+
+
+def load(data_format, root, **options):
+    options.setdefault("index_dir", os.path.join(root, "index"))
+    return files.load(data_format, str(root), **options)
+
+
+def centre(images):
+    return np.stack([image[2:30, 2:30] / 255.0 for image in images]
+                    ).astype(np.float32)
+
+
+def test_the_test_split_is_what_was_written_centre_cropped(written):
+    data_format, root, splits = written
+    ds = load(data_format, root, image_size=SIZE)
+    assert (ds.train_size, ds.test_size, ds.num_classes) == (30, 9, 3)
+    assert ds.image_shape == (SIZE, SIZE, 3)
+    assert ds.name == f"{data_format} (30 training images, 3 classes)"
+    images, labels = (np.concatenate(parts) for parts in
+                      zip(*ds.test_batches(4)))
+    test_images, test_labels = list(splits.values())[1]
+    np.testing.assert_array_equal(labels, test_labels)
+    np.testing.assert_allclose(images, centre(test_images), atol=1e-6)
+
+
+def test_the_centre_crop_of_an_oblong_image():
+    """A 32x48 image at size 28: the shorter side is 32 = 28 / 0.875, so
+    nothing is resized; the crop is rows 2-30, columns 10-38."""
+    image = np.random.RandomState(0).randint(0, 256, (32, 48, 3), np.uint8)
+    with tf.Graph().as_default(), tf1.Session() as session:
+        got = session.run(files.center_crop(tf.constant(image), SIZE))
+    np.testing.assert_allclose(got, image[2:30, 10:38] / 255.0, atol=1e-6)
+
+
+def epoch_batches(ds, batch_size, epoch=0, position=0, part=(0, 1),
+                  augment=False, seed=3):
+    """Every batch FileInput gives for the epoch, from batch `position`."""
+    with tf.Graph().as_default():
+        pipeline = ds.train_input(seed, augment, part=part)
+        with tf1.Session() as session:
+            count = pipeline.start_epoch(session, epoch, batch_size,
+                                         position, first_step=position)
+            return count, [session.run([pipeline.images, pipeline.labels])
+                           for _ in range(count - position)]
+
+
+def test_an_epoch_reads_the_index_in_its_seeded_order(written):
+    data_format, root, splits = written
+    ds = load(data_format, root, image_size=SIZE)
+    images, labels = splits["train"]
+    order = epoch_order(3, 1, 30)
+    count, batches = epoch_batches(ds, 8, epoch=1)
+    assert count == 4 and [len(y) for _, y in batches] == [8, 8, 8, 6]
+    for b, (got_images, got_labels) in enumerate(batches):
+        want = order[b * 8:(b + 1) * 8]
+        np.testing.assert_array_equal(got_labels, labels[want])
+        np.testing.assert_allclose(got_images,
+                                   centre([images[i] for i in want]),
+                                   atol=1e-6)
+
+
+def test_non_iid_groups_come_from_the_index_labels(written):
+    """classes_per_group reads the labels of the index: each batch is the
+    in-memory sampler's, on the same labels."""
+    data_format, root, splits = written
+    ds = load(data_format, root, image_size=SIZE)
+    labels = splits["train"][1]
+    with tf.Graph().as_default():
+        pipeline = ds.train_input(3, False, classes_per_group=2,
+                                  group_size=4)
+        with tf1.Session() as session:
+            count = pipeline.start_epoch(session, 0, 8, 0, 0)
+            got = [session.run(pipeline.labels) for _ in range(count)]
+    order = non_iid_order(3, 0, labels, 8, 2, 4)
+    np.testing.assert_array_equal(np.concatenate(got), labels[order])
+    for batch in got:
+        assert all(len(set(group)) == 2 for group in batch.reshape(-1, 4))
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_workers_read_their_slices_and_a_resume_the_same_batches(
+        written, augment):
+    """Two workers' batches are the halves of one process's, augmented
+    alike (each image seeded by its step and place in the global batch);
+    starting at batch 2 gives batches 2 and 3 as the whole epoch does."""
+    data_format, root, _ = written
+    ds = load(data_format, root, image_size=SIZE)
+    _, whole = epoch_batches(ds, 8, augment=augment)
+    # 30 = 3 * 8 + 6: each worker reads 4 of a batch, 3 of the last.
+    for part in range(2):
+        _, mine = epoch_batches(ds, 8, part=(part, 2), augment=augment)
+        for (images, labels), (all_images, all_labels) in zip(mine, whole):
+            half = len(all_labels) // 2
+            np.testing.assert_array_equal(
+                images, all_images[part * half:(part + 1) * half])
+            np.testing.assert_array_equal(
+                labels, all_labels[part * half:(part + 1) * half])
+    _, resumed = epoch_batches(ds, 8, position=2, augment=augment)
+    for (images, labels), (want_images, want_labels) in zip(resumed,
+                                                            whole[2:]):
+        np.testing.assert_array_equal(images, want_images)
+        np.testing.assert_array_equal(labels, want_labels)
+    if augment:  # and the crops are random: not the centre crops
+        _, plain = epoch_batches(ds, 8)
+        assert np.abs(whole[0][0] - plain[0][0]).max() > 0.1
+
+
+def test_random_crops_keep_colour_flip_both_ways_and_follow_the_seed():
+    """A one-colour image stays that colour; a left-to-right ramp comes
+    out rising or, flipped, falling, both among 32 seeds; the same seed
+    gives the same crop."""
+    ramp = np.tile(np.linspace(0, 255, 64)[None, :, None], (48, 1, 3))
+    with tf.Graph().as_default(), tf1.Session() as session:
+        seed = tf1.placeholder(tf.int64, [3])
+        flat = files.random_crop_flip(
+            tf.fill([40, 50, 3], tf.constant(200, tf.uint8)), 16, seed)
+        ramped = files.random_crop_flip(tf.constant(ramp.astype(np.uint8)),
+                                        16, seed)
+        directions = set()
+        for slot in range(32):
+            got_flat, got_ramp = session.run([flat, ramped],
+                                             {seed: [0, 5, slot]})
+            assert got_flat.shape == (16, 16, 3)
+            np.testing.assert_allclose(got_flat, 200 / 255, atol=1e-6)
+            row = got_ramp[8, :, 0]
+            directions.add(np.sign(row[-1] - row[0]))
+        assert directions == {1.0, -1.0}
+        again = [session.run(ramped, {seed: [0, 5, 7]}) for _ in range(2)]
+        np.testing.assert_array_equal(*again)
+        other = session.run(ramped, {seed: [0, 6, 7]})
+        assert not np.array_equal(again[0], other)
+
+
+def test_images_of_mixed_sizes_jpeg_and_grey(tmp_path):
+    """Mixed sizes, JPEG files and a grey PNG all come out SIZE x SIZE
+    RGB."""
+    write("folder", tmp_path, {"train": 6, "val": 3}, kind="jpg")
+    grey_png = tf.io.encode_png(tf.fill([20, 30, 1], tf.constant(
+        90, tf.uint8))).numpy()
+    with open(tmp_path / "val" / "class_0" / "grey.png", "wb") as file:
+        file.write(grey_png)
+    ds = load("folder", tmp_path, image_size=SIZE)
+    images, labels = next(ds.test_batches(10))
+    assert images.shape == (4, SIZE, SIZE, 3) and len(labels) == 4
+    _, batches = epoch_batches(ds, 6, augment=True)
+    assert batches[0][0].shape == (6, SIZE, SIZE, 3)
+
+
+def damage(data_format, root, case):
+    """Makes `case` of bad input in a written dataset at root."""
+    if data_format == "folder":
+        if case == "empty class":
+            os.makedirs(root / "train" / "class_9")
+        elif case == "unknown test class":
+            os.makedirs(root / "val" / "class_7")
+            (root / "val" / "class_7" / "a.png").write_bytes(
+                next((root / "val" / "class_0").iterdir()).read_bytes())
+        elif case == "no test split":
+            os.rename(root / "val", root / "elsewhere")
+        return
+    shard = root / "train-00001-of-00002"
+    if case == "empty shard":
+        shard.write_bytes(b"")
+    elif case == "damaged shard":
+        shard.write_bytes(shard.read_bytes()[:-7])
+    elif case == "no shards":
+        for path in root.glob("train-*"):
+            path.unlink()
+    elif case in ("missing field", "negative label"):
+        with tf.io.TFRecordWriter(str(shard)) as writer:
+            if case == "negative label":
+                writer.write(formats.example(b"x", -1))
+            else:
+                writer.write(tf.train.Example().SerializeToString())
+
+
+@pytest.mark.parametrize("data_format, case, message", [
+    ("folder", "empty class", "train/class_9: no images (.jpg"),
+    ("folder", "unknown test class", "['class_7'] not in the training"),
+    ("folder", "no test split", "no test split (one of val, validation"),
+    ("tfrecord", "empty shard", "train-00001-of-00002: an empty TFRecord"),
+    ("tfrecord", "damaged shard", "train-00001-of-00002: damaged at record"),
+    ("tfrecord", "no shards", "no TFRecord shards"),
+    ("tfrecord", "missing field", "record 0: expected one 'image/encoded'"),
+    ("tfrecord", "negative label", "record 0: negative label -1"),
+])
+def test_bad_datasets_are_named(tmp_path, data_format, case, message):
+    write(data_format, tmp_path)
+    damage(data_format, tmp_path, case)
+    with pytest.raises(DatasetError, match=re.escape(message)):
+        load(data_format, tmp_path)
+
+
+def test_labels_out_of_range_and_missing_directories(tmp_path):
+    write("tfrecord", tmp_path)
+    with pytest.raises(DatasetError, match=r"-of-00002, record \d+: label 2 "
+                       r"out of range for 2 classes"):
+        load("tfrecord", tmp_path, num_classes=2)
+    with pytest.raises(DatasetError, match="no such directory"):
+        load("folder", tmp_path / "nowhere")
+    with pytest.raises(DatasetError, match="train: no such directory"):
+        load("folder", tmp_path)  # shards, not folders
+    with pytest.raises(DatasetError, match="--data-dir"):
+        files.load("folder", None)
+    with pytest.raises(ValueError, match="image_size"):
+        load("folder", tmp_path, image_size=4)
+
+
+def test_the_tfrecord_index_is_kept_and_rebuilt_when_a_shard_changes(
+        tmp_path, monkeypatch, caplog):
+    write("tfrecord", tmp_path / "data")
+    first = load("tfrecord", tmp_path / "data", index_dir=tmp_path / "index")
+    assert len(list((tmp_path / "index").iterdir())) == 2  # train, test
+
+    def reads(path):
+        raise AssertionError(f"read {path} again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(files, "_records", reads)
+        kept = load("tfrecord", tmp_path / "data",
+                    index_dir=tmp_path / "index")
+    np.testing.assert_array_equal(kept.train.offsets, first.train.offsets)
+    np.testing.assert_array_equal(kept.train.labels, first.train.labels)
+    shard = tmp_path / "data" / "train-00000-of-00002"
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        writer.write(formats.example(formats.encode_image(
+            np.zeros((8, 8, 3), np.uint8)), 1))
+    changed = load("tfrecord", tmp_path / "data",
+                   index_dir=tmp_path / "index")
+    assert changed.train_size == 16  # 1 + the other shard's 15
+    # An index directory it cannot write: a warning, the data still read.
+    (tmp_path / "blocked").write_text("a file")
+    again = load("tfrecord", tmp_path / "data",
+                 index_dir=tmp_path / "blocked" / "index")
+    assert again.train_size == 16
+    assert "the next run reads the shards again" in caplog.text
+
+
+def small_network(ds):
+    return models.resnet(8, ds.num_classes, norm="batch_norm",
+                         norm_momentum=0.9)
+
+
+def test_an_image_that_does_not_decode_stops_training_naming_it(
+        tmp_path, monkeypatch):
+    """The step whose batch holds it fails; the steps before are saved;
+    with the file replaced, training resumes from there."""
+    write("folder", tmp_path / "data", sizes=(32, 32))
+    ds = load("folder", tmp_path / "data", image_size=SIZE)
+    # The normalizer's statistics read the first and last image only.
+    monkeypatch.setattr(files, "NORMALIZER_IMAGES", 2)
+    order = epoch_order(0, 0, ds.train_size)
+    bad = ds.train.paths[next(i for i in order[12:16] if i not in (0, 29))]
+    good = open(bad, "rb").read()
+    with open(bad, "wb") as file:
+        file.write(good[:len(good) // 3])  # a truncated PNG
+    with ConvolutionNN(small_network(ds), ds, learning_rate=0.01, seed=0,
+                       model_dir=str(tmp_path / "model")) as cnn:
+        with pytest.raises(DatasetError) as error:
+            cnn.train(4, 1)
+        assert str(error.value).startswith(f"{bad}: not a readable image (")
+        assert "at step 3; saved checkpoint" in str(error.value)
+        assert int(cnn.session.run(cnn.global_step)) == 3
+    with open(bad, "wb") as file:
+        file.write(good)
+    with ConvolutionNN(small_network(ds), ds, learning_rate=0.01, seed=0,
+                       model_dir=str(tmp_path / "model")) as cnn:
+        assert int(cnn.session.run(cnn.global_step)) == 3
+        history = cnn.train(4, 1)
+        assert history[-1]["step"] == 8  # 30 images: 8 batches of 4
+        metrics = cnn.evaluate()
+        assert 0 <= metrics["accuracy"] <= 1
+        with pytest.raises(UsageError, match="population"):
+            cnn.evaluate(statistics="population")
+
+
+# A learnable file dataset: 3 colours, 90 training images of mixed sizes.
+CLI = ["-m", "resnet.resnet_run", "--image-size", "24", "--depth", "8",
+       "--batch-size", "16", "--epochs", "4", "--lr", "0.05",
+       "--deterministic", "--checkpoint-steps", "5", "--no-progress"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data_format", files.FORMATS)
+def test_resnet_run_trains_from_files_and_resumes_after_sigkill_exactly(
+        tmp_path, data_format):
+    data = tmp_path / "data"
+    write(data_format, data, {"train": 90, ("val" if data_format == "folder"
+                                           else "validation"): 30})
+    args = [*CLI, "--dataset", data_format, "--data-dir", str(data)]
+    cache = str(tmp_path / "cache")
+    whole = run(*args, "--model-dir", str(tmp_path / "whole"),
+                XDG_CACHE_HOME=cache)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    line = whole.stdout.strip().splitlines()[-1]
+    assert "after 24 steps" in line and float(line.split()[2]) > 0.8, line
+    process = start(*args, "--model-dir", str(tmp_path / "killed"),
+                    XDG_CACHE_HOME=cache)
+    wait_for_line(process, "saved checkpoint")
+    wait_for_line(process, "saved checkpoint")  # killed after step 10
+    process.kill()
+    assert process.wait() == -signal.SIGKILL
+    resumed = run(*args, "--model-dir", str(tmp_path / "killed"),
+                  XDG_CACHE_HOME=cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "restored checkpoint" in resumed.stderr
+    assert_same_weights(final_weights(tmp_path / "killed"),
+                        final_weights(tmp_path / "whole"))
+
+
+@pytest.mark.slow
+def test_local_workers_train_from_tfrecords(tmp_path):
+    write("tfrecord", tmp_path / "data", {"train": 90, "validation": 30})
+    result = run(*CLI, "--dataset", "tfrecord", "--data-dir",
+                 str(tmp_path / "data"), "--local-workers", "2",
+                 XDG_CACHE_HOME=str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = result.stdout.strip().splitlines()[-1]
+    # 90 = 5 * 16 + 10: every batch splits in two; 6 a epoch.
+    assert "after 24 steps" in line and float(line.split()[2]) > 0.8, line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "folder"], "needs its directory (--data-dir)"),
+    (["--image-size", "64"], "--image-size is for --dataset folder"),
+    (["--dataset", "folder", "--data-dir", "/nonexistent"],
+     "/nonexistent: no such directory"),
+    (["--resnet", "imagenet", "--depth", "20"], "18, 34, 50, 101, 152"),
+])
+def test_file_dataset_usage_errors(args, message):
+    assert_usage_error(run("-m", "resnet.resnet_run", *args), message)
+
+
+def imagenet_recipe():
+    spec = importlib.util.spec_from_file_location(
+        "imagenet_resnet", os.path.join(ROOT, "examples", "imagenet_resnet.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_imagenet_recipe_scales_lr_and_boundaries_with_the_batch():
+    """The paper's 50 workers x 32: 1,600 images a step, lr 0.1 x 1600 /
+    256, 801 steps an epoch, lr / 10 after epochs 30, 60, 80."""
+    flags = imagenet_recipe().recipe(50, 32, 1_281_167)
+    args = dict(zip(flags[::2], flags[1::2]))
+    assert (args["--batch-size"], args["--lr"], args["--lr-boundaries"]) == (
+        "1600", "0.625", "24030,48060,64080")
+    assert (args["--renorm-warmup"], args["--rmax-steps"],
+            args["--dmax-steps"], args["--rmax"], args["--dmax"]) == (
+        "5000", "40000", "25000", "3", "5")
+
+
+@pytest.mark.slow
+def test_the_imagenet_recipe_trains_resnet50_on_two_workers(tmp_path):
+    write("tfrecord", tmp_path / "data", {"train": 48, "validation": 12})
+    result = run(os.path.join("examples", "imagenet_resnet.py"),
+                 "--data-dir", str(tmp_path / "data"), "--local-workers", "2",
+                 "--per-worker-batch", "4", "--train-images", "48",
+                 "--image-size", "32", "--epochs", "1", "--no-progress",
+                 XDG_CACHE_HOME=str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("ResNet-50, batch renorm: 2 worker(s) x 4 images, lr 0.003125, "
+            "lr / 10 at steps 180,360,480") in result.stdout
+    assert "resnet50: 23,514,179 parameters" in result.stderr
+    assert "after 6 steps" in result.stdout.strip().splitlines()[-1]
