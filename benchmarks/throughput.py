@@ -10,7 +10,9 @@ case: images/s (median of the timed repeats, and their min and max) of a
 training step and of inference, with the input generated in the graph
 ("synthetic": compute only) or read through ConvolutionNN's input pipeline
 from in-memory 32x32x3 data with the CIFAR augmentation ("pipeline"), or
-without it ("memory", what benchmarks/peers.py feeds every framework).
+without it ("memory", what benchmarks/peers.py feeds every framework), or
+from the same images as PNG files in a folder tree, decoded, random-crop
+resized and flipped in the graph ("files", `resnet.data.files`).
 --loop times ConvolutionNN.train itself (augmentation, hooks) against the
 compute-only step instead.
 All cases of a depth and batch size run in one fresh process (TensorFlow
@@ -72,8 +74,12 @@ def build(depth, norm, batch, input_kind, mode, data_format="NHWC", seed=0,
             images, labels = data or (
                 rng.rand(PIPELINE_IMAGES, *IMAGE_SHAPE).astype(np.float32),
                 rng.randint(0, 10, PIPELINE_IMAGES).astype(np.int64))
-            batch_input = pipeline = TrainInput(
-                images, labels, seed, augment=input_kind == "pipeline")
+            if input_kind == "files":
+                batch_input = pipeline = image_folder(
+                    images, labels).train_input(seed, augment=True)
+            else:
+                batch_input = pipeline = TrainInput(
+                    images, labels, seed, augment=input_kind == "pipeline")
         if mode == "train":
             step = graphs.build_training(network, batch_input, CONFIG).train_op
         else:
@@ -82,6 +88,31 @@ def build(depth, norm, batch, input_kind, mode, data_format="NHWC", seed=0,
                      if with_inference else None)
         init = tf1.global_variables_initializer()
     return graph, init, step, pipeline, inference
+
+
+_FOLDERS = []  # the temporary folders of `image_folder`, removed at exit
+
+
+def image_folder(images, labels):
+    """The images (floats in [0, 1]) as PNG files in a temporary folder
+    tree (a class per label; the first 10 also as the test split), loaded
+    as a `files.FileDataset`."""
+    import tempfile
+    from resnet.data import files
+    _FOLDERS.append(tempfile.TemporaryDirectory(prefix="throughput-"))
+    root = _FOLDERS[-1].name
+    with tf.Graph().as_default(), tf1.Session() as session:
+        pixels = tf1.placeholder(tf.uint8, [None, None, 3])
+        png = tf.io.encode_png(pixels)
+        for split, count in (("train", len(images)), ("val", 10)):
+            for index in range(count):
+                folder = os.path.join(root, split, f"class_{labels[index]}")
+                os.makedirs(folder, exist_ok=True)
+                with open(os.path.join(folder, f"{index:05d}.png"),
+                          "wb") as file:
+                    file.write(session.run(png, {pixels: np.round(
+                        images[index] * 255).astype(np.uint8)}))
+    return files.load("folder", root, image_size=IMAGE_SHAPE[0])
 
 
 class Case:
@@ -157,8 +188,8 @@ def ratios(cases):
         if norm == "batch_renorm":
             pairs.append(("batch_renorm/batch_norm", case,
                           by_key.get((depth, "batch_norm", batch, input_kind, mode))))
-        if input_kind == "pipeline":
-            pairs.append(("pipeline/synthetic", case,
+        if input_kind in ("pipeline", "files"):
+            pairs.append((f"{input_kind}/synthetic", case,
                           by_key.get((depth, norm, batch, "synthetic", mode))))
     return [dict(case.key, ratio=name, step_time_ratio=paired_ratio(
                      case.seconds, ref.seconds))
@@ -254,7 +285,7 @@ def main(argv=None):
     p.add_argument("--norm", nargs="+", default=["none", "batch_norm", "batch_renorm"])
     p.add_argument("--batch", type=int, nargs="+", default=[128, 8])
     p.add_argument("--input", nargs="+", default=["synthetic", "pipeline"],
-                   choices=("synthetic", "pipeline", "memory"))
+                   choices=("synthetic", "pipeline", "memory", "files"))
     p.add_argument("--mode", nargs="+", default=["train", "inference"])
     p.add_argument("--images", type=int, default=512,
                    help="images per timed repeat (default 512)")

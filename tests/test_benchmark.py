@@ -136,3 +136,16 @@ def test_a_peer_process_answers_its_peak_memory(monkeypatch, capsys):
     answer, = capsys.readouterr().out.split()
     # The kernel's counters lag a little (per-thread, synced in batches).
     assert 0.98 * now_mib <= float(answer) < 100 * 1024
+
+
+@pytest.mark.slow
+def test_tiny_run_reads_the_images_from_png_files(capsys):
+    throughput.main(["--depth", "8", "--batch", "4", "--images", "8",
+                     "--repeats", "2", "--norm", "batch_norm", "--input",
+                     "synthetic", "files", "--mode", "train",
+                     "--precision", "float32"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{")]
+    assert {line["input"] for line in lines} == {"synthetic", "files"}
+    pair, = [line for line in lines if "step_time_ratio" in line]
+    assert pair["ratio"] == "files/synthetic"
