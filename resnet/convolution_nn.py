@@ -141,6 +141,7 @@ class ConvolutionNN:
         self.network, self.dataset, self.model_dir = network, dataset, model_dir
         self._trained = False  # whether `train` ran: a resume is checked
         self._batch_graphs = {}  # microbatch -> graph, its norm layers
+        self._eval_batch = loop.eval_batch_size(dataset.image_shape)
         self.progress = (sys.stderr.isatty() if run.progress is None
                          else run.progress)
         augment = self.config.augment
@@ -369,14 +370,14 @@ class ConvolutionNN:
         try:
             yield
         except tf.errors.OpError as error:
-            step = int(self.session.run(self.global_step))
-            explained = self._input.explain(error, step)
+            explained = self._input.explain(
+                error, lambda: int(self.session.run(self.global_step)))
             if explained is None:
                 raise
             saved = [hook.save(self.session) for hook in hooks
                      if isinstance(hook, hooks_lib.CheckpointHook)]
             raise type(explained)(
-                f"{explained} at step {step}" + (
+                f"{explained}" + (
                     f"; saved checkpoint {saved[0]}: replace the file and "
                     f"run again to resume" if saved else "")) from None
 
@@ -390,7 +391,7 @@ class ConvolutionNN:
         split = self._split(images, labels)
         return hooks_lib.EvaluationHook(
             lambda session: loop.evaluate(session, self.inference,
-                                          split.batches(loop.EVAL_BATCH_SIZE)),
+                                          split.batches(self._eval_batch)),
             trigger, self.metrics, name)
 
     def evaluate(self, images=None, labels=None, statistics="moving"):
@@ -422,15 +423,15 @@ class ConvolutionNN:
                              f"cluster)")
         split = self._split(images, labels)
         if statistics == "batch":
-            group = self.network.microbatch or loop.EVAL_BATCH_SIZE
+            group = self.network.microbatch or self._eval_batch
             if self.network.microbatch and split.size % group:
                 raise UsageError(f"statistics='batch' normalises groups of "
                                  f"{group}: give a multiple of {group} "
                                  f"images, got {split.size}")
             return loop.evaluate(self.session, self._batch_inference(
                 self.network), split.batches(
-                    loop.EVAL_BATCH_SIZE // group * group or group))
-        batches = split.batches(loop.EVAL_BATCH_SIZE)
+                    self._eval_batch // group * group or group))
+        batches = split.batches(self._eval_batch)
         if statistics == "population":
             with self._population_statistics():
                 return loop.evaluate(self.session, self.inference, batches)
@@ -517,7 +518,8 @@ class ConvolutionNN:
             or not finite (`data.arrays.check_images`).
         """
         return loop.predict(self.session, self.inference,
-                            check_images(images, self.dataset.image_shape))
+                            check_images(images, self.dataset.image_shape),
+                            self._eval_batch)
 
     def export(self, path):
         """Writes the inference graph with the current weights as a

@@ -29,7 +29,6 @@ from resnet.data import datasets
 DEFAULTS = {"digits": (64, 30), "mnist": (128, 10),
             "fashion_mnist": (128, 10), "cifar10": (128, 182),
             "folder": (32, 90), "tfrecord": (32, 90)}
-IMAGE_SIZE = 224  # the files datasets' crops (He et al.'s ImageNet)
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -71,10 +70,15 @@ def build_parser():
         "DIR/validation-* shards of tf.train.Examples (image/encoded, "
         "image/class/label), read while training (resnet.data.files)")
     data.add_argument("--data-dir", help="where the dataset's files are "
-                      "(downloaded there if absent)")
+                      "(MNIST, Fashion-MNIST, CIFAR-10: downloaded there "
+                      "if absent)")
     data.add_argument("--image-size", type=int, metavar="S", help="folder "
                       f"and tfrecord: train and test on SxS crops (default "
-                      f"{IMAGE_SIZE})")
+                      f"{datasets.FILE_IMAGE_SIZE})")
+    data.add_argument("--index-dir", metavar="DIR", help="tfrecord: where "
+                      "the shards' indexes are kept (default "
+                      "$XDG_CACHE_HOME/resnet-batch-renorm/index; a shared "
+                      "one serves every machine of a cluster)")
     data.add_argument("--validation", type=int, default=0, metavar="N",
                       help="hold out N training images and test on them")
     data.add_argument("--classes-per-group", type=int, metavar="K",
@@ -261,6 +265,8 @@ def plan(args, workers=None):
     # Checked now, completed below once the dataset gives its sizes (every
     # dataset here has 10 classes).
     if args.layers is not None:
+        if args.resnet != "cifar":
+            raise ValueError("--resnet picks a ResNet: not with --layers")
         network = models.custom(args.layers, 10, **options)
     elif args.resnet == "imagenet":
         if args.dropout:
@@ -272,6 +278,10 @@ def plan(args, workers=None):
     files = args.dataset in datasets.FILE_FORMATS
     if args.image_size is not None and not files:
         raise ValueError("--image-size is for --dataset folder or tfrecord")
+    if args.image_size is not None and args.image_size < 8:
+        raise ValueError(f"--image-size must be >= 8, got {args.image_size}")
+    if args.index_dir is not None and args.dataset != "tfrecord":
+        raise ValueError("--index-dir is for --dataset tfrecord")
     if args.validation and files:
         raise ValueError(f"--validation holds out in-memory images: a "
                          f"{args.dataset} dataset tests on its own split")
@@ -282,7 +292,8 @@ def plan(args, workers=None):
     if files:
         from resnet.data import files as file_data
         ds = file_data.load(args.dataset, args.data_dir,
-                            args.image_size or IMAGE_SIZE)
+                            args.image_size or datasets.FILE_IMAGE_SIZE,
+                            index_dir=args.index_dir)
     else:
         ds = datasets.load(args.dataset, args.data_dir)
     if args.validation:
@@ -299,7 +310,9 @@ def plan(args, workers=None):
     network = dataclasses.replace(network, num_classes=ds.num_classes,
                                   **network_defaults)
     config = dataclasses.replace(config, **train_defaults)
-    check_size(network, ds.image_shape, batch_size)
+    # A cluster's worker trains its slice; --local-workers' share one machine.
+    check_size(network, ds.image_shape,
+               batch_size // cluster.size if cluster else batch_size)
     return Plan(network, ds, config, run_config, batch_size, epochs)
 
 

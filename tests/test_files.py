@@ -75,14 +75,19 @@ def test_the_centre_crop_of_an_oblong_image():
 
 def epoch_batches(ds, batch_size, epoch=0, position=0, part=(0, 1),
                   augment=False, seed=3):
-    """Every batch FileInput gives for the epoch, from batch `position`."""
+    """(the batches left, as start_epoch counts them; every batch FileInput
+    gives for the epoch from batch `position`), checking that it then
+    ends."""
     with tf.Graph().as_default():
         pipeline = ds.train_input(seed, augment, part=part)
         with tf1.Session() as session:
             count = pipeline.start_epoch(session, epoch, batch_size,
                                          position, first_step=position)
-            return count, [session.run([pipeline.images, pipeline.labels])
-                           for _ in range(count - position)]
+            batches = [session.run([pipeline.images, pipeline.labels])
+                       for _ in range(count)]
+            with pytest.raises(tf.errors.OutOfRangeError):
+                session.run(pipeline.labels)
+            return count, batches
 
 
 def test_an_epoch_reads_the_index_in_its_seeded_order(written):
@@ -119,24 +124,28 @@ def test_non_iid_groups_come_from_the_index_labels(written):
 
 
 @pytest.mark.parametrize("augment", [False, True])
+@pytest.mark.parametrize("parts, last", [(2, 3), (4, 1)])
 def test_workers_read_their_slices_and_a_resume_the_same_batches(
-        written, augment):
-    """Two workers' batches are the halves of one process's, augmented
+        written, augment, parts, last):
+    """The workers' batches are their slices of one process's, augmented
     alike (each image seeded by its step and place in the global batch);
     starting at batch 2 gives batches 2 and 3 as the whole epoch does."""
     data_format, root, _ = written
     ds = load(data_format, root, image_size=SIZE)
     _, whole = epoch_batches(ds, 8, augment=augment)
-    # 30 = 3 * 8 + 6: each worker reads 4 of a batch, 3 of the last.
-    for part in range(2):
-        _, mine = epoch_batches(ds, 8, part=(part, 2), augment=augment)
+    # 30 = 3 * 8 + 6: the last batch trimmed to a multiple of the workers
+    # (6 for 2 workers, 4 for 4), each worker reading `last` of it.
+    for part in range(parts):
+        _, mine = epoch_batches(ds, 8, part=(part, parts), augment=augment)
+        assert [len(labels) for _, labels in mine] == [8 // parts] * 3 + [last]
         for (images, labels), (all_images, all_labels) in zip(mine, whole):
-            half = len(all_labels) // 2
+            width = len(labels)
             np.testing.assert_array_equal(
-                images, all_images[part * half:(part + 1) * half])
+                images, all_images[part * width:(part + 1) * width])
             np.testing.assert_array_equal(
-                labels, all_labels[part * half:(part + 1) * half])
-    _, resumed = epoch_batches(ds, 8, position=2, augment=augment)
+                labels, all_labels[part * width:(part + 1) * width])
+    left, resumed = epoch_batches(ds, 8, position=2, augment=augment)
+    assert left == len(resumed) == 2
     for (images, labels), (want_images, want_labels) in zip(resumed,
                                                             whole[2:]):
         np.testing.assert_array_equal(images, want_images)
@@ -170,6 +179,22 @@ def test_random_crops_keep_colour_flip_both_ways_and_follow_the_seed():
         np.testing.assert_array_equal(*again)
         other = session.run(ramped, {seed: [0, 6, 7]})
         assert not np.array_equal(again[0], other)
+
+
+@pytest.mark.parametrize("name", ["café [1]", "data*?"])
+def test_paths_with_any_characters(tmp_path, name):
+    """Non-ASCII names and glob's special characters in the directory and
+    in class folders."""
+    for data_format in files.FORMATS:
+        root = tmp_path / name / data_format
+        write(data_format, root, classes=2)
+        if data_format == "folder":
+            os.rename(root / "train" / "class_1", root / "train" / "clé ø")
+            os.rename(root / "val" / "class_1", root / "val" / "clé ø")
+        ds = load(data_format, root, image_size=SIZE)
+        assert next(ds.test_batches(4))[0].shape == (4, SIZE, SIZE, 3)
+        _, batches = epoch_batches(ds, 8, augment=True)
+        assert sum(len(labels) for _, labels in batches) == 30
 
 
 def test_images_of_mixed_sizes_jpeg_and_grey(tmp_path):
@@ -220,7 +245,7 @@ def damage(data_format, root, case):
     ("folder", "unknown test class", "['class_7'] not in the training"),
     ("folder", "no test split", "no test split (one of val, validation"),
     ("tfrecord", "empty shard", "train-00001-of-00002: an empty TFRecord"),
-    ("tfrecord", "damaged shard", "train-00001-of-00002: damaged at record"),
+    ("tfrecord", "damaged shard", "train-00001-of-00002: damaged at record 14 "),
     ("tfrecord", "no shards", "no TFRecord shards"),
     ("tfrecord", "missing field", "record 0: expected one 'image/encoded'"),
     ("tfrecord", "negative label", "record 0: negative label -1"),
@@ -251,24 +276,35 @@ def test_the_tfrecord_index_is_kept_and_rebuilt_when_a_shard_changes(
         tmp_path, monkeypatch, caplog):
     write("tfrecord", tmp_path / "data")
     first = load("tfrecord", tmp_path / "data", index_dir=tmp_path / "index")
-    assert len(list((tmp_path / "index").iterdir())) == 2  # train, test
+    assert len(list((tmp_path / "index").iterdir())) == 4  # one per shard
+    read = []
+    real_records = files._records
 
-    def reads(path):
-        raise AssertionError(f"read {path} again")
+    def records(path):
+        read.append(os.path.basename(path))
+        return real_records(path)
 
-    with monkeypatch.context() as patch:
-        patch.setattr(files, "_records", reads)
-        kept = load("tfrecord", tmp_path / "data",
-                    index_dir=tmp_path / "index")
-    np.testing.assert_array_equal(kept.train.offsets, first.train.offsets)
-    np.testing.assert_array_equal(kept.train.labels, first.train.labels)
+    monkeypatch.setattr(files, "_records", records)
+    kept = load("tfrecord", tmp_path / "data", index_dir=tmp_path / "index")
+    assert read == []
+    for field in ("files", "offsets", "lengths", "labels", "records"):
+        np.testing.assert_array_equal(getattr(kept.train, field),
+                                      getattr(first.train, field))
     shard = tmp_path / "data" / "train-00000-of-00002"
     with tf.io.TFRecordWriter(str(shard)) as writer:
         writer.write(formats.example(formats.encode_image(
             np.zeros((8, 8, 3), np.uint8)), 1))
     changed = load("tfrecord", tmp_path / "data",
                    index_dir=tmp_path / "index")
+    assert read == ["train-00000-of-00002"]  # the changed shard only
     assert changed.train_size == 16  # 1 + the other shard's 15
+    # A write that fails (a full disk) leaves no partial file behind.
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    load("tfrecord", tmp_path / "data", index_dir=tmp_path / "other")
+    assert list((tmp_path / "other").iterdir()) == []
     # An index directory it cannot write: a warning, the data still read.
     (tmp_path / "blocked").write_text("a file")
     again = load("tfrecord", tmp_path / "data",
@@ -367,6 +403,9 @@ def test_local_workers_train_from_tfrecords(tmp_path):
     (["--dataset", "folder", "--data-dir", "/nonexistent"],
      "/nonexistent: no such directory"),
     (["--resnet", "imagenet", "--depth", "20"], "18, 34, 50, 101, 152"),
+    (["--resnet", "imagenet", "--layers", "conv:8"], "not with --layers"),
+    (["--dataset", "folder", "--image-size", "4"], "--image-size must be"),
+    (["--index-dir", "/tmp"], "--index-dir is for --dataset tfrecord"),
 ])
 def test_file_dataset_usage_errors(args, message):
     assert_usage_error(run("-m", "resnet.resnet_run", *args), message)
@@ -405,3 +444,12 @@ def test_the_imagenet_recipe_trains_resnet50_on_two_workers(tmp_path):
             "lr / 10 at steps 180,360,480") in result.stdout
     assert "resnet50: 23,514,179 parameters" in result.stderr
     assert "after 6 steps" in result.stdout.strip().splitlines()[-1]
+
+
+def test_evaluation_runs_batches_of_as_many_pixels():
+    """500 images of 32x32 or fewer pixels a run, 10 of 224x224 (not 500:
+    1.6 GB in ResNet-50's first layer)."""
+    from resnet.train.loop import eval_batch_size
+    assert [eval_batch_size(shape) for shape in (
+        (8, 8, 1), (32, 32, 3), (64, 64, 3), (224, 224, 3), (1024, 1024, 3))
+    ] == [500, 500, 125, 10, 1]

@@ -25,8 +25,10 @@ from resnet.errors import DatasetError
 from resnet.storage.files import check_writable_dir, deepest_existing
 
 NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
-# Datasets read from files while training (`resnet.data.files`).
+# Datasets read from files while training (`resnet.data.files`), and the
+# side of their square crops (He et al.'s ImageNet).
 FILE_FORMATS = ("folder", "tfrecord")
+FILE_IMAGE_SIZE = 224
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "resnet-batch-renorm")
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 

@@ -17,19 +17,23 @@ Two layouts of DIR:
 Each split is an index of records (file, byte offset, length, label), in a
 fixed order: sorted files, records in file order. An epoch visits the index
 in the order `input_pipeline.epoch_order(seed, epoch, n)` gives (or
-`non_iid_order`, from the index's labels), and image i of batch b is
-augmented with stateless ops seeded by (seed, b, i): a run resumed at any
+`non_iid_order`, from the index's labels), and each image is augmented with
+stateless ops seeded by (seed, the global step that reads it, its place in
+the global batch): a run resumed at any
 step reads the very images the uninterrupted run would have, in one process
 or on several workers, each reading only its own part of every batch.
 
 A TFRecord index reads every record once (checking its CRCs, label and
-image field) and is kept in `index_dir` (default `default_index_dir()`;
-a hash of the shards' paths, sizes and times names it), so that the next
-run starts at once. A missing split, an
+image field) and is kept in `index_dir` (default `default_index_dir()`),
+a file per shard named by a hash of its path, size and time, so that the
+next run starts at once and a changed shard alone is read again. A missing
+split, an
 empty or damaged shard, a record without its fields, a label out of range
 or a class folder without images raise `DatasetError` naming the file. An
 image that does not decode stops training when its batch comes, naming the
-file (after a checkpoint, with a model_dir): skipping it would silently
+file (after a checkpoint, with a model_dir; in a cluster, the worker that
+reads it names it and the chief stops at a lost worker, keeping its last
+checkpoint): skipping it would silently
 shift every later batch of the run.
 
 Training crops: a random part of 8%-100% of the image's area, aspect ratio
@@ -46,13 +50,14 @@ import json
 import logging
 import os
 import tempfile
+import time
 import zipfile
 
 import numpy as np
 import tensorflow as tf
 
 from resnet.data import input_pipeline
-from resnet.data.datasets import FILE_FORMATS
+from resnet.data.datasets import FILE_FORMATS, FILE_IMAGE_SIZE
 from resnet.errors import DatasetError
 
 tf1 = tf.compat.v1
@@ -65,7 +70,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 IMAGE_KEY, LABEL_KEY = "image/encoded", "image/class/label"
 CENTRAL_FRACTION = 0.875  # evaluation: 224 of 256
 NORMALIZER_IMAGES = 256   # training images the per-channel statistics read
-EVAL_BATCH_SIZE = 100
+INDEX_BATCH = 4096        # TFRecord records read a session.run while indexing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,10 +96,11 @@ class FileIndex:
                 else path)
 
     def feed(self, indices):
-        """The (paths, offsets, lengths) of `indices`, as a reader takes
-        them."""
-        return (self.paths[self.files[indices]], self.offsets[indices],
-                self.lengths[indices])
+        """The (paths as the file system's bytes, offsets, lengths) of
+        `indices`, as a reader takes them."""
+        return (np.array([os.fsencode(path) for path in
+                          self.paths[self.files[indices]]], object),
+                self.offsets[indices], self.lengths[indices])
 
 
 @dataclasses.dataclass
@@ -126,7 +132,7 @@ class FileDataset:
         picks = np.unique(np.linspace(0, len(self.train) - 1,
                                       NORMALIZER_IMAGES).astype(np.int64))
         images = np.concatenate([x for x, _ in self._batches(self.train,
-                                                             picks)])
+                                                             picks, 64)])
         return input_pipeline.per_channel_normalizer(images)
 
     def train_input(self, seed, augment, classes_per_group=None,
@@ -134,13 +140,13 @@ class FileDataset:
         return FileInput(self.train, self.image_size, seed, augment,
                          classes_per_group, group_size, part)
 
-    def test_batches(self, batch_size=EVAL_BATCH_SIZE):
+    def test_batches(self, batch_size):
         """(images, labels) NumPy batches of the test split's centre
         crops."""
         return self._batches(self.test, np.arange(len(self.test)),
                              batch_size)
 
-    def _batches(self, index, picks, batch_size=EVAL_BATCH_SIZE):
+    def _batches(self, index, picks, batch_size):
         """Centre crops of `picks`, decoded eagerly (outside any graph)."""
         size = self.image_size
 
@@ -152,7 +158,7 @@ class FileDataset:
         with _private_session() as session:
             paths, offsets, lengths = index.feed(picks)
             batches = tf.data.Dataset.from_tensor_slices(
-                (paths.astype(bytes), offsets, lengths, index.labels[picks])
+                (paths, offsets, lengths, index.labels[picks])
             ).map(load, input_pipeline.parallel_calls(), deterministic=True
                   ).batch(batch_size).prefetch(1)
             next_batch = tf1.data.make_one_shot_iterator(batches).get_next()
@@ -236,14 +242,15 @@ class FileInput:
         return -(-len(order) // batch_size)
 
     def explain(self, error, step):
-        """The `DatasetError` naming the image that `error` (raised by the
-        step `step` of the epoch under way) could not decode, or None if
-        the error is not the input's."""
+        """The `DatasetError` naming the image that `error`, raised by a
+        step of the epoch under way, could not decode, or None if the error
+        is not the input's. `step()` gives the failed step."""
         if self._epoch is None or self.images.op.name not in error.message:
             return None
         records, steps = self._epoch
-        batch = records[steps == step]
-        return _undecodable(self._index, batch, error)
+        failed = step()
+        explained = _undecodable(self._index, records[steps == failed], error)
+        return DatasetError(f"{explained} at step {failed}")
 
 
 def read_record(path, offset, length, tfrecord):
@@ -300,7 +307,7 @@ def center_crop(image, size):
     return tf.clip_by_value(crop, 0.0, 255.0) / 255.0
 
 
-def load(data_format, data_dir, image_size=224, num_classes=None,
+def load(data_format, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
          index_dir=None):
     """The `FileDataset` in `data_dir`, of `data_format` "folder" or
     "tfrecord" (module docstring), cropped to `image_size` squares.
@@ -330,7 +337,8 @@ def load(data_format, data_dir, image_size=224, num_classes=None,
         index_dir = os.path.expanduser(index_dir or default_index_dir())
         train = _tfrecord_index(_shards(data_dir, TRAIN_SPLIT), index_dir)
         test = _tfrecord_index(_shards(data_dir, _test_path(
-            data_dir, lambda path: bool(glob.glob(path + "-*")))), index_dir)
+            data_dir, lambda path: bool(glob.glob(glob.escape(path) + "-*")))),
+            index_dir)
         num_classes = num_classes or int(train.labels.max()) + 1
     for split, index in (("training", train), ("test", test)):
         bad = np.flatnonzero(index.labels >= num_classes)
@@ -401,7 +409,7 @@ def _folder_index(root, classes=None):
 def _shards(data_dir, split):
     """The sorted shard files of a split (DIR/train-*, ...)."""
     pattern = os.path.join(data_dir, os.path.basename(split)) + "-*"
-    shards = sorted(path for path in glob.glob(pattern)
+    shards = sorted(path for path in glob.glob(glob.escape(pattern[:-1]) + "*")
                     if os.path.isfile(path))
     if not shards:
         raise DatasetError(f"{data_dir}: no TFRecord shards {pattern}")
@@ -409,52 +417,76 @@ def _shards(data_dir, split):
 
 
 def _tfrecord_index(shards, index_dir):
-    """The index of `shards`, from index_dir if it was built for these very
-    files, else built (every record read once) and kept there."""
-    stats = [(path, os.stat(path).st_size, os.stat(path).st_mtime_ns)
-             for path in shards]
-    key = hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:24]
-    cached = os.path.join(index_dir, f"{key}.npz")
-    fields = ("files", "offsets", "lengths", "labels", "records")
+    """The index of `shards`: each shard's part from index_dir if it was
+    built for that very file (path, size, time), else read (every record
+    once) and kept there."""
+    parts, shown = [], time.monotonic()
+    for number, path in enumerate(shards):
+        parts.append(_shard_index(path, index_dir))
+        if time.monotonic() - shown > 30:
+            log.info("indexing TFRecords: %d of %d shards", number + 1,
+                     len(shards))
+            shown = time.monotonic()
+    sizes = [len(labels) for _, _, labels in parts]
+    return FileIndex(
+        np.array(shards, object), np.repeat(np.arange(len(shards)), sizes),
+        *(np.concatenate(column) for column in zip(*parts)),
+        np.concatenate([np.arange(size) for size in sizes]), tfrecord=True)
+
+
+def _shard_index(path, index_dir):
+    """(offsets, lengths, labels) of the records of one shard."""
+    stat = os.stat(path)
+    if stat.st_size == 0:
+        raise DatasetError(f"{path}: an empty TFRecord shard")
+    key = json.dumps([path, stat.st_size, stat.st_mtime_ns])
+    cached = os.path.join(index_dir, hashlib.sha256(
+        key.encode()).hexdigest()[:24] + ".npz")
+    fields = ("offsets", "lengths", "labels")
     try:
         with np.load(cached) as kept:
-            return FileIndex(np.array(shards, object),
-                             *(kept[f] for f in fields), tfrecord=True)
+            return tuple(kept[field] for field in fields)
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         pass  # not built yet (or unreadable: built again)
-    columns = {field: [] for field in fields}
-    for number, (path, size, _) in enumerate(stats):
-        if size == 0:
-            raise DatasetError(f"{path}: an empty TFRecord shard")
-        offset = record = 0
-        for data in _records(path):
-            label = _label(data, path, record)
-            for field, value in zip(fields, (number, offset + 12, len(data),
-                                             label, record)):
-                columns[field].append(value)
-            offset += len(data) + 16  # length, its CRC, data, its CRC
-            record += 1
-    index = FileIndex(np.array(shards, object), *(
-        np.array(columns[f], np.int64) for f in fields), tfrecord=True)
-    _keep(cached, {f: getattr(index, f) for f in fields})
-    return index
+    offsets, lengths, labels = [], [], []
+    offset = 0
+    for record, data in enumerate(_records(path)):
+        labels.append(_label(data, path, record))
+        offsets.append(offset + 12)  # after the length and its CRC
+        lengths.append(len(data))
+        offset += len(data) + 16  # length, its CRC, data, its CRC
+    columns = tuple(np.array(column, np.int64)
+                    for column in (offsets, lengths, labels))
+    _keep(cached, dict(zip(fields, columns)))
+    return columns
 
 
 def _records(path):
-    """The records of a TFRecord shard, their CRCs checked."""
+    """The records of a TFRecord shard, their CRCs checked, read
+    INDEX_BATCH at a time."""
     with _private_session() as session:
-        next_record = tf1.data.make_one_shot_iterator(
-            tf.data.TFRecordDataset(path)).get_next()
-        record = 0
+        next_batch = tf1.data.make_one_shot_iterator(
+            tf.data.TFRecordDataset(path).batch(INDEX_BATCH)).get_next()
+        done = 0
         while True:
             try:
-                yield session.run(next_record)
+                batch = session.run(next_batch)
             except tf.errors.OutOfRangeError:
                 return
             except tf.errors.OpError as error:
-                raise DatasetError(f"{path}: damaged at record {record} "
+                # Which record: one at a time from the failed batch on.
+                next_record = tf1.data.make_one_shot_iterator(
+                    tf.data.TFRecordDataset(path).skip(done)).get_next()
+                while True:
+                    try:
+                        session.run(next_record)
+                    except tf.errors.OpError:
+                        break
+                    done += 1
+                raise DatasetError(f"{path}: damaged at record {done} "
                                    f"({_reason(error)})") from None
-            record += 1
+            yield from batch
+            done += len(batch)
 
 
 def _label(data, path, record):
@@ -480,6 +512,7 @@ def _label(data, path, record):
 def _keep(path, arrays):
     """Writes the index atomically; a directory it cannot write costs the
     next run a rebuild, nothing more."""
+    file = None
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=os.path.dirname(path),
@@ -487,6 +520,8 @@ def _keep(path, arrays):
             np.savez(file, **arrays)
         os.replace(file.name, path)
     except OSError as error:
+        if file is not None and os.path.exists(file.name):
+            os.remove(file.name)
         log.warning("could not keep the TFRecord index in %s (%s): the next "
                     "run reads the shards again", path, error)
 
@@ -505,8 +540,7 @@ def _undecodable(index, records, error):
             except tf.errors.OpError as cause:
                 return DatasetError(f"{index.describe(record)}: not a "
                                     f"readable image ({_reason(cause)})")
-    return DatasetError(f"reading the training images failed: "
-                        f"{_reason(error)}")
+    return DatasetError(f"reading the images failed: {_reason(error)}")
 
 
 @contextlib.contextmanager

@@ -202,7 +202,7 @@ class TrainInput:
 
     def explain(self, error, step):
         """None: an error of a step is never in-memory data's (`FileInput`
-        names an image that does not decode)."""
+        names an image that does not decode; `step()` gives the step)."""
         return None
 
     def start_epoch(self, session, epoch, batch_size, position, first_step):

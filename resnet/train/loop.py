@@ -27,7 +27,15 @@ from resnet.train.hooks import EpochHook
 
 tf1 = tf.compat.v1
 
-EVAL_BATCH_SIZE = 500   # images per inference run
+EVAL_BATCH_SIZE = 500   # images per inference run, of 32x32 pixels or fewer
+
+
+def eval_batch_size(image_shape):
+    """Images per inference run: EVAL_BATCH_SIZE of 32x32 images, as many
+    pixels of larger ones (10 of 224x224)."""
+    height, width = image_shape[:2]
+    return max(1, min(EVAL_BATCH_SIZE,
+                      EVAL_BATCH_SIZE * 32 * 32 // (height * width)))
 
 
 def train(session, train_graph, epoch_state, train_input, batch_size,
