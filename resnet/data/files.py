@@ -147,7 +147,8 @@ class FileDataset:
                              batch_size)
 
     def _batches(self, index, picks, batch_size):
-        """Centre crops of `picks`, decoded eagerly (outside any graph)."""
+        """Centre crops of `picks`, decoded in a graph and session of their
+        own (not the caller's)."""
         size = self.image_size
 
         def load(path, offset, length, label):
