@@ -44,6 +44,7 @@ the centre image_size square. Images of mixed sizes are fine.
 """
 import contextlib
 import dataclasses
+import functools
 import glob
 import hashlib
 import json
@@ -95,11 +96,16 @@ class FileIndex:
         return (f"{path}, record {self.records[index]}" if self.tfrecord
                 else path)
 
+    @functools.cached_property
+    def _encoded_paths(self):
+        """`paths` as the file system's bytes (any name reads), encoded
+        once."""
+        return np.array([os.fsencode(path) for path in self.paths], object)
+
     def feed(self, indices):
         """The (paths as the file system's bytes, offsets, lengths) of
         `indices`, as a reader takes them."""
-        return (np.array([os.fsencode(path) for path in
-                          self.paths[self.files[indices]]], object),
+        return (self._encoded_paths[self.files[indices]],
                 self.offsets[indices], self.lengths[indices])
 
 
@@ -336,10 +342,10 @@ def load(data_format, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
                                f"more than num_classes {num_classes}")
     else:
         index_dir = os.path.expanduser(index_dir or default_index_dir())
-        train = _tfrecord_index(_shards(data_dir, TRAIN_SPLIT), index_dir)
-        test = _tfrecord_index(_shards(data_dir, _test_path(
-            data_dir, lambda path: bool(glob.glob(glob.escape(path) + "-*")))),
-            index_dir)
+        train = _tfrecord_index(
+            _shards(os.path.join(data_dir, TRAIN_SPLIT)), index_dir)
+        test = _tfrecord_index(
+            _shards(_test_path(data_dir, _shard_files)), index_dir)
         num_classes = num_classes or int(train.labels.max()) + 1
     for split, index in (("training", train), ("test", test)):
         bad = np.flatnonzero(index.labels >= num_classes)
@@ -407,13 +413,19 @@ def _folder_index(root, classes=None):
                      np.zeros(count, np.int64), tfrecord=False), classes
 
 
-def _shards(data_dir, split):
-    """The sorted shard files of a split (DIR/train-*, ...)."""
-    pattern = os.path.join(data_dir, os.path.basename(split)) + "-*"
-    shards = sorted(path for path in glob.glob(glob.escape(pattern[:-1]) + "*")
-                    if os.path.isfile(path))
+def _shard_files(prefix):
+    """The sorted files PREFIX-* (DIR/train-*, ...), whatever characters
+    the prefix holds."""
+    return sorted(path for path in glob.glob(glob.escape(prefix) + "-*")
+                  if os.path.isfile(path))
+
+
+def _shards(prefix):
+    """The shards of a split, PREFIX-*; there must be some."""
+    shards = _shard_files(prefix)
     if not shards:
-        raise DatasetError(f"{data_dir}: no TFRecord shards {pattern}")
+        raise DatasetError(f"{os.path.dirname(prefix)}: no TFRecord shards "
+                           f"{prefix}-*")
     return shards
 
 
