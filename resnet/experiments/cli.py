@@ -41,6 +41,9 @@ def main(description, arms, full_setup, default_out, argv=None, roles=None):
                    choices=[arm.name for arm in arms],
                    help="run only this arm (repeatable; default: all of "
                    "them); the others' recorded runs are kept")
+    p.add_argument("--threads", type=_positive, help="threads per op "
+                   "(default: TensorFlow's choice for the step; 1 runs two "
+                   "experiments side by side on two cores)")
     args = p.parse_args(argv)
     if args.arm:
         arms = [arm for arm in arms if arm.name in args.arm]
@@ -52,7 +55,8 @@ def main(description, arms, full_setup, default_out, argv=None, roles=None):
     out = args.out or (default_out + "-quick" if args.quick else default_out)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        results = harness.run(arms, setup, out, args.data_dir, roles)
+        results = harness.run(arms, setup, out, args.data_dir, roles,
+                              args.threads)
     except errors.Error as error:
         status = errors.exit_status(error)
         if status == 2:

@@ -69,7 +69,9 @@ class Arm:
 class Setup:
     """What every arm shares. `eval_every`: test accuracy every so many
     steps (and at the end); `schedule`: the rule of
-    `batch_renorm.schedule.SCHEDULES` that fits the renorm ramp to the run."""
+    `batch_renorm.schedule.SCHEDULES` that fits the renorm ramp to the run;
+    `precision`: what the runs compute in (`session_config.PRECISIONS`):
+    float32 by default, so that results do not depend on the CPU's kind."""
     dataset: str = "fashion_mnist"
     depth: int = 8
     strides: tuple = (1, 2, 2)          # the ResNet stages' first strides
@@ -82,27 +84,30 @@ class Setup:
     seeds: tuple = (0, 1, 2)
     eval_every: int = 100
     schedule: str = DEFAULT_SCHEDULE
+    precision: str = "float32"          # session_config's: the same on every CPU
 
 
 class SetupChangedError(UsageError):
     """The output folder holds results of another setup."""
 
 
-def run(arms, setup, out_dir, data_dir=None, roles=None):
+def run(arms, setup, out_dir, data_dir=None, roles=None, threads=None):
     """Runs every arm with every seed, seed by seed; returns the results
     dict. A run's curve is saved after every point: an interrupted run
     resumes from its checkpoint with its curve so far.
 
     `roles` names the arms the recovered fraction compares: {"baseline":
-    ARM, "batch_norm": ARM, "batch_renorm": ARM}; results.json keeps it."""
+    ARM, "batch_norm": ARM, "batch_renorm": ARM}; results.json keeps it.
+    `threads`: each op's threads (None: `session_config`'s default), e.g. 1
+    to run two experiments side by side on two cores."""
     lock = DirectoryLock(out_dir, "--out")  # one experiment per folder
     try:
-        return _run(arms, setup, out_dir, data_dir, roles)
+        return _run(arms, setup, out_dir, data_dir, roles, threads)
     finally:
         lock.release()
 
 
-def _run(arms, setup, out_dir, data_dir, roles):
+def _run(arms, setup, out_dir, data_dir, roles, threads):
     path = os.path.join(out_dir, "results.json")
     results = _load(path, setup, arms)
     results["roles"] = roles
@@ -120,7 +125,8 @@ def _run(arms, setup, out_dir, data_dir, roles):
                 write_json(path, results, sort_keys=False)
 
             record = _train(arm, setup, ds, seed, out_dir,
-                            results["partial"].get(key, []), save_partial)
+                            results["partial"].get(key, []), save_partial,
+                            threads)
             results["runs"][key] = dict(arm=arm.name, seed=seed, **record)
             results["partial"].pop(key, None)
             write_json(path, results, sort_keys=False)  # nothing is lost
@@ -195,7 +201,7 @@ def _dataset(setup, data_dir):
     return ds
 
 
-def _train(arm, setup, ds, seed, out_dir, curve, save):
+def _train(arm, setup, ds, seed, out_dir, curve, save, threads):
     """Trains one arm with one seed; returns {"curve", "renorm_schedule",
     "diagnostics"}. `curve` holds the points recorded so far (of an
     interrupted run); `save(curve)` is called after each new point."""
@@ -214,7 +220,12 @@ def _train(arm, setup, ds, seed, out_dir, curve, save):
                        **defaults["train"],
                        model_dir=run_dir, seed=seed, progress=False,
                        classes_per_group=arm.classes_per_group,
-                       group_size=arm.group_size) as cnn:
+                       group_size=arm.group_size,
+                       session_config=session_config.session_config(
+                           intra_threads=threads, inter_threads=threads,
+                           precision=setup.precision,
+                           batch_size=setup.batch_size,
+                           image_shape=ds.image_shape)) as cnn:
         step = int(cnn.session.run(cnn.global_step))
         curve = [point for point in curve if point["step"] <= step]
         hook = CurveHook(lambda session: cnn.evaluate()["accuracy"],
