@@ -11,15 +11,16 @@ Both layers keep the state of Algorithm 1, in the layer's variable scope:
   moving_mean, moving_std  mu and sigma: the moving mean and the moving
                            standard deviation (epsilon inside), initialised
                            to 0 and 1; global, non-trainable, saved by a Saver.
-The moving statistics move by alpha = 1 - `schedule.average_decay`: the
-paper's constant alpha = 1 - momentum once the global step t has passed
-~9 / alpha (890 at momentum 0.99), a faster one before, min(momentum,
-(1 + t) / (10 + t)) as the decay, so that they hold the network's current
-statistics after a short run instead of their initial 0 and 1 (24 steps
-on `digits` gave test accuracy 0.10 with the constant, 0.91 with this). r
-and d read them, so a renorm run whose ramp opens before step ~890 sees
-fresher mu and sigma than Algorithm 1's; with the paper's schedule (r = 1,
-d = 0 until step 5,000) training is Algorithm 1's.
+The moving statistics move by Algorithm 1's constant alpha = 1 - momentum
+each training step. Asked (`fast_start=True`, or `use_fast_start(graph)`
+for every layer of a graph), they start faster, with
+`schedule.average_decay`'s decay min(momentum, (1 + t) / (10 + t)) at
+global step t, TensorFlow's `num_updates` rule: alpha = 0.9 at step 0,
+the constant from step ~9 / (1 - momentum) on (890 at 0.99). After a run
+shorter than their memory they then hold the network's statistics rather
+than mostly their initial 0 and 1; r and d read them, so a renorm ramp
+that opens before then sees fresher mu and sigma than Algorithm 1's. The
+runner (`resnet.train.graphs.build_training`) asks for it by default.
 `batch_norm` is the same layer with r = 1 and d = 0, so the two differ only
 in the correction the paper adds. Building a layer with `training` true adds
 its moving-statistics updates to `tf.compat.v1.GraphKeys.UPDATE_OPS`.
@@ -52,6 +53,7 @@ tf1 = tf.compat.v1
 DATA_FORMATS = ("NHWC", "NCHW")
 _LAYERS_KEY = "batch_renorm_layers"
 _DECAYS_KEY = "batch_renorm_average_decays"  # (momentum, decay tensor)
+_FAST_START_KEY = "batch_renorm_fast_start"
 
 NormLayer = collections.namedtuple(
     "NormLayer", "name gamma beta moving_mean moving_std r d clip "
@@ -70,9 +72,19 @@ def norm_layers(graph=None):
     return (graph or tf1.get_default_graph()).get_collection(_LAYERS_KEY)
 
 
+def use_fast_start(graph=None):
+    """Makes the layers built afterwards in `graph` (default: the default
+    graph) whose `fast_start` is None start their moving statistics fast
+    (see the module's docstring); without it they move by Algorithm 1's
+    constant alpha. Idempotent; layers built before are unchanged."""
+    graph = _outermost(graph or tf1.get_default_graph())
+    if not graph.get_collection(_FAST_START_KEY):
+        graph.add_to_collection(_FAST_START_KEY, True)
+
+
 def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
                  epsilon=1e-3, center=True, scale=True, microbatch=None,
-                 data_format="NHWC", name=None):
+                 data_format="NHWC", fast_start=None, name=None):
     """Batch renormalization (Ioffe 2017, Algorithm 1).
 
     Args:
@@ -81,8 +93,8 @@ def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
       training: Python bool, or a scalar bool tensor choosing at run time.
       rmax, dmax: clipping bounds for r and d, floats or scalar tensors. When
         None, `renorm_schedule` of the graph's global step gives them.
-      momentum: the moving statistics move by (1 - momentum) each step
-        (faster in the first steps: `schedule.average_decay`).
+      momentum: the moving statistics move by alpha = 1 - momentum each
+        training step (Algorithm 1).
       epsilon: added to the batch variance.
       center, scale: whether to learn beta and gamma.
       microbatch: if set, training normalises each group of `microbatch`
@@ -93,6 +105,11 @@ def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
         is unchanged.
       data_format: "NHWC" (channels last) or "NCHW" (channels first, the
         faster layout on a GPU) for 4-D inputs.
+      fast_start: True: the moving statistics move by
+        1 - `schedule.average_decay(momentum, step)`, faster in the first
+        ~9 / (1 - momentum) steps, then as Algorithm 1; False: Algorithm 1's
+        constant alpha from the first step; None: the graph's choice
+        (`use_fast_start`), False unless made.
       name: variable scope of the layer; reuse it (`reuse=True` in an outer
         scope) to share the variables, e.g. between a training and an
         inference graph. Default: a unique "batch_renorm", "batch_renorm_1"...
@@ -100,25 +117,31 @@ def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
     Returns:
       A tensor of the same shape as `inputs`. With `training` true, the
       layer's variables and its r and d tensors are in `norm_layers()`.
+
+    Raises:
+      ValueError: inputs of another dtype or rank, an unknown channel
+        count, or an argument out of its range.
     """
     if rmax is None or dmax is None:
         rmax_t, dmax_t = renorm_schedule(step_value(_graph_of(inputs)))
         rmax = rmax_t if rmax is None else rmax
         dmax = dmax_t if dmax is None else dmax
     return _normalize(inputs, training, (rmax, dmax), momentum, epsilon,
-                      center, scale, microbatch, data_format, name,
-                      "batch_renorm")
+                      center, scale, microbatch, data_format, fast_start,
+                      name, "batch_renorm")
 
 
 def batch_norm(inputs, training, momentum=0.99, epsilon=1e-3, center=True,
-               scale=True, microbatch=None, data_format="NHWC", name=None):
+               scale=True, microbatch=None, data_format="NHWC",
+               fast_start=None, name=None):
     """Batch normalization: `batch_renorm` with r = 1 and d = 0.
 
     Same arguments, variables and update ops as `batch_renorm`, whose
     moving standard deviation it keeps too.
     """
     return _normalize(inputs, training, None, momentum, epsilon, center,
-                      scale, microbatch, data_format, name, "batch_norm")
+                      scale, microbatch, data_format, fast_start, name,
+                      "batch_norm")
 
 
 def _graph_of(inputs):
@@ -126,7 +149,7 @@ def _graph_of(inputs):
 
 
 def _check_arguments(inputs, clip, momentum, epsilon, microbatch,
-                     data_format, name):
+                     data_format, fast_start, name):
     if inputs.dtype != tf.float32:
         raise ValueError(f"{name}: inputs must be float32, got {inputs.dtype.name}")
     if inputs.shape.rank not in (2, 4):
@@ -146,6 +169,9 @@ def _check_arguments(inputs, clip, momentum, epsilon, microbatch,
                                    or microbatch < 1):
         raise ValueError(f"{name}: microbatch must be an integer >= 1 or "
                          f"None, got {microbatch!r}")
+    if fast_start not in (None, True, False):
+        raise ValueError(f"{name}: fast_start must be True, False or None, "
+                         f"got {fast_start!r}")
     if clip is not None:
         rmax, dmax = clip
         if isinstance(rmax, numbers.Real) and rmax < 1:
@@ -188,11 +214,11 @@ def channels(inputs, data_format):
 
 
 def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
-               microbatch, data_format, name, default_name):
+               microbatch, data_format, fast_start, name, default_name):
     """The layer; `clip` is (rmax, dmax) for renorm, None for batch norm."""
     inputs = tf.convert_to_tensor(inputs)
     _check_arguments(inputs, clip, momentum, epsilon, microbatch,
-                     data_format, name or default_name)
+                     data_format, fast_start, name or default_name)
     size = channels(inputs, data_format)
     replicas = replica_group(inputs.graph)
     sync = bool(replicas and replicas.sync_statistics)
@@ -238,7 +264,13 @@ def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
             y, batch_mean, batch_std = tf.cond(training,
                                                lambda: train()[:3], infer)
         if training is not False:
-            alpha = 1.0 - _average_decay(inputs.graph, momentum)
+            if fast_start is None:
+                fast_start = bool(_outermost(inputs.graph).get_collection(
+                    _FAST_START_KEY))
+            # Algorithm 1's alpha is a constant: a float32 number in the
+            # graph, the same bits as NumPy's float32(1 - momentum).
+            alpha = (1.0 - _average_decay(inputs.graph, momentum)
+                     if fast_start else 1.0 - momentum)
             scope = tf1.get_default_graph().get_name_scope()
 
             def updates(batch_mean, batch_std):
@@ -273,14 +305,21 @@ def _average_decay(graph, momentum):
     momentum = float(momentum)
     # In the outermost graph, outside any loop, condition or control
     # dependency the caller builds in: every later layer may read it.
-    with graph.as_default(), tf1.init_scope(), tf1.name_scope(None):
-        outer = tf1.get_default_graph()
+    outer = _outermost(graph)
+    with outer.as_default(), tf1.init_scope(), tf1.name_scope(None):
         for built, decay in outer.get_collection(_DECAYS_KEY):
             if built == momentum:
                 return decay
         decay = average_decay(momentum, step_value(outer))
     outer.add_to_collection(_DECAYS_KEY, (momentum, decay))
     return decay
+
+
+def _outermost(graph):
+    """The graph that holds `graph` (a function's or loop's body), or
+    `graph` itself."""
+    with graph.as_default(), tf1.init_scope():
+        return tf1.get_default_graph()
 
 
 def _variable(name, channels, value, trainable=True):

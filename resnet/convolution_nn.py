@@ -306,8 +306,17 @@ class ConvolutionNN:
         start = int(self.session.run(self._epochs.start_step))
         per_epoch = -(-self.dataset.train_size // batch_size)
         end = start + num_epoch * per_epoch  # the epoch under way counts
-        memory = 1.0 / (1.0 - getattr(self.network, "norm_momentum", 0.99))
-        if end < memory:
+        momentum = getattr(self.network, "norm_momentum", 0.99)
+        memory = 1.0 / (1.0 - momentum)
+        if end < memory and not self.config.fast_start:
+            log.warning(
+                "the norms' moving statistics, which evaluate and predict "
+                "use, move by the constant 1 - momentum from their initial "
+                "0 and 1, and hold %.0f%% of them at step %d: inference "
+                "may be off; fast_start=True, a longer run, or "
+                "evaluate(statistics='population') does better",
+                100 * momentum ** end, end)
+        elif end < memory:
             log.warning(
                 "the norms' moving statistics, which evaluate and predict "
                 "use, average only the last ~%d steps of a run ending at "

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from batch_renorm import (batch_norm, batch_renorm, global_step, norm_layers,
-                          renorm_schedule)
+                          renorm_schedule, use_fast_start)
 from batch_renorm.layer import clipping_statistics
 from batch_renorm.schedule import check_schedule, short_run_schedule
 from tests import reference
@@ -43,20 +43,22 @@ def follows_the_reference(session, x, y_train, y_infer, reference_step,
     of `reference`), then the moving statistics and the inference output.
     `updates` (default: all) are the update ops a step runs; `layout` maps
     NHWC arrays to the layer's layout; `on_step(feed, want_r, want_d)`
-    checks more before each step. Each step advances the global step, and
-    with it the decay of the moving statistics. Returns the (r, d) wanted
-    at the first step (against the initial 0 and 1)."""
+    checks more before each step. Each step advances the global step; the
+    moving statistics move by Algorithm 1's constant alpha = 1 - MOMENTUM.
+    Returns the (r, d) wanted at the first step (against the initial 0 and
+    1)."""
     layer = norm_layers()[0]
     if updates is None:
         updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
-    _, increment = global_step()
+    step_variable, increment = global_step()  # batch norm needs none
+    session.run(tf1.variables_initializer([step_variable]))
     gamma, beta = set_affine(session, shape[-1])
     state = (np.zeros(shape[-1]), np.ones(shape[-1]))
     first = None
     for step, batch in enumerate(batches(shape, 3)):
         want, want_r, want_d, state = reference_step(
-            batch.astype(np.float64), state, gamma, beta, *clip,
-            reference.average_decay(MOMENTUM, step), EPS)
+            batch.astype(np.float64), state, gamma, beta, *clip, MOMENTUM,
+            EPS)
         first = first or (want_r, want_d)
         feed = {x: layout(batch)}
         if on_step:
@@ -153,7 +155,7 @@ def test_training_tensor_chooses_the_branch_at_run_time(graph):
         got, _ = session.run([y, updates], {x: batch, training: True})
         want, _, _, state = reference.renorm_train_step(
             batch.astype(np.float64), start, gamma, beta, 1.5, 1.0,
-            reference.average_decay(MOMENTUM, 0), EPS)
+            MOMENTUM, EPS)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(session.run(moving), state, rtol=1e-5)
 
@@ -249,32 +251,80 @@ def test_short_run_schedule(total, momentum, warmup, end):
             short_run_schedule(**bad)
 
 
+@pytest.mark.parametrize("norm", [batch_norm, batch_renorm])
+@pytest.mark.parametrize("clip", CLIPS.values(), ids=CLIPS.keys())
+def test_the_defaults_move_by_algorithm_1s_constant_alpha_bit_for_bit(
+        graph, norm, clip):
+    """With its default arguments the layer moves mu and sigma by
+    alpha = 1 - momentum at every step, from the first (no fast start):
+    the same float32 bits as NumPy's mu + alpha * (mu_B - mu) from the
+    layer's own batch statistics, at steps 0, 1, 2 and 50 (where a fast
+    start's alpha would be 0.9, 0.82, 0.75, 0.17), r and d clipped or not."""
+    x = tf1.placeholder(tf.float32, (8, 2, 2, 3))
+    extra = {} if norm is batch_norm else dict(zip(("rmax", "dmax"), clip))
+    y = norm(x, True, **extra)
+    layer, = norm_layers()
+    updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    alpha = np.float32(1.0 - 0.99)
+    with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        for step, batch in zip((0, 1, 2, 50), batches((8, 2, 2, 3), 4)):
+            global_step()[0].load(step, session)
+            mu, sigma = session.run([layer.moving_mean, layer.moving_std])
+            batch_mean, batch_std, _, _ = session.run(
+                [layer.batch_mean, layer.batch_std, y, updates], {x: batch})
+            got = session.run([layer.moving_mean, layer.moving_std])
+            np.testing.assert_array_equal(got[0], mu + alpha * (batch_mean - mu))
+            np.testing.assert_array_equal(got[1],
+                                          sigma + alpha * (batch_std - sigma))
+            # And the statistics are the batch's (float64 reference).
+            np.testing.assert_allclose(batch_mean, batch.mean((0, 1, 2)),
+                                       rtol=1e-5)
+            np.testing.assert_allclose(
+                batch_std, np.sqrt(batch.astype(np.float64).var((0, 1, 2))
+                                   + 1e-3), rtol=1e-5)
+    assert not [op for op in tf1.get_default_graph().get_operations()
+                if op.name.endswith("average_decay")]
+
+
+@pytest.mark.parametrize("ask", ["argument", "graph"])
 @pytest.mark.parametrize("step, alpha", [(0, 0.9), (8, 0.5), (890, 0.01),
                                          (5000, 0.01)])
-def test_moving_statistics_start_fast_then_move_by_alpha(graph, step, alpha):
-    """alpha = 1 - min(0.99, (1 + t) / (10 + t)), hand-computed: the paper's
-    constant 0.01 from step 890 on, one decay tensor for all layers."""
+def test_fast_start_moves_by_its_formula_then_by_alpha(graph, ask, step,
+                                                       alpha):
+    """fast_start=True (or `use_fast_start` for the graph): alpha = 1 -
+    min(0.99, (1 + t) / (10 + t)), hand-computed: the paper's constant 0.01
+    from step 890 on, one decay tensor for all layers; fast_start=False
+    in the same graph keeps the constant."""
     x = tf1.placeholder(tf.float32, (16, 3))
-    y = batch_norm(batch_renorm(x, True, momentum=0.99), True, momentum=0.99)
+    if ask == "graph":
+        use_fast_start()
+    fast = True if ask == "argument" else None
+    y = batch_norm(batch_renorm(x, True, momentum=0.99, fast_start=fast),
+                   True, momentum=0.99, fast_start=fast)
+    constant = batch_norm(x, True, momentum=0.99, fast_start=False)
     updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
     decays = [op for op in tf1.get_default_graph().get_operations()
               if op.name.endswith("average_decay")]
     assert len(decays) == 1
-    first = norm_layers()[0]
+    first, last = norm_layers()[0], norm_layers()[-1]
     batch = batches((16, 3), 1)[0]
     with tf1.Session() as session:
         session.run(tf1.global_variables_initializer())
         global_step()[0].load(step, session)
-        session.run([y, updates], {x: batch})
+        session.run([y, constant, updates], {x: batch})
         mean, std = session.run([first.moving_mean, first.moving_std])
+        kept = session.run(last.moving_mean)
     np.testing.assert_allclose(mean, alpha * batch.mean(0), rtol=1e-5)
     np.testing.assert_allclose(
         std, 1 + alpha * (np.sqrt(batch.var(0) + 1e-3) - 1), rtol=1e-5)
+    np.testing.assert_allclose(kept, 0.01 * batch.mean(0), rtol=1e-5)
 
 
 def test_layers_inside_and_outside_a_loop_share_the_decay(graph):
     """The decay is built in the outermost graph: a layer in a while
     loop's body first, one outside after (it was the body's tensor)."""
+    use_fast_start()
     x = tf1.placeholder(tf.float32, [4, 3])
     tf.while_loop(lambda i, h: i < 2,
                   lambda i, h: (i + 1, batch_norm(h, True, name="inner")),

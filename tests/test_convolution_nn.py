@@ -355,3 +355,23 @@ def test_signal_handlers_are_restored_whatever_a_hook_raises(digits, tmp_path):
         with pytest.raises(RuntimeError, match="broken hook"):
             cnn.train(batch_size=64, num_epoch=1, hooks=[Broken()])
     assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.parametrize("norm", ["batch_norm", "batch_renorm"])
+def test_the_runner_starts_the_moving_statistics_fast_by_default(digits,
+                                                                 norm):
+    """ConvolutionNN turns the layers' fast start on unless told: after
+    one step (the whole training set as the batch) from the same weights
+    and batch, the moving means moved by alpha = 0.9 (step 0's fast
+    start), 90 times Algorithm 1's 0.01 (fast_start=False)."""
+    network = models.custom("conv:4", 10, norm=norm, norm_momentum=0.99)
+    means = {}
+    for fast_start in (None, False):
+        fields = {} if fast_start is None else {"fast_start": fast_start}
+        with ConvolutionNN(network, digits, seed=0, progress=False,
+                           **fields) as cnn:
+            cnn.train(digits.train_size, 1)
+            means[fast_start] = cnn.session.run(
+                norm_layers(cnn.graph)[0].moving_mean)
+    assert np.all(np.abs(means[False]) > 1e-4), means
+    np.testing.assert_allclose(means[None], means[False] * 90.0, rtol=1e-4)

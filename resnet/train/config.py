@@ -41,6 +41,10 @@ class TrainConfig:
         consecutive training examples (None: the whole batch) from
         `classes_per_group` classes only, the batch staying class-balanced
         (non-i.i.d. normalisation groups; `input_pipeline.non_iid_order`).
+      fast_start: the norms' moving statistics start fast
+        (`batch_renorm.use_fast_start`), so that a run shorter than their
+        memory, 1 / (1 - norm momentum) steps, ends with statistics of the
+        network as it is; False: Algorithm 1's constant alpha throughout.
 
     Raises:
       UsageError (a ValueError): a value no run can use.
@@ -54,6 +58,7 @@ class TrainConfig:
     seed: int = 0
     classes_per_group: Optional[int] = None
     group_size: Optional[int] = None
+    fast_start: bool = True
 
     def __post_init__(self):
         check_number("learning_rate", self.learning_rate, low=0.0,
@@ -75,6 +80,7 @@ class TrainConfig:
         check_bool("augment", self.augment, optional=True)
         check_int("classes_per_group", self.classes_per_group, optional=True)
         check_int("group_size", self.group_size, optional=True)
+        check_bool("fast_start", self.fast_start)
         if self.group_size and not self.classes_per_group:
             raise UsageError("group_size needs classes_per_group (the "
                              "groups' composition)")

@@ -22,7 +22,7 @@ import collections
 import tensorflow as tf
 
 from batch_renorm import global_step, norm_layers, step_value
-from batch_renorm.layer import clipping_statistics
+from batch_renorm.layer import clipping_statistics, use_fast_start
 from batch_renorm.replicas import replica_group
 from resnet.train import optimization
 
@@ -68,7 +68,8 @@ def build_training(network, batch, config, preprocess=None):
       network: a `models.NetworkLike`.
       batch: a `Batch` or a `TrainInput`: images [B, H, W, C] float32,
         labels [B] int64.
-      config: a `config.TrainConfig` (learning rate, momentum, decay).
+      config: a `config.TrainConfig` (learning rate, momentum, decay, the
+        norms' fast start).
       preprocess: maps images before the network (e.g.
         `input_pipeline.per_channel_normalizer`), or None.
 
@@ -76,6 +77,8 @@ def build_training(network, batch, config, preprocess=None):
       A `TrainGraph`.
     """
     _, increment = global_step()
+    if config.fast_start:
+        use_fast_start()
     images = preprocess(batch.images) if preprocess else batch.images
     built = len(norm_layers())
     logits = network(images, training=True)
