@@ -423,6 +423,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from resnet.runtime import local_cluster
+    from resnet.train.signals import end_process_on_second_interrupt
+    end_process_on_second_interrupt()  # a second Ctrl-C: now, not after the step
     local_cluster.follow_launcher()
     start = time.perf_counter()
     try:

@@ -78,7 +78,10 @@ def test_sigint_and_sigterm_save_and_exit(tmp_path, uninterrupted, signum, code)
 SECOND_SIGNAL = """
 import os, signal, threading, time
 import tensorflow as tf
+from resnet.train import signals
 from resnet.train.signals import StopOnSignal
+if {command_line}:
+    signals.end_process_on_second_interrupt()
 tf1 = tf.compat.v1
 graph = tf.Graph()
 with graph.as_default():  # a step of ~5 s, inside TensorFlow throughout
@@ -90,26 +93,68 @@ def twice():
     time.sleep(0.05)
     os.kill(os.getpid(), signal.{name})
 
-with tf1.Session(graph=graph) as session, StopOnSignal() as stop:
-    threading.Thread(target=twice).start()
-    session.run(spin)
-    print("the step ended;", stop.received.name)
+with tf1.Session(graph=graph) as session:
+    try:
+        with StopOnSignal() as stop:
+            threading.Thread(target=twice).start()
+            session.run(spin)
+            print("the step ended;", stop.received.name)
+            time.sleep(0.5)  # the second's KeyboardInterrupt comes by then
+        print("no KeyboardInterrupt")
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt;", stop.received.name, flush=True)
+    print("the session still runs:", int(session.run(spin)[0]))
 """
 
 
 @pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
-def test_a_second_sigint_stops_at_once_even_inside_a_step(name):
-    """Two Ctrl-Cs 50 ms apart inside one long step: Python's handlers
-    wait for its end, so the run went on to save; the second now ends the
+@pytest.mark.parametrize("command_line", [False, True])
+def test_a_second_sigint_raises_or_ends_the_command_line(name, command_line):
+    """Two Ctrl-Cs 50 ms apart inside one long step (Python calls its
+    handler once for both): in the interpreter (a notebook) the second
+    raises KeyboardInterrupt once the step returns, the session intact
+    (it ended the process and the kernel); a command line's ends the
     process then and there, 130. Two SIGTERMs (a scheduler's and our
     launcher's) are one request to save and stop."""
-    result = run("-c", SECOND_SIGNAL.format(name=name))
-    if name == "SIGINT":
+    result = run("-c", SECOND_SIGNAL.format(name=name,
+                                            command_line=command_line))
+    if name == "SIGTERM":
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == [
+            "the step ended; SIGTERM", "no KeyboardInterrupt",
+            "the session still runs: 1000000"]
+    elif command_line:
         assert result.returncode == 130, result.stderr
         assert "the step ended" not in result.stdout
     else:
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == "the step ended; SIGTERM"
+        assert result.stdout.splitlines() == [
+            "the step ended; SIGINT", "KeyboardInterrupt; SIGINT",
+            "the session still runs: 1000000"], result.stdout
+
+
+def test_two_interrupts_in_a_notebook_raise_and_keep_the_model(digits,
+                                                               tmp_path):
+    """A notebook's two interrupts during `cnn.train` with a model_dir
+    (the kernel sends SIGINT to itself): KeyboardInterrupt, the interpreter
+    and the model kept; training goes on from where it stopped."""
+    class Interrupt(tf.compat.v1.train.SessionRunHook):
+        def after_run(self, run_context, run_values):
+            self.steps = getattr(self, "steps", 0) + 1
+            if self.steps == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)  # the watcher thread reads both
+
+    with ConvolutionNN(models.custom("conv:4", 10), digits, seed=0,
+                       model_dir=str(tmp_path), progress=False) as cnn:
+        with pytest.raises(KeyboardInterrupt):
+            cnn.train(64, 1, hooks=[Interrupt()])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        step = int(cnn.session.run(cnn.global_step))
+        assert 3 <= step <= 4
+        cnn.train(64, 1)
+        assert int(cnn.session.run(cnn.global_step)) > step
 
 
 def test_a_second_sigint_after_the_run_stopped_is_no_traceback(tmp_path):

@@ -14,10 +14,11 @@ def python_blocks():
 
 
 def test_the_python_api_and_hook_examples_give_what_they_say(tmp_path):
-    """The first example (24 steps on digits) evaluates near its training
-    accuracy (0.91 against 0.93 on the AVX2 EPYC in float32; it was 0.10;
-    a margin for other CPUs' kernels and bfloat16), and the hook example
-    that continues it logs r and test points within its run."""
+    """The first example (69 steps on digits) evaluates near its training
+    accuracy (0.97 against 0.98-0.99 on an AVX512_BF16 EPYC, float32 and
+    bfloat16 alike; 0.95-0.97 over seeds 0-3: a margin for other CPUs'
+    kernels), and the hook example that continues it logs r and test
+    points within its run."""
     api, hooks = python_blocks()[0], next(
         block for block in python_blocks() if "class LogR" in block)
     script = (api + "print('RESULT', history[-1]['accuracy'], "
@@ -31,7 +32,10 @@ def test_the_python_api_and_hook_examples_give_what_they_say(tmp_path):
     lines = result.stdout.splitlines()
     train, test = map(float, next(line for line in lines
                                   if line.startswith("RESULT")).split()[1:])
-    assert test >= 0.85 and abs(test - train) < 0.1, (train, test)
-    assert "step 30: mean r 1.000" in lines and "step 40: mean r 1.000" in lines
-    assert ast.literal_eval(lines[-1].split(" ", 1)[1]) == [30, 40]
+    assert test >= 0.93 and abs(test - train) < 0.05, (train, test)
+    # The ramp opened at step 17 (short_run_schedule(69)): r moves.
+    r_lines = [line for line in lines if re.fullmatch(
+        r"step (70|80|90): mean r \d\.\d{3}", line)]
+    assert len(r_lines) == 3 and "mean r 1.000" not in " ".join(r_lines), lines
+    assert ast.literal_eval(lines[-1].split(" ", 1)[1]) == [70, 80, 90]
     assert (tmp_path / "exported" / "saved_model.pb").exists()

@@ -261,8 +261,9 @@ class SummaryHook(EpochHook):
 
 class SignalHook(EpochHook):
     """While training, the first SIGINT or SIGTERM stops it after the
-    current step (`received` says which); a second one stops the process at
-    once. Training ends normally, so `CheckpointHook.end` saves."""
+    current step (`received` says which), and training ends normally, so
+    `CheckpointHook.end` saves; after a second SIGINT the step's end
+    raises KeyboardInterrupt (see `signals.StopOnSignal`)."""
 
     def __init__(self):
         self._signals = StopOnSignal()
@@ -275,6 +276,8 @@ class SignalHook(EpochHook):
         self._signals.__enter__()
 
     def after_run(self, run_context, run_values):
+        if self._signals.interrupted_twice:
+            raise KeyboardInterrupt
         if self._signals.received:
             run_context.request_stop()
 

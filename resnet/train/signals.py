@@ -4,15 +4,27 @@ import signal
 import threading
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_END_PROCESS = []  # set by `end_process_on_second_interrupt`
+
+
+def end_process_on_second_interrupt():
+    """Makes a second SIGINT end the process at once (status 130), even
+    inside a step, instead of raising KeyboardInterrupt: for a command
+    line's `main`, never for a library or a notebook, whose user would
+    lose the interpreter."""
+    _END_PROCESS[:] = [True]
 
 
 class StopOnSignal:
     """While active, the first SIGINT or SIGTERM is recorded in `received`
-    instead of stopping the process; a second SIGINT (a second Ctrl-C)
-    ends the process at once, exit status 130, even while the main thread
-    is inside a `Session.run`. SIGTERMs never do: schedulers and our own
-    launcher may send one twice, and each asks for a save. Outside the
-    main thread, where Python cannot handle signals, it does nothing.
+    instead of stopping the process; after a second SIGINT (a second
+    Ctrl-C) `interrupted_twice` is true and leaving the block raises
+    KeyboardInterrupt (a loop checks it after each step), or, after
+    `end_process_on_second_interrupt`, the process ends at once, even
+    inside a `Session.run`. SIGTERMs
+    never do: schedulers and our own launcher may send one twice, and
+    each asks for a save. Outside the main thread, where Python cannot
+    handle signals, it does nothing.
 
         with StopOnSignal() as stop:
             while work_left and not stop.received:
@@ -28,6 +40,7 @@ class StopOnSignal:
         self.received = None
         self._previous = {}
         self._watcher = None
+        self.interrupted_twice = False
 
     def __enter__(self):
         if threading.current_thread() is not threading.main_thread():
@@ -45,11 +58,14 @@ class StopOnSignal:
         return self
 
     def _handle(self, signum, frame):
+        # Not raising: TensorFlow calls handlers inside Session.run and
+        # prints, then drops, what they raise.
         self.received = self.received or signal.Signals(signum)
 
     def _watch(self, read):
-        """The signals as they arrive: the first stop signal recorded, a
-        second SIGINT ends the process."""
+        """The signals as they arrive (Python calls a handler once for
+        signals that come together): the first stop signal recorded, a
+        second SIGINT noted, or the process ended."""
         interrupts, previous = 0, self._wakeup[0]
         with os.fdopen(read, "rb", buffering=0) as pipe:
             while byte := pipe.read(1):
@@ -62,8 +78,9 @@ class StopOnSignal:
                 if signum in STOP_SIGNALS:
                     self.received = self.received or signal.Signals(signum)
                 interrupts += signum == signal.SIGINT
-                if interrupts == 2:
+                if interrupts == 2 and _END_PROCESS:
                     os._exit(128 + signal.SIGINT)
+                self.interrupted_twice = interrupts >= 2
 
     def __exit__(self, *exc_info):
         if not self._watcher:
@@ -75,6 +92,8 @@ class StopOnSignal:
             signal.signal(s, handler)
         os.close(write)  # the watcher reads the end and stops
         self._watcher.join()
+        if self.interrupted_twice and exc_info[0] is None:
+            raise KeyboardInterrupt
 
 
 _active = set()
