@@ -226,6 +226,7 @@ def plan(args, workers=None):
     from resnet import models
     from resnet.data.input_pipeline import check_batches, check_groups
     from resnet.runtime.session_config import (check_device_supports,
+                                               check_precision,
                                                check_threads)
     from resnet.storage.export import check_export_path
     from resnet.train.config import RunConfig, TrainConfig, check_run_length
@@ -255,6 +256,7 @@ def plan(args, workers=None):
     if args.export is not None:
         check_export_path(args.export, args.model_dir)
     check_threads(args.intra_threads, args.inter_threads)
+    check_precision(args.precision)
     check_device_supports(args.data_format)
     norm = None if args.norm == "none" else args.norm
     options = dict(norm=norm, shortcut=args.shortcut or (
@@ -423,9 +425,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from resnet.runtime import local_cluster
-    from resnet.train.signals import end_process_on_second_interrupt
-    end_process_on_second_interrupt()  # a second Ctrl-C: now, not after the step
+    from resnet.train.signals import second_interrupt_ends_process
     local_cluster.follow_launcher()
+    with second_interrupt_ends_process():  # not after the step under way
+        return _main(parser, args, argv)
+
+
+def _main(parser, args, argv):
+    """main's work on parsed `args`: returns the exit status."""
+    from resnet.runtime import local_cluster
     start = time.perf_counter()
     try:
         if args.local_workers is not None:

@@ -80,8 +80,9 @@ import os, signal, threading, time
 import tensorflow as tf
 from resnet.train import signals
 from resnet.train.signals import StopOnSignal
+ending = signals.second_interrupt_ends_process()
 if {command_line}:
-    signals.end_process_on_second_interrupt()
+    ending.__enter__()
 tf1 = tf.compat.v1
 graph = tf.Graph()
 with graph.as_default():  # a step of ~5 s, inside TensorFlow throughout
@@ -249,7 +250,7 @@ BAD_ARGUMENTS = [  # (ConvolutionNN / train keyword, value, CLI flag, message)
     ("learning_rate", float("nan"), "--lr", "learning_rate must be a number > 0"),
     ("momentum", 1.0, "--momentum", "momentum must be a number >= 0.0 and < 1.0"),
     ("weight_decay", -1e-4, "--weight-decay", "weight_decay must be a number >= 0"),
-    ("lr_boundaries", (30, 20), "--lr-boundaries", "lr_boundaries must be increasing"),
+    ("lr_boundaries", (30, 20), "--lr-boundaries", "lr_boundaries must be strictly increasing"),
     ("checkpoint_secs", float("nan"), "--checkpoint-secs",
      "checkpoint_secs must be a number > 0"),
     ("checkpoint_secs", -1.0, "--checkpoint-secs",
@@ -314,6 +315,8 @@ def test_a_network_larger_than_the_machine_is_refused_before_building():
      ">= 1 and <= 1024 or None, got 2147483648"),
     (["--inter-threads", "999999999999"], "inter_threads must be an integer"),
     (["--lr-boundaries", ",,,"], "expected comma-separated steps, got ',,,'"),
+    (["--lr-boundaries", "5,5"], "lr_boundaries must be strictly increasing "
+     "steps >= 0, got (5, 5)"),
     (["--layers", ""], "bad layer ''"),
     (["--layers", "conv:32:pool=avg:pool=max"], "option(s) ['pool'] given "
      "twice"),
@@ -322,6 +325,23 @@ def test_a_network_larger_than_the_machine_is_refused_before_building():
      "--classes-per-group 16: digits has 10 classes")])
 def test_other_cli_arguments_are_checked_before_any_graph(args, message,
                                                           capsys):
+    check_cli_refuses(args, message, capsys)
+
+
+def test_bfloat16_is_refused_where_the_cpu_has_no_kernels(capsys,
+                                                          monkeypatch):
+    """An AVX2-only CPU (oneDNN limited to its kernels) failed at step 1
+    with an AbortedError traceback; now one line, before any data."""
+    from resnet.runtime.session_config import session_config
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    message = "precision bfloat16 needs a CPU with AVX-512"
+    with pytest.raises(ValueError, match=message):
+        session_config(precision="bfloat16")
+    check_cli_refuses(["--precision", "bfloat16"], message, capsys)
+    session_config(precision="auto")  # float32 there
+
+
+def check_cli_refuses(args, message, capsys):
     # In this process: the command line's own checks, no subprocess needed.
     from resnet import resnet_run
     with pytest.raises(SystemExit) as exit:

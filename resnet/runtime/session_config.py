@@ -63,6 +63,23 @@ def check_threads(intra_threads, inter_threads):
     check_int("inter_threads", inter_threads, high=MAX_THREADS, optional=True)
 
 
+def check_precision(precision):
+    """Raises UsageError unless `precision` is one of PRECISIONS that this
+    machine can compute in: oneDNN's bfloat16 kernels need AVX-512 (they
+    emulate it there, and compute it natively with AVX512_BF16 or AMX);
+    on an AVX2-only CPU a bfloat16 convolution fails at the first step."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be one of {PRECISIONS}, got "
+                         f"{precision!r}")
+    if (precision == "bfloat16" and "avx512f" not in cpu_flags()
+            and not tf.config.list_physical_devices("GPU")):
+        raise UsageError(
+            "precision bfloat16 needs a CPU with AVX-512 (oneDNN's bfloat16 "
+            "kernels; this one: " + cpu_description().split(", flags: ")[-1]
+            + "): use float32, or auto (bfloat16 where the CPU computes it "
+            "natively)")
+
+
 def session_config(intra_threads=None, inter_threads=None, precision="auto",
                    xla=False, batch_size=None, image_shape=None):
     """A ConfigProto for `ConvolutionNN(session_config=...)` (its default).
@@ -92,8 +109,7 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
       UsageError: bad threads or precision, or xla that cannot compile.
     """
     check_threads(intra_threads, inter_threads)
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_precision(precision)
     bfloat16 = precision == "bfloat16" or (precision == "auto"
                                            and has_bfloat16())
     cores = usable_cores()

@@ -72,9 +72,10 @@ class TrainConfig:
                 check_number("lr_boundaries", boundary, low=0)
         except (TypeError, UsageError):
             boundaries = None
-        if boundaries is None or list(boundaries) != sorted(boundaries):
-            raise UsageError(f"lr_boundaries must be increasing steps >= 0, "
-                             f"got {self.lr_boundaries!r}")
+        if boundaries is None or list(boundaries) != sorted(
+                set(boundaries)):
+            raise UsageError(f"lr_boundaries must be strictly increasing "
+                             f"steps >= 0, got {self.lr_boundaries!r}")
         object.__setattr__(self, "lr_boundaries", boundaries)
         check_int("seed", self.seed, low=0)
         check_bool("augment", self.augment, optional=True)

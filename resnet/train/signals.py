@@ -1,26 +1,32 @@
 """Ctrl-C and SIGTERM as requests to stop after the current step."""
+import contextlib
 import os
 import signal
 import threading
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_END_PROCESS = []  # set by `end_process_on_second_interrupt`
+_END_PROCESS = []  # non-empty inside `second_interrupt_ends_process`
 
 
-def end_process_on_second_interrupt():
-    """Makes a second SIGINT end the process at once (status 130), even
-    inside a step, instead of raising KeyboardInterrupt: for a command
+@contextlib.contextmanager
+def second_interrupt_ends_process():
+    """Within it, a second SIGINT ends the process at once (status 130),
+    even inside a step, instead of raising KeyboardInterrupt: for a command
     line's `main`, never for a library or a notebook, whose user would
     lose the interpreter."""
-    _END_PROCESS[:] = [True]
+    _END_PROCESS.append(True)
+    try:
+        yield
+    finally:
+        _END_PROCESS.pop()
 
 
 class StopOnSignal:
     """While active, the first SIGINT or SIGTERM is recorded in `received`
     instead of stopping the process; after a second SIGINT (a second
     Ctrl-C) `interrupted_twice` is true and leaving the block raises
-    KeyboardInterrupt (a loop checks it after each step), or, after
-    `end_process_on_second_interrupt`, the process ends at once, even
+    KeyboardInterrupt (a loop checks it after each step), or, within
+    `second_interrupt_ends_process`, the process ends at once, even
     inside a `Session.run`. SIGTERMs
     never do: schedulers and our own launcher may send one twice, and
     each asks for a save. Outside the main thread, where Python cannot
