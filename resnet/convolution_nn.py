@@ -34,7 +34,9 @@ from resnet.data.arrays import (check_images, check_labels,  # noqa: E402
                                 in_batches)
 from resnet.data.datasets import Dataset  # noqa: E402
 from resnet.data.files import FileDataset  # noqa: E402
-from resnet.data.input_pipeline import check_batches, check_groups  # noqa: E402
+from resnet.data.input_pipeline import (batches_per_epoch,  # noqa: E402
+                                        check_batches, check_groups,
+                                        trim_unit)
 from resnet.errors import (PeersNotReady, TrainingInterrupted,  # noqa: E402
                            UsageError)
 from resnet.models import NetworkLike  # noqa: E402
@@ -53,7 +55,10 @@ from resnet.train.config import (RunConfig, TrainConfig,  # noqa: E402
 tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
 
-STATISTICS = ("moving", "population", "batch")  # evaluate's norm statistics
+STATISTICS = ("moving", "population", "batch")
+_EXCLUSIVE_STATISTICS = (
+    "sync_statistics (the global batch's moments) and the network's "
+    "microbatch (each group's own) exclude each other: choose one")  # evaluate's norm statistics
 # Images to evaluate: how many, and `batches(batch_size)` giving them as
 # (images, labels) arrays.
 Split = collections.namedtuple("Split", "size batches")
@@ -127,6 +132,8 @@ class ConvolutionNN:
                              f"dataset's {dataset.num_classes} classes, got "
                              f"{self.config.classes_per_group}")
         run = self.run_config
+        if run.sync_statistics and network.microbatch:
+            raise UsageError(_EXCLUSIVE_STATISTICS)
         cluster, model_dir = run.cluster, run.model_dir
         if cluster and not cluster.is_chief:
             # The chief saves and reports.
@@ -161,7 +168,8 @@ class ConvolutionNN:
             self._input = dataset.train_input(
                 self.config.seed, augment, self.config.classes_per_group,
                 self.config.group_size,
-                (cluster.task_index, cluster.size) if cluster else (0, 1))
+                (cluster.task_index, cluster.size) if cluster else (0, 1),
+                network.microbatch)
             self.train_graph = graphs.build_training(
                 network, self._input, self.config, preprocess)
             # Public: its tensors are what a user fetches in inference.
@@ -263,9 +271,7 @@ class ConvolutionNN:
                     "after_run", "end")):
                 raise TypeError(f"hooks must be tf.compat.v1.train."
                                 f"SessionRunHooks, got {hook!r}")
-        check_batches(batch_size, self.dataset.train_size,
-                      self.network.microbatch,
-                      self.cluster.size if self.cluster else 1)
+        check_batches(batch_size, self.network.microbatch, self._workers())
         if self.config.classes_per_group:
             check_groups(batch_size, self.config.classes_per_group,
                          self.config.group_size)
@@ -295,6 +301,9 @@ class ConvolutionNN:
                 f"{self._checkpoints.latest}", signals.received)
         return history
 
+    def _workers(self):
+        return self.cluster.size if self.cluster else 1
+
     def _warn_if_short(self, batch_size, num_epoch):
         """One warning each when the run this `train` call makes ends
         before batch renorm's r and d move from 1 and 0 (it would train as
@@ -304,7 +313,9 @@ class ConvolutionNN:
         if not num_epoch or norm is None:
             return
         start = int(self.session.run(self._epochs.start_step))
-        per_epoch = -(-self.dataset.train_size // batch_size)
+        per_epoch = batches_per_epoch(
+            self.dataset.train_size, batch_size,
+            trim_unit(self._workers(), self.network.microbatch))
         end = start + num_epoch * per_epoch  # the epoch under way counts
         momentum = getattr(self.network, "norm_momentum", 0.99)
         memory = 1.0 / (1.0 - momentum)
@@ -353,7 +364,7 @@ class ConvolutionNN:
             {"batch_size": batch_size, **dataclasses.asdict(self.config),
              "network": self.network.settings(),
              "model": self.network.signature(),
-             "workers": self.cluster.size if self.cluster else 1,
+             "workers": self._workers(),
              "sync_statistics": bool(self.cluster
                                      and self.run_config.sync_statistics),
              "precision": self._precision},

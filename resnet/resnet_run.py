@@ -224,7 +224,8 @@ def plan(args, workers=None):
     `workers`: the count --local-workers is to start (the cluster flags
     give it otherwise)."""
     from resnet import models
-    from resnet.data.input_pipeline import check_batches, check_groups
+    from resnet.data.input_pipeline import (batches_per_epoch, check_batches,
+                                            check_groups, trim_unit)
     from resnet.runtime.session_config import (check_device_supports,
                                                check_precision,
                                                check_threads)
@@ -255,6 +256,10 @@ def plan(args, workers=None):
         allow_changes=args.allow_changes)
     if args.export is not None:
         check_export_path(args.export, args.model_dir)
+    if args.sync_statistics and args.microbatch:
+        raise ValueError("--sync-statistics (the global batch's moments) "
+                         "and --microbatch (each group's own) exclude each "
+                         "other: choose one")
     check_threads(args.intra_threads, args.inter_threads)
     check_precision(args.precision)
     check_device_supports(args.data_format)
@@ -300,14 +305,15 @@ def plan(args, workers=None):
         ds = datasets.load(args.dataset, args.data_dir)
     if args.validation:
         ds = ds.split_validation(args.validation, seed=args.seed)
-    check_batches(batch_size, ds.train_size, args.microbatch,
-                  cluster.size if cluster else workers or 1)
+    parts = cluster.size if cluster else workers or 1
+    check_batches(batch_size, args.microbatch, parts)
     if args.classes_per_group:
         check_groups(batch_size, args.classes_per_group, args.group_size)
         if args.classes_per_group > ds.num_classes:
             raise ValueError(f"--classes-per-group {args.classes_per_group}: "
                              f"{args.dataset} has {ds.num_classes} classes")
-    total_steps = epochs * -(-ds.train_size // batch_size)
+    total_steps = epochs * batches_per_epoch(
+        ds.train_size, batch_size, trim_unit(parts, args.microbatch))
     train_defaults, network_defaults = length_defaults(args, total_steps)
     network = dataclasses.replace(network, num_classes=ds.num_classes,
                                   **network_defaults)

@@ -15,7 +15,8 @@ from resnet.runtime.cluster import Cluster, free_ports
 from resnet.runtime.cpu import cpu_flags
 from resnet.runtime.session_config import onednn_enabled
 from resnet.convolution_nn import ConvolutionNN
-from resnet.data.input_pipeline import check_batches
+from resnet.data.input_pipeline import (batches_per_epoch, check_batches,
+                                        epoch_indices, trim_unit)
 from tests.conftest import (CPP_LOG_LINE, assert_usage_error, run, start,
                             wait_for_line)
 
@@ -276,11 +277,25 @@ def test_local_workers_train_digits(tmp_path):
 
 
 def test_microbatches_must_divide_each_workers_slice():
-    # 1437 = 23 * 60 + 57: the last batch, trimmed to 56, gives each of 2
-    # workers 28, no multiple of 3 (one process: 57 is).
-    check_batches(60, 1437, microbatch=3)
-    with pytest.raises(ValueError, match=r"last batch \(56\).*2 workers"):
-        check_batches(60, 1437, microbatch=3, parts=2)
+    """Of a batch; an epoch's last batch is trimmed to whole microbatches
+    for every worker: 1437 = 23 * 60 + 57, trimmed to 54 for 2 workers'
+    groups of 3 (27 each), to 57 in one process."""
+    check_batches(60, microbatch=3, parts=2)
+    with pytest.raises(ValueError, match=r"batch_size \(60\) must give each "
+                       r"of the 2 workers a multiple of 4"):
+        check_batches(60, microbatch=4, parts=2)
+    with pytest.raises(ValueError, match=r"batch_size \(60\) must be a "
+                       r"multiple of 7"):
+        check_batches(60, microbatch=7)
+    labels = np.zeros(1437, np.int64)
+    for unit, last in ((trim_unit(2, 3), 54), (trim_unit(1, 3), 57),
+                       (trim_unit(1, 4), 56), (trim_unit(2), 56)):
+        order = epoch_indices(0, 0, labels, 60, 0, unit)
+        assert len(order) == 23 * 60 + last, unit
+        assert len(set(order)) == len(order)
+        assert batches_per_epoch(1437, 60, unit) == 24
+    assert batches_per_epoch(1437, 60, 58) == 23  # nothing of 57 is left
+    assert len(epoch_indices(0, 0, labels, 60, 0, 58)) == 23 * 60
 
 
 def test_waiting_for_the_other_workers_ends_at_ctrl_c(tmp_path):

@@ -321,6 +321,10 @@ def test_a_network_larger_than_the_machine_is_refused_before_building():
     (["--layers", "conv:32:pool=avg:pool=max"], "option(s) ['pool'] given "
      "twice"),
     (["--data-format", "NCWH"], "invalid choice"),
+    (["--sync-statistics", "--microbatch", "4", "--local-workers", "2"],
+     "--sync-statistics (the global batch's moments) and --microbatch"),
+    (["--sync-statistics", "--microbatch", "4", "--worker-hosts",
+      "127.0.0.1:1,127.0.0.1:2", "--task-index", "0"], "exclude each other"),
     (["--classes-per-group", "16", "--group-size", "32", "--batch-size", "128"],
      "--classes-per-group 16: digits has 10 classes")])
 def test_other_cli_arguments_are_checked_before_any_graph(args, message,
@@ -341,6 +345,17 @@ def test_bfloat16_is_refused_where_the_cpu_has_no_kernels(capsys,
     session_config(precision="auto")  # float32 there
 
 
+def test_synchronized_statistics_and_microbatches_before_a_server(digits):
+    """From Python it was a ValueError from the graph, after the cluster's
+    server had started."""
+    from resnet.runtime.cluster import Cluster
+    cluster = Cluster(("127.0.0.1:1", "127.0.0.1:2"), 0)
+    network = models.resnet(8, 10, microbatch=4)
+    with pytest.raises(ValueError, match="sync_statistics .* and the "
+                       "network's microbatch .* exclude each other"):
+        ConvolutionNN(network, digits, cluster=cluster, sync_statistics=True)
+
+
 def check_cli_refuses(args, message, capsys):
     # In this process: the command line's own checks, no subprocess needed.
     from resnet import resnet_run
@@ -355,9 +370,14 @@ def check_cli_refuses(args, message, capsys):
 def test_batches_that_microbatches_or_classes_cannot_divide(digits):
     network = models.resnet(8, 10, norm="batch_renorm", microbatch=4)
     with ConvolutionNN(network, digits, progress=False) as cnn:
-        # 1437 = 22 * 64 + 29: the last batch is no multiple of 4.
-        with pytest.raises(ValueError, match=r"last batch \(29\)"):
-            cnn.train(batch_size=64, num_epoch=1)
+        with pytest.raises(ValueError, match=r"batch_size \(30\) must be "
+                           r"a multiple of 4"):
+            cnn.train(batch_size=30, num_epoch=1)
+        # 1437 = 22 * 64 + 29: the last batch is trimmed to 28 (it was
+        # refused, at every batch size but multiples of 3 x 4 = 12 and
+        # 1437's divisors; the grouped layer asserts whole groups).
+        cnn.train(batch_size=64, num_epoch=1)
+        assert cnn.session.run(cnn.global_step) == 23
     with ConvolutionNN(small(), digits, classes_per_group=3,
                        progress=False) as cnn:
         with pytest.raises(ValueError, match="multiple of classes_per_group"):

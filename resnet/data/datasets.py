@@ -73,11 +73,11 @@ class Dataset:
         return per_channel_normalizer(self.x_train)
 
     def train_input(self, seed, augment, classes_per_group=None,
-                    group_size=None, part=(0, 1)):
+                    group_size=None, part=(0, 1), microbatch=None):
         """The in-graph training input (`input_pipeline.TrainInput`)."""
         from resnet.data.input_pipeline import TrainInput
         return TrainInput(self.x_train, self.y_train, seed, augment,
-                          classes_per_group, group_size, part)
+                          classes_per_group, group_size, part, microbatch)
 
     @property
     def test_size(self):

@@ -142,9 +142,9 @@ class FileDataset:
         return input_pipeline.per_channel_normalizer(images)
 
     def train_input(self, seed, augment, classes_per_group=None,
-                    group_size=None, part=(0, 1)):
+                    group_size=None, part=(0, 1), microbatch=None):
         return FileInput(self.train, self.image_size, seed, augment,
-                         classes_per_group, group_size, part)
+                         classes_per_group, group_size, part, microbatch)
 
     def test_batches(self, batch_size):
         """(images, labels) NumPy batches of the test split's centre
@@ -189,11 +189,13 @@ class FileInput:
     read."""
 
     def __init__(self, index, image_size, seed, augment,
-                 classes_per_group=None, group_size=None, part=(0, 1)):
+                 classes_per_group=None, group_size=None, part=(0, 1),
+                 microbatch=None):
         self._index, self._seed = index, seed
         self._classes_per_group, self._group_size = (classes_per_group,
                                                      group_size)
         self._part, self._parts = part
+        self._unit = input_pipeline.trim_unit(self._parts, microbatch)
         self._epoch = None  # (the records fed, their steps)
         with tf1.name_scope("input"):
             self._feeds = (
@@ -232,7 +234,7 @@ class FileInput:
         returns the number of batches."""
         order = input_pipeline.epoch_indices(
             self._seed, epoch, self._index.labels, batch_size, position,
-            self._parts, self._classes_per_group, self._group_size)
+            self._unit, self._classes_per_group, self._group_size)
         # Batch b of the epoch is order[b * batch_size:][:batch_size], its
         # last one shorter; this worker reads its `parts`-th of each.
         batch, slot = np.divmod(np.arange(len(order)), batch_size)

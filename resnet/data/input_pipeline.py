@@ -89,22 +89,32 @@ def check_groups(batch_size, classes_per_group, group_size):
                          f"classes_per_group ({classes_per_group})")
 
 
-def check_batches(batch_size, train_size, microbatch=None, parts=1):
-    """Raises ValueError unless `parts` workers can split every batch of an
-    epoch of `train_size` examples (the last one trimmed to a multiple of
-    `parts`) and microbatches divide every worker's slice."""
+def check_batches(batch_size, microbatch=None, parts=1):
+    """Raises ValueError unless `parts` workers can split a batch of
+    `batch_size` and microbatches divide every worker's slice (an epoch's
+    last batch is trimmed to fit: `epoch_indices`)."""
     if batch_size % parts:
         raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
                          f"the {parts} workers")
-    last = train_size % batch_size or batch_size
-    last -= last % parts
-    if microbatch and any(size // parts % microbatch
-                          for size in (batch_size, last) if size):
+    if microbatch and batch_size // parts % microbatch:
         raise ValueError(
-            f"with microbatches of {microbatch}, every worker's slice of "
-            f"batch_size ({batch_size}) and of the epoch's last batch "
-            f"({last}) must be a multiple of {microbatch}"
-            + (f" ({parts} workers)" if parts > 1 else ""))
+            f"with microbatches of {microbatch}, batch_size ({batch_size}) "
+            + (f"must be a multiple of {microbatch}" if parts == 1 else
+               f"must give each of the {parts} workers a multiple of "
+               f"{microbatch}"))
+
+
+def trim_unit(parts=1, microbatch=None):
+    """What an epoch's last batch is trimmed to a multiple of: every worker
+    gets an equal slice, made of whole microbatches."""
+    return parts * (microbatch or 1)
+
+
+def batches_per_epoch(train_size, batch_size, unit=1):
+    """The batches of an epoch of `train_size` examples, its last one
+    trimmed to a multiple of `unit` (`trim_unit`; none left if shorter)."""
+    last = train_size % batch_size
+    return train_size // batch_size + (last >= unit)
 
 
 def parallel_calls():
@@ -142,19 +152,20 @@ class TrainInput:
 
     With `part=(index, parts)`, a data-parallel worker's slice: batch b of
     the run is the one-process batch b, cut into `parts` equal slices, and
-    this is slice `index` (each epoch's last batch is trimmed to a multiple
-    of `parts`).
+    this is slice `index`. Each epoch's last batch is trimmed to a multiple
+    of `parts` x `microbatch` (the norms' groups).
 
     The arrays live in variables that are never saved, filled once by `load`; each
     epoch feeds only its order of indices, never a batch.
     """
 
     def __init__(self, x, y, seed, augment, classes_per_group=None,
-                 group_size=None, part=(0, 1)):
+                 group_size=None, part=(0, 1), microbatch=None):
         self._x, self._y, self._seed = x, y, seed
         self._classes_per_group, self._group_size = (classes_per_group,
                                                      group_size)
         self._part, self._parts = part
+        self._unit = trim_unit(self._parts, microbatch)
         with tf1.name_scope("input"):
             self._x_value = tf1.placeholder(tf.float32, x.shape, "x_value")
             self._y_value = tf1.placeholder(tf.int64, y.shape, "y_value")
@@ -209,7 +220,7 @@ class TrainInput:
         """Starts epoch `epoch` at batch `position`; its first batch is
         consumed by global step `first_step`. Returns the number of batches."""
         order = epoch_indices(self._seed, epoch, self._y, batch_size,
-                              position, self._parts, self._classes_per_group,
+                              position, self._unit, self._classes_per_group,
                               self._group_size)
         session.run(self._iterator.initializer, {
             self._order: order, self._batch_size: batch_size,
@@ -217,21 +228,22 @@ class TrainInput:
         return -(-len(order) // batch_size)
 
 
-def epoch_indices(seed, epoch, labels, batch_size, position, parts=1,
+def epoch_indices(seed, epoch, labels, batch_size, position, unit=1,
                   classes_per_group=None, group_size=None):
     """The examples (indices into `labels`) epoch `epoch` visits from batch
     `position` on: its seeded order (`epoch_order`, or `non_iid_order`
     with `classes_per_group`), with the last batch trimmed to a multiple
-    of `parts` workers (an epoch leaves out at most parts - 1 examples)."""
+    of `unit` (`trim_unit`: an epoch leaves out at most unit - 1
+    examples)."""
     if classes_per_group:
         order = non_iid_order(seed, epoch, labels, batch_size,
                               classes_per_group, group_size)
     else:
         order = epoch_order(seed, epoch, len(labels))
     order = order[position * batch_size:]
-    if parts > 1:
+    if unit > 1:
         last = len(order) % batch_size
-        order = order[:len(order) - last % parts]
+        order = order[:len(order) - last % unit]
     return order
 
 

@@ -25,7 +25,8 @@ from batch_renorm.schedule import DEFAULT_SCHEDULE, SCHEDULES
 from resnet import models
 from resnet.convolution_nn import ConvolutionNN
 from resnet.data import datasets
-from resnet.data.input_pipeline import non_iid_order
+from resnet.data.input_pipeline import (batches_per_epoch, non_iid_order,
+                                        trim_unit)
 from resnet.errors import UsageError
 from resnet.experiments.report import plot, summarize, table
 from resnet.runtime import session_config
@@ -205,8 +206,8 @@ def _train(arm, setup, ds, seed, out_dir, curve, save, threads):
     """Trains one arm with one seed; returns {"curve", "renorm_schedule",
     "diagnostics"}. `curve` holds the points recorded so far (of an
     interrupted run); `save(curve)` is called after each new point."""
-    steps_per_epoch = -(-len(ds.x_train) // setup.batch_size)
-    total = setup.epochs * steps_per_epoch
+    total = setup.epochs * batches_per_epoch(
+        len(ds.x_train), setup.batch_size, trim_unit(1, arm.microbatch))
     defaults = run_length_defaults(total, setup.norm_momentum)
     ramp = ramp_of(arm, setup, total)
     network = models.resnet(setup.depth, ds.num_classes, norm=arm.norm,

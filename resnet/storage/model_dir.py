@@ -31,6 +31,12 @@ class DirectoryLock:
             self._file.seek(0)
             holder = self._file.read().strip() or "unknown"
             self._file.close()
+            if holder == str(os.getpid()):  # a notebook cell run again
+                raise ModelDirInUseError(
+                    f"{model_dir} is in use by an earlier object in this "
+                    f"process (a ConvolutionNN or experiment still alive): "
+                    f"close() it or del it first, or choose another "
+                    f"{what}") from None
             raise ModelDirInUseError(
                 f"{model_dir} is in use by another run (pid {holder}); wait "
                 f"for it to end or choose another {what}") from None
