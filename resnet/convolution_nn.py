@@ -271,7 +271,8 @@ class ConvolutionNN:
                     "after_run", "end")):
                 raise TypeError(f"hooks must be tf.compat.v1.train."
                                 f"SessionRunHooks, got {hook!r}")
-        check_batches(batch_size, self.network.microbatch, self._workers())
+        check_batches(batch_size, self.network.microbatch, self._workers(),
+                      self.dataset.train_size, self._norm_positions())
         if self.config.classes_per_group:
             check_groups(batch_size, self.config.classes_per_group,
                          self.config.group_size)
@@ -303,6 +304,10 @@ class ConvolutionNN:
 
     def _workers(self):
         return self.cluster.size if self.cluster else 1
+
+    def _norm_positions(self):
+        fewest = getattr(self.network, "fewest_norm_positions", None)
+        return fewest(self.dataset.image_shape) if fewest else None
 
     def _warn_if_short(self, batch_size, num_epoch):
         """One warning each when the run this `train` call makes ends

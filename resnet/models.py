@@ -195,6 +195,25 @@ class Network:
         params += channels * self.num_classes + self.num_classes  # logits
         return params, activations
 
+    def fewest_norm_positions(self, image_shape):
+        """The fewest positions (height x width; 1 for a dense layer) over
+        which a norm of the network takes its statistics per example, or
+        None without norms: a group of one example there has the variance
+        0, and the norm outputs beta whatever its input."""
+        if self.norm is None or not self.layers:
+            return None
+        height, width = image_shape[:2]
+        fewest = height * width
+        for layer in self.layers:
+            if layer.kind == "dense":
+                return 1  # the layers after it are dense too
+            height, width = (-(-height // layer.strides),
+                             -(-width // layer.strides))
+            fewest = min(fewest, height * width)
+            if layer.pool:
+                height, width = -(-height // 2), -(-width // 2)
+        return fewest
+
     def __call__(self, images, training):
         """Returns the logits [N, num_classes] of NHWC float32 `images`."""
         with tf1.variable_scope(self.name, reuse=tf1.AUTO_REUSE):

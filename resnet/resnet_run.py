@@ -306,7 +306,8 @@ def plan(args, workers=None):
     if args.validation:
         ds = ds.split_validation(args.validation, seed=args.seed)
     parts = cluster.size if cluster else workers or 1
-    check_batches(batch_size, args.microbatch, parts)
+    check_batches(batch_size, args.microbatch, parts, ds.train_size,
+                  network.fewest_norm_positions(ds.image_shape))
     if args.classes_per_group:
         check_groups(batch_size, args.classes_per_group, args.group_size)
         if args.classes_per_group > ds.num_classes:

@@ -89,13 +89,36 @@ def check_groups(batch_size, classes_per_group, group_size):
                          f"classes_per_group ({classes_per_group})")
 
 
-def check_batches(batch_size, microbatch=None, parts=1):
+def check_batches(batch_size, microbatch=None, parts=1, train_size=None,
+                  norm_positions=None):
     """Raises ValueError unless `parts` workers can split a batch of
     `batch_size` and microbatches divide every worker's slice (an epoch's
-    last batch is trimmed to fit: `epoch_indices`)."""
+    last batch is trimmed to fit: `epoch_indices`), and unless every
+    normalisation group has more than one value per channel: with
+    `norm_positions` (`Network.fewest_norm_positions`) of 1, a group of one
+    example, or an epoch's last batch of `train_size` examples leaving one
+    per worker, would make the norm's output beta whatever its input."""
     if batch_size % parts:
         raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
                          f"the {parts} workers")
+    if norm_positions == 1:
+        last = (train_size or 0) % batch_size
+        last -= last % trim_unit(parts, microbatch)
+        if microbatch == 1:
+            hint = "use a larger microbatch"
+        elif batch_size // parts == 1:
+            hint = "use a larger batch size"
+        elif not microbatch and last == parts:
+            hint = (f"choose another batch size: the epoch's last batch "
+                    f"({train_size} examples) leaves one example per worker")
+        else:
+            hint = None
+        if hint:
+            raise ValueError(
+                f"a norm of the network takes its statistics over one value "
+                f"per example (a dense layer, or a 1x1 map) and would see "
+                f"groups of one example, whose variance is 0 (its output "
+                f"would be beta whatever its input): {hint}")
     if microbatch and batch_size // parts % microbatch:
         raise ValueError(
             f"with microbatches of {microbatch}, batch_size ({batch_size}) "
