@@ -42,7 +42,7 @@ Typical use:
 import collections
 import numbers
 
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 
 from batch_renorm.replicas import replica_group
 from batch_renorm.schedule import average_decay, renorm_schedule

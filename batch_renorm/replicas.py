@@ -18,7 +18,7 @@ Typical use:
     set_replica_group(ReplicaGroup(size=2, task=0))
     ... build the graph ...
 """
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 from tensorflow.python.ops import collective_ops
 
 tf1 = tf.compat.v1

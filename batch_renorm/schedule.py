@@ -1,7 +1,7 @@
 """The rmax/dmax schedule of batch renorm (Ioffe 2017, section 5.1)."""
 import math
 
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 
 # The paper's CIFAR/ImageNet ramp, in training steps.
 RMAX = 3.0

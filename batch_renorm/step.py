@@ -16,7 +16,7 @@ Typical use::
     step, increment = global_step()
     train_op = tf.group(apply_gradients_op, increment)
 """
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 
 tf1 = tf.compat.v1
 

@@ -32,6 +32,22 @@ def test_deterministic_runs_without_cpp_lines():
     assert not CPP_LOG_LINE.search(result.stderr), result.stderr
 
 
+@pytest.mark.parametrize("code", [
+    "from batch_renorm import batch_renorm",
+    "import batch_renorm.layer",
+    "from resnet.data import files"])
+def test_the_libraries_import_without_cpp_lines(code):
+    """README's indexing one-liner and the layer printed ~25 TensorFlow C++
+    lines (oneDNN, "failed call to cuInit"); the command line imports no
+    TensorFlow before its flags are read (--xla, --verbose)."""
+    result = run("-c", code + "; print('ok')", TF_CPP_MIN_LOG_LEVEL=None)
+    assert result.returncode == 0 and result.stdout == "ok\n", result.stderr
+    assert result.stderr == "", result.stderr
+    probe = run("-c", "import sys, batch_renorm, resnet.resnet_run; "
+                "print('tensorflow' in sys.modules)")
+    assert probe.stdout == "False\n", probe.stderr
+
+
 def test_help_keeps_specs_whole_and_gives_the_defaults():
     result = run("-m", "resnet.resnet_run", "--help", COLUMNS="80")
     assert result.returncode == 0, result.stderr

@@ -55,7 +55,7 @@ import time
 import zipfile
 
 import numpy as np
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 
 from resnet.data import input_pipeline
 from resnet.data.datasets import FILE_FORMATS, FILE_IMAGE_SIZE

@@ -15,7 +15,7 @@ Typical use:
     pipeline.start_epoch(session, epoch, batch_size, position, first_step)
 """
 import numpy as np
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 
 tf1 = tf.compat.v1
 
