@@ -146,6 +146,8 @@ class ConvolutionNN:
         self._precision = precision_of(config)
         server = cluster.start_server(config) if cluster else None
         self.network, self.dataset, self.model_dir = network, dataset, model_dir
+        # Label i's name (a folder dataset's class folder), or None.
+        self.class_names = dataset.class_names
         self._trained = False  # whether `train` ran: a resume is checked
         self._batch_graphs = {}  # microbatch -> graph, its norm layers
         self._eval_batch = loop.eval_batch_size(dataset.image_shape)
@@ -180,11 +182,14 @@ class ConvolutionNN:
                 raise ValueError(f"the network has {classes} outputs, the "
                                  f"dataset {dataset.num_classes} classes")
             self._epochs = graphs.build_epoch_state()
-            self._checkpoints = (Checkpoints(model_dir, {
-                "network": network.signature(), "dataset": dataset.name,
-                "image_shape": list(dataset.image_shape),
-                "num_classes": int(dataset.num_classes)})
-                if model_dir else None)
+            signature = {"network": network.signature(),
+                         "dataset": dataset.name,
+                         "image_shape": list(dataset.image_shape),
+                         "num_classes": int(dataset.num_classes)}
+            if self.class_names:  # what a label means, kept with the model
+                signature["class_names"] = list(self.class_names)
+            self._checkpoints = (Checkpoints(model_dir, signature)
+                                 if model_dir else None)
             init = tf.group(tf1.global_variables_initializer(),
                             tf1.local_variables_initializer())
             broadcast = (replica_group().broadcast_from_chief(
@@ -556,7 +561,8 @@ class ConvolutionNN:
         values = dict(zip([v.op.name for v in variables],
                           self.session.run(variables)))
         return export_saved_model(self.network, self.dataset.image_shape,
-                                  self._preprocess, values, path)
+                                  self._preprocess, values, path,
+                                  self.class_names)
 
     def close(self):
         """Frees the session and the model directory's lock."""

@@ -4,6 +4,7 @@ was written, the crops against NumPy, the epoch's batches against the
 in-memory order, worker slices and resumes bit for bit, bad input named, and
 training from files through ConvolutionNN and resnet-run."""
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ from resnet import models
 from resnet.convolution_nn import ConvolutionNN
 from resnet.data import files
 from resnet.data.input_pipeline import epoch_order, non_iid_order
-from resnet.errors import DatasetError, UsageError
+from resnet.errors import CheckpointMismatchError, DatasetError, UsageError
 from tests import formats
 from tests.conftest import (ROOT, assert_same_weights, assert_usage_error,
                             final_weights, run, start, wait_for_line)
@@ -349,6 +350,38 @@ def test_an_image_that_does_not_decode_stops_training_naming_it(
         assert 0 <= metrics["accuracy"] <= 1
         with pytest.raises(UsageError, match="population"):
             cnn.evaluate(statistics="population")
+
+
+def test_class_names_go_with_the_model_and_a_renaming_is_refused(tmp_path):
+    """Class folders renamed between a stop and the resume (train and val
+    alike) permuted the labels silently (test accuracy 0.0000): the names
+    are in model.json, the resume is refused, and the SavedModel gives
+    each prediction's name."""
+    write("folder", tmp_path / "data", sizes=(32, 32))
+    ds = load("folder", tmp_path / "data", image_size=SIZE)
+    assert ds.class_names == ("class_0", "class_1", "class_2")
+    with ConvolutionNN(small_network(ds), ds, seed=0, progress=False,
+                       model_dir=str(tmp_path / "model")) as cnn:
+        cnn.train(10, 1)
+        assert cnn.class_names == ds.class_names
+        exported = cnn.export(str(tmp_path / "exported"))
+        want = cnn.predict(next(iter(ds.test_batches(9)))[0])
+    assert json.loads((tmp_path / "model" / "model.json").read_text())[
+        "class_names"] == ["class_0", "class_1", "class_2"]
+    model = tf.saved_model.load(exported)
+    images = next(iter(ds.test_batches(9)))[0]
+    out = model.signatures["serving_default"](images=tf.constant(images))
+    np.testing.assert_array_equal(out["classes"].numpy(), want)
+    assert [name.decode() for name in out["names"].numpy()] == [
+        ds.class_names[label] for label in want]
+    for split in ("train", "val"):  # sorted last now: labels 2, 0, 1
+        os.rename(tmp_path / "data" / split / "class_0",
+                  tmp_path / "data" / split / "class_9")
+    renamed = load("folder", tmp_path / "data", image_size=SIZE)
+    with pytest.raises(CheckpointMismatchError, match=r"class_names\[0\]: "
+                       r"'class_0' there, 'class_1' here"):
+        ConvolutionNN(small_network(renamed), renamed,
+                      model_dir=str(tmp_path / "model"))
 
 
 # A learnable file dataset: 3 colours, 90 training images of mixed sizes.

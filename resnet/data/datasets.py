@@ -9,6 +9,7 @@ labels. A missing, damaged or unexpected file raises `DatasetError` naming
 the path and what was expected.
 """
 import dataclasses
+from typing import Optional
 import gzip
 import math
 import os
@@ -58,6 +59,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    class_names: Optional[tuple] = None  # label -> name, if the data has them
 
     @property
     def image_shape(self):

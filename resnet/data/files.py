@@ -53,6 +53,7 @@ import os
 import tempfile
 import time
 import zipfile
+from typing import Optional
 
 import numpy as np
 from batch_renorm.tensorflow_quiet import tf
@@ -118,6 +119,7 @@ class FileDataset:
     test: FileIndex
     num_classes: int
     image_size: int
+    class_names: Optional[tuple] = None  # label -> folder name (folders)
 
     @property
     def image_shape(self):
@@ -335,6 +337,7 @@ def load(data_format, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
     data_dir = os.path.abspath(os.path.expanduser(data_dir))
     if not os.path.isdir(data_dir):
         raise DatasetError(f"{data_dir}: no such directory")
+    classes = None
     if data_format == "folder":
         train, classes = _folder_index(os.path.join(data_dir, TRAIN_SPLIT))
         test, _ = _folder_index(_test_path(data_dir, os.path.isdir), classes)
@@ -361,7 +364,8 @@ def load(data_format, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
     name = (f"{data_format} ({len(train)} training images, {num_classes} "
             f"classes)")
     log.info("%s: %s, test split %d images", data_dir, name, len(test))
-    return FileDataset(name, train, test, num_classes, image_size)
+    return FileDataset(name, train, test, num_classes, image_size,
+                       tuple(classes) if data_format == "folder" else None)
 
 
 def default_index_dir():

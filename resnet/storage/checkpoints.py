@@ -226,9 +226,12 @@ class Checkpoints:
             log.warning("%s is missing or unreadable: checking the "
                         "checkpoints' variables instead", path)
             return False
-        # JSON turns tuples into lists: compare in JSON form.
-        differences = json_differences(
-            saved, json.loads(json.dumps(self.signature)))
+        # JSON turns tuples into lists: compare in JSON form. What an
+        # earlier version did not record (class_names) cannot be checked.
+        ours = json.loads(json.dumps(self.signature))
+        differences = json_differences(saved, {
+            key: value for key, value in ours.items()
+            if key in saved or key != "class_names"})
         if differences:
             raise CheckpointMismatchError(
                 f"{self.model_dir} holds checkpoints of another model "

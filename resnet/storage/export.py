@@ -6,12 +6,13 @@ normalisation of the training images, the network with its moving
 statistics, no training ops, no input pipeline. Its `serving_default`
 signature takes `images` (float32 [N, H, W, C], in the dataset's own pixel
 scale) and returns `logits` and `probabilities` (float32 [N, classes]) and
-`classes` (int64 [N]).
+`classes` (int64 [N]), and, for a dataset whose classes have names (a
+folder dataset's class folders), `names` (string [N]).
 
 Typical use (TensorFlow 2, eager, without this project):
     model = tf.saved_model.load(path)
     out = model.signatures["serving_default"](images=tf.constant(x))
-    out["classes"], out["probabilities"]
+    out["classes"], out["probabilities"], out["names"]
 """
 import dataclasses
 import os
@@ -36,11 +37,13 @@ INPUT = "images"
 OUTPUTS = ("logits", "probabilities", "classes")
 
 
-def export_saved_model(network, image_shape, preprocess, values, path):
+def export_saved_model(network, image_shape, preprocess, values, path,
+                       class_names=None):
     """Writes the SavedModel of `network` on images of `image_shape`, its
     variables set from `values` ({variable name: array}, e.g. read from a
     training session), to `path` (through symbolic links: a link's target,
-    made if absent); returns that path.
+    made if absent); returns that path. `class_names`: label i's name,
+    given as the signature's `names` output.
 
     Written next to `path` and moved into place, so a failed or killed
     export never replaces a good one (an export killed between moving the
@@ -59,7 +62,8 @@ def export_saved_model(network, image_shape, preprocess, values, path):
         network = dataclasses.replace(network, data_format="NHWC")
     earlier = os.path.exists(path)
     try:
-        _write_in_place(network, image_shape, preprocess, values, path)
+        _write_in_place(network, image_shape, preprocess, values, path,
+                        class_names)
     except (OSError, tf.errors.OpError) as error:
         kept = ("the earlier export there is intact" if earlier
                 else "nothing is left there")
@@ -69,7 +73,8 @@ def export_saved_model(network, image_shape, preprocess, values, path):
     return path
 
 
-def _write_in_place(network, image_shape, preprocess, values, path):
+def _write_in_place(network, image_shape, preprocess, values, path,
+                    class_names):
     """Writes beside `path`, then moves the export in, the old one out."""
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
@@ -79,7 +84,7 @@ def _write_in_place(network, image_shape, preprocess, values, path):
     old = os.path.join(staging, "old")
     try:
         _write(network, image_shape, preprocess, values,
-               os.path.join(staging, "model"))
+               os.path.join(staging, "model"), class_names)
         if os.path.exists(path):
             os.rename(path, old)
         try:
@@ -142,7 +147,8 @@ def _alive(pid):
     return True
 
 
-def _write(network, image_shape, preprocess, values, directory):
+def _write(network, image_shape, preprocess, values, directory,
+           class_names=None):
     graph = tf.Graph()
     with graph.as_default():
         inference = graphs.build_inference(network, image_shape, preprocess)
@@ -150,11 +156,16 @@ def _write(network, image_shape, preprocess, values, directory):
         missing = [v.op.name for v in variables if v.op.name not in values]
         if missing:
             raise ValueError(f"no value for {', '.join(missing[:3])}")
+        outputs = dict(zip(OUTPUTS, (inference.logits,
+                                     inference.probabilities,
+                                     inference.predictions)))
+        if class_names:
+            outputs["names"] = tf.gather(tf.constant(list(class_names)),
+                                         inference.predictions, name="names")
         signature = tf1.saved_model.signature_def_utils.build_signature_def(
             inputs={INPUT: _tensor_info(inference.images)},
-            outputs={name: _tensor_info(tensor) for name, tensor in zip(
-                OUTPUTS, (inference.logits, inference.probabilities,
-                          inference.predictions))},
+            outputs={name: _tensor_info(tensor)
+                     for name, tensor in outputs.items()},
             method_name=tf1.saved_model.signature_constants.PREDICT_METHOD_NAME)
         with tf1.Session(graph=graph) as session:
             session.run([v.initializer for v in variables],
