@@ -75,7 +75,8 @@ def test_a_failed_export_leaves_the_previous_one(digits, tmp_path, monkeypatch):
         before = sorted(p.name for p in tmp_path.rglob("*"))
         pb = (tmp_path / "model" / "saved_model.pb").read_bytes()
 
-        def half_written(network, image_shape, preprocess, values, directory):
+        def half_written(network, image_shape, preprocess, values, directory,
+                         class_names):
             os.makedirs(directory)
             with open(os.path.join(directory, "saved_model.pb"), "wb") as f:
                 f.write(b"half")
