@@ -430,6 +430,27 @@ def test_local_workers_train_from_tfrecords(tmp_path):
     assert "after 24 steps" in line and float(line.split()[2]) > 0.8, line
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_local_workers_name_the_image_a_worker_cannot_decode(tmp_path):
+    """An undecodable image in worker 1's share: the launcher said only
+    that worker 0 lost worker 1, whose own line named the file."""
+    write("folder", tmp_path / "data", {"train": 300, "val": 30})
+    ds = load("folder", tmp_path / "data")
+    picked = set(np.linspace(0, 299, files.NORMALIZER_IMAGES).astype(int))
+    order = epoch_order(0, 0, 300)
+    bad = ds.train.paths[next(i for b in range(4) for i in
+                              order[b * 16 + 8:b * 16 + 16]
+                              if i not in picked)]
+    with open(bad, "r+b") as file:
+        file.truncate(40)  # a PNG header and no image
+    result = run(*CLI, "--dataset", "folder", "--data-dir",
+                 str(tmp_path / "data"), "--local-workers", "2")
+    assert result.returncode != 0
+    assert f"resnet-run: worker 1 failed: error: {bad}: not a readable " \
+           f"image (" in result.stderr, result.stderr[-3000:]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "folder"], "needs its directory (--data-dir)"),
     (["--image-size", "64"], "--image-size is for --dataset folder"),

@@ -3,7 +3,8 @@
 Starts N `resnet-run` processes with the same arguments on 127.0.0.1 and
 free ports, task 0 (the chief) on this terminal, the others quiet; waits
 for the chief, then for the others; returns the first failure's exit
-status. Ctrl-C reaches every worker from the terminal and SIGTERM is
+status, and prints the last line of each other worker that failed.
+Ctrl-C reaches every worker from the terminal and SIGTERM is
 passed on to the chief (it saves a checkpoint and stops; the others then
 stop); a launcher killed outright sends the chief SIGTERM (the same).
 The workers' cores are shared out among them.
@@ -92,13 +93,17 @@ def run_local_workers(count, argv):
     if codes[0] < 0:
         print(f"resnet-run: worker 0 (the chief) was killed by "
               f"{signal.Signals(-codes[0]).name}", file=sys.stderr)
+    # A worker's own failure (an image it read that does not decode, say)
+    # is often why the chief stopped: shown whatever the chief's status,
+    # except the workers stopped here after the chief (killed, code < 0).
     failed = [(task, code, log) for task, (code, log)
-              in enumerate(zip(codes[1:], logs), start=1) if code]
-    for task, code, log in failed if codes[0] == 0 else []:
+              in enumerate(zip(codes[1:], logs), start=1)
+              if code > 0 or (code and codes[0] == 0)]
+    for task, code, log in failed:
         log.seek(0)
         lines = log.read().strip().splitlines() or ["(no output)"]
-        print(f"resnet-run: worker {task} failed: {lines[-1]}",
-              file=sys.stderr)
+        last = lines[-1].removeprefix("resnet-run: ")
+        print(f"resnet-run: worker {task} failed: {last}", file=sys.stderr)
     if codes[0]:
         return 128 - codes[0] if codes[0] < 0 else codes[0]
     return failed[0][1] if failed else 0
