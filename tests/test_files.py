@@ -224,6 +224,10 @@ def damage(data_format, root, case):
                 next((root / "val" / "class_0").iterdir()).read_bytes())
         elif case == "no test split":
             os.rename(root / "val", root / "elsewhere")
+        elif case == "looping link":
+            os.symlink("loop.png", root / "train" / "class_1" / "loop.png")
+        elif case == "looping class":
+            os.symlink("class_x", root / "train" / "class_x")
         return
     shard = root / "train-00001-of-00002"
     if case == "empty shard":
@@ -245,6 +249,10 @@ def damage(data_format, root, case):
     ("folder", "empty class", "train/class_9: no images (.jpg"),
     ("folder", "unknown test class", "['class_7'] not in the training"),
     ("folder", "no test split", "no test split (one of val, validation"),
+    ("folder", "looping link", "class_1/loop.png: cannot be read (Too many "
+     "levels of symbolic links)"),
+    ("folder", "looping class", "train/class_x: cannot be read (Too many "
+     "levels of symbolic links)"),
     ("tfrecord", "empty shard", "train-00001-of-00002: an empty TFRecord"),
     ("tfrecord", "damaged shard", "train-00001-of-00002: damaged at record 14 "),
     ("tfrecord", "no shards", "no TFRecord shards"),
@@ -256,6 +264,53 @@ def test_bad_datasets_are_named(tmp_path, data_format, case, message):
     damage(data_format, tmp_path, case)
     with pytest.raises(DatasetError, match=re.escape(message)):
         load(data_format, tmp_path)
+
+
+def test_an_unreadable_folder_is_named(tmp_path, monkeypatch):
+    """A class or train folder the user may not read (root here reads
+    anything: os.scandir fails as it would) gave a PermissionError
+    traceback."""
+    write("folder", tmp_path)
+    locked = str(tmp_path / "train" / "class_1")
+    scandir = os.scandir
+
+    def refuse(path):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", path)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{locked}: cannot be read (Permission denied)")):
+        load("folder", tmp_path)
+
+
+def test_what_class_folders_hold_besides_images_is_counted(tmp_path,
+                                                           caplog):
+    """Nested folders, .tiff (TensorFlow does not decode it) and other
+    files were skipped silently (36 of 66 images counted); WebP is read."""
+    import io
+    from PIL import Image
+    write("folder", tmp_path)
+    folder = tmp_path / "train" / "class_0"
+    for kind, name in (("WEBP", "a.webp"), ("TIFF", "b.tiff"),
+                       ("TIFF", "c.tif"), ("PNG", "deep/d.png")):
+        os.makedirs((folder / name).parent, exist_ok=True)
+        data = io.BytesIO()
+        Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(data, kind)
+        (folder / name).write_bytes(data.getvalue())
+    (folder / "notes.txt").write_text("x")
+    with caplog.at_level("WARNING"):
+        ds = load("folder", tmp_path, image_size=SIZE)
+    assert ds.train_size == SPLITS["folder"]["train"] + 1
+    webp = list(ds.train.paths).index(str(folder / "a.webp"))
+    with files._private_session() as session:
+        image = session.run(files.decode(files.read_record(
+            ds.train.paths[webp], 0, -1, False)))
+    np.testing.assert_array_equal(image, np.full((32, 32, 3), 200))
+    assert (f"{tmp_path / 'train'}: skipped in the class folders: "
+            f"1 .tif files, 1 .tiff files, 1 .txt files, 1 subfolders"
+            in caplog.text), caplog.text
 
 
 def test_labels_out_of_range_and_missing_directories(tmp_path):

@@ -6,7 +6,7 @@ memory (ImageNet, the setting of He et al. and of the batch renorm paper).
 
 Two layouts of DIR:
   folder: DIR/train/CLASS/IMAGE and DIR/val/CLASS/IMAGE (or test/ or
-    validation/): JPEG, PNG, GIF or BMP files, one folder per class; the
+    validation/): JPEG, PNG, GIF, BMP or WebP files, one folder per class; the
     classes are train's folder names, sorted, labels 0, 1, ...
   tfrecord: DIR/train-* and DIR/validation-* (or test-*) shards of
     `tf.train.Example`s with "image/encoded" (the image file's bytes) and
@@ -42,6 +42,7 @@ Training crops: a random part of 8%-100% of the image's area, aspect ratio
 Evaluation: the shorter side resized to image_size / 0.875 (256 for 224),
 the centre image_size square. Images of mixed sizes are fine.
 """
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -68,7 +69,7 @@ log = logging.getLogger(__name__)
 FORMATS = FILE_FORMATS
 TRAIN_SPLIT = "train"
 TEST_SPLITS = ("val", "validation", "test")  # the first found is used
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 IMAGE_KEY, LABEL_KEY = "image/encoded", "image/class/label"
 CENTRAL_FRACTION = 0.875  # evaluation: 224 of 256
 NORMALIZER_IMAGES = 256   # training images the per-channel statistics read
@@ -285,8 +286,8 @@ def _read(path, offset, length):
 
 
 def decode(data):
-    """uint8 [H, W, 3] of a JPEG, PNG, GIF or BMP file's bytes (grey and
-    RGBA images made RGB)."""
+    """uint8 [H, W, 3] of a JPEG, PNG, GIF, BMP or WebP file's bytes (grey
+    and RGBA images made RGB)."""
     return tf.io.decode_image(data, channels=3, expand_animations=False)
 
 
@@ -387,12 +388,14 @@ def _test_path(data_dir, exists):
 
 def _folder_index(root, classes=None):
     """The index of root/CLASS/IMAGE files and the classes (sorted folder
-    names, or `classes`: a test split's folders must be among them)."""
+    names, or `classes`: a test split's folders must be among them). What
+    a class folder holds besides images of IMAGE_EXTENSIONS at its top
+    level is counted in one warning."""
     if not os.path.isdir(root):
         raise DatasetError(f"{root}: no such directory (expected a folder "
                            f"per class)")
-    found = sorted(entry.name for entry in os.scandir(root)
-                   if entry.is_dir())
+    found = [entry.name for entry in _entries(root)
+             if _kind(entry) == "folder"]
     if not found:
         raise DatasetError(f"{root}: no class folders")
     if classes is None:
@@ -401,22 +404,57 @@ def _folder_index(root, classes=None):
     if unknown:
         raise DatasetError(f"{root}: class folder(s) {unknown[:3]} not in "
                            f"the training split")
-    paths, labels = [], []
+    paths, labels, skipped = [], [], collections.Counter()
     for name in found:
         folder = os.path.join(root, name)
-        images = sorted(entry.path for entry in os.scandir(folder)
-                        if entry.is_file() and entry.name.lower().endswith(
-                            IMAGE_EXTENSIONS))
+        images = []
+        for entry in _entries(folder):
+            kind = _kind(entry)
+            extension = os.path.splitext(entry.name)[1].lower()
+            if kind == "file" and extension in IMAGE_EXTENSIONS:
+                images.append(entry.path)
+            else:
+                skipped["subfolders" if kind == "folder" else
+                        f"{extension or 'no extension'} files"] += 1
         if not images:
             raise DatasetError(f"{folder}: no images "
                                f"({', '.join(IMAGE_EXTENSIONS)})")
         paths += images
         labels += [classes.index(name)] * len(images)
+    if skipped:
+        log.warning("%s: skipped in the class folders: %s (read: the %s "
+                    "files at a class folder's top level)", root,
+                    ", ".join(f"{count} {what}" for what, count in
+                              sorted(skipped.items())),
+                    "/".join(IMAGE_EXTENSIONS))
     count = len(paths)
     return FileIndex(np.array(paths, object), np.arange(count),
                      np.zeros(count, np.int64),
                      np.full(count, -1, np.int64), np.array(labels, np.int64),
                      np.zeros(count, np.int64), tfrecord=False), classes
+
+
+def _entries(folder):
+    """The entries of `folder`, sorted by name; DatasetError naming it if
+    it cannot be read."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except OSError as error:
+        raise DatasetError(f"{folder}: cannot be read "
+                           f"({error.strerror or error})") from None
+
+
+def _kind(entry):
+    """"folder", "file" or "other" (a dangling link, a device) of a
+    directory entry, following links; DatasetError naming one that cannot
+    be followed (a link that loops)."""
+    try:
+        return ("folder" if entry.is_dir() else
+                "file" if entry.is_file() else "other")
+    except OSError as error:
+        raise DatasetError(f"{entry.path}: cannot be read "
+                           f"({error.strerror or error})") from None
 
 
 def _shard_files(prefix):
