@@ -426,8 +426,13 @@ def cluster_from(args, batch_size):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    # Before TensorFlow reads them: its logging level and XLA's flags.
-    import_tensorflow_quietly(verbose="--verbose" in argv, xla="--xla" in argv)
+    try:
+        # Before TensorFlow reads them: its logging level and XLA's flags.
+        import_tensorflow_quietly(verbose="--verbose" in argv,
+                                  xla="--xla" in argv)
+    except KeyboardInterrupt:  # seconds of start-up: no traceback
+        print("resnet-run: interrupted", file=sys.stderr, flush=True)
+        return 128 + signal.SIGINT
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -158,6 +158,18 @@ def test_two_interrupts_in_a_notebook_raise_and_keep_the_model(digits,
         assert int(cnn.session.run(cnn.global_step)) > step
 
 
+def test_ctrl_c_while_tensorflow_loads_is_one_line():
+    """As when a process group's Ctrl-C meets --local-workers' chief
+    starting: a 32-102-line KeyboardInterrupt traceback."""
+    process = start("-m", "resnet.resnet_run", "--no-progress")
+    time.sleep(1.0)  # importing TensorFlow takes seconds
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "resnet-run: interrupted"
+    assert "Traceback" not in stderr, stderr
+
+
 def test_a_second_sigint_after_the_run_stopped_is_no_traceback(tmp_path):
     process = start_training(tmp_path)
     wait_for_line(process, "saved checkpoint")
