@@ -354,6 +354,19 @@ def test_the_tfrecord_index_is_kept_and_rebuilt_when_a_shard_changes(
                    index_dir=tmp_path / "index")
     assert read == ["train-00000-of-00002"]  # the changed shard only
     assert changed.train_size == 16  # 1 + the other shard's 15
+    # Relabelled at the same size, its modification time restored (tar,
+    # rsync, cp -p): the kept index's old labels were used silently.
+    before = os.stat(shard)
+    relabelled = tmp_path / "relabelled"
+    with tf.io.TFRecordWriter(str(relabelled)) as writer:
+        writer.write(formats.example(formats.encode_image(
+            np.zeros((8, 8, 3), np.uint8)), 2))
+    assert os.path.getsize(relabelled) == before.st_size
+    os.replace(relabelled, shard)
+    os.utime(shard, ns=(before.st_atime_ns, before.st_mtime_ns))
+    again = load("tfrecord", tmp_path / "data", index_dir=tmp_path / "index")
+    assert read[-1] == "train-00000-of-00002"
+    assert again.train.labels[again.train.files == 0].tolist() == [2]
     # A write that fails (a full disk) leaves no partial file behind.
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -363,10 +376,16 @@ def test_the_tfrecord_index_is_kept_and_rebuilt_when_a_shard_changes(
     assert list((tmp_path / "other").iterdir()) == []
     # An index directory it cannot write: a warning, the data still read.
     (tmp_path / "blocked").write_text("a file")
-    again = load("tfrecord", tmp_path / "data",
-                 index_dir=tmp_path / "blocked" / "index")
-    assert again.train_size == 16
-    assert "the next run reads the shards again" in caplog.text
+    caplog.clear()
+    blocked = load("tfrecord", tmp_path / "data",
+                   index_dir=tmp_path / "blocked" / "index")
+    assert blocked.train_size == 16
+    warnings = [r.getMessage() for r in caplog.records
+                if "could not keep the TFRecord index" in r.getMessage()]
+    assert warnings == 2 * [  # a line per split, not per shard
+        f"could not keep the TFRecord index of 2 shards in "
+        f"{tmp_path / 'blocked' / 'index'} (not a directory): the next run "
+        f"reads them again"], warnings
 
 
 def small_network(ds):

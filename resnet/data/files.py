@@ -25,7 +25,7 @@ or on several workers, each reading only its own part of every batch.
 
 A TFRecord index reads every record once (checking its CRCs, label and
 image field) and is kept in `index_dir` (default `default_index_dir()`),
-a file per shard named by a hash of its path, size and time, so that the
+a file per shard named by a hash of its path, size, times and inode, so that the
 next run starts at once and a changed shard alone is read again. A missing
 split, an
 empty or damaged shard, a record without its fields, a label out of range
@@ -62,6 +62,7 @@ from batch_renorm.tensorflow_quiet import tf
 from resnet.data import input_pipeline
 from resnet.data.datasets import FILE_FORMATS, FILE_IMAGE_SIZE
 from resnet.errors import DatasetError
+from resnet.storage.files import failure_reason
 
 tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
@@ -475,15 +476,19 @@ def _shards(prefix):
 
 def _tfrecord_index(shards, index_dir):
     """The index of `shards`: each shard's part from index_dir if it was
-    built for that very file (path, size, time), else read (every record
+    built for that very file (path, size, times, inode), else read (every record
     once) and kept there."""
-    parts, shown = [], time.monotonic()
+    parts, shown, failures = [], time.monotonic(), []
     for number, path in enumerate(shards):
-        parts.append(_shard_index(path, index_dir))
+        parts.append(_shard_index(path, index_dir, failures))
         if time.monotonic() - shown > 30:
             log.info("indexing TFRecords: %d of %d shards", number + 1,
                      len(shards))
             shown = time.monotonic()
+    if failures:  # once, not once per shard (thousands for ImageNet)
+        log.warning("could not keep the TFRecord index of %d shards in %s "
+                    "(%s): the next run reads them again", len(failures),
+                    index_dir, failures[0])
     sizes = [len(labels) for _, _, labels in parts]
     return FileIndex(
         np.array(shards, object), np.repeat(np.arange(len(shards)), sizes),
@@ -491,12 +496,16 @@ def _tfrecord_index(shards, index_dir):
         np.concatenate([np.arange(size) for size in sizes]), tfrecord=True)
 
 
-def _shard_index(path, index_dir):
-    """(offsets, lengths, labels) of the records of one shard."""
+def _shard_index(path, index_dir, failures):
+    """(offsets, lengths, labels) of the records of one shard; why its
+    index could not be kept is appended to `failures`."""
     stat = os.stat(path)
     if stat.st_size == 0:
         raise DatasetError(f"{path}: an empty TFRecord shard")
-    key = json.dumps([path, stat.st_size, stat.st_mtime_ns])
+    # The change time and inode too: a copy that restores the size and the
+    # modification time (tar, rsync, cp -p) has another of each.
+    key = json.dumps([path, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns,
+                      stat.st_ino, stat.st_dev])
     cached = os.path.join(index_dir, hashlib.sha256(
         key.encode()).hexdigest()[:24] + ".npz")
     fields = ("offsets", "lengths", "labels")
@@ -514,7 +523,9 @@ def _shard_index(path, index_dir):
         offset += len(data) + 16  # length, its CRC, data, its CRC
     columns = tuple(np.array(column, np.int64)
                     for column in (offsets, lengths, labels))
-    _keep(cached, dict(zip(fields, columns)))
+    failure = _keep(cached, dict(zip(fields, columns)))
+    if failure:
+        failures.append(failure)
     return columns
 
 
@@ -567,8 +578,9 @@ def _label(data, path, record):
 
 
 def _keep(path, arrays):
-    """Writes the index atomically; a directory it cannot write costs the
-    next run a rebuild, nothing more."""
+    """Writes the index atomically; returns None, or why it could not (a
+    directory it cannot write costs the next run a rebuild, nothing
+    more)."""
     file = None
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -579,8 +591,8 @@ def _keep(path, arrays):
     except OSError as error:
         if file is not None and os.path.exists(file.name):
             os.remove(file.name)
-        log.warning("could not keep the TFRecord index in %s (%s): the next "
-                    "run reads the shards again", path, error)
+        return failure_reason(error)
+    return None
 
 
 def _undecodable(index, records, error):
