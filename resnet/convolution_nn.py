@@ -399,7 +399,9 @@ class ConvolutionNN:
         (`hooks`: ours, the CheckpointHook among them)."""
         try:
             yield
-        except tf.errors.OpError as error:
+        # TensorFlow raises UnicodeDecodeError for a message holding bytes
+        # that are no text (a record's, say).
+        except (tf.errors.OpError, UnicodeDecodeError) as error:
             explained = self._input.explain(
                 error, lambda: int(self.session.run(self.global_step)))
             if explained is None:

@@ -426,6 +426,30 @@ def test_an_image_that_does_not_decode_stops_training_naming_it(
             cnn.evaluate(statistics="population")
 
 
+def test_a_shard_rewritten_while_training_is_named(tmp_path):
+    """A shard rewritten with other content mid-run: a raw error with the
+    record's bytes (TensorFlow's own UnicodeDecodeError on the way), no
+    shard named, nothing saved. Now: the shard and byte, a checkpoint."""
+    write("tfrecord", tmp_path / "data", {"train": 60, "validation": 9},
+          sizes=(32, 32))
+    ds = load("tfrecord", tmp_path / "data", image_size=SIZE)
+    shard = tmp_path / "data" / "train-00000-of-00002"
+
+    class Rewrite(tf1.train.SessionRunHook):
+        def after_run(self, run_context, run_values):
+            if not hasattr(self, "done"):
+                self.done = shard.write_bytes(bytes(reversed(
+                    shard.read_bytes())))
+
+    with ConvolutionNN(small_network(ds), ds, seed=0, progress=False,
+                       model_dir=str(tmp_path / "model")) as cnn:
+        with pytest.raises(DatasetError, match=(
+                rf"^{re.escape(str(shard))}: the record at byte \d+ changed "
+                rf"since it was indexed \(index it again: a new run does\) "
+                rf"at step (\d+); saved checkpoint .*model.ckpt-\1")):
+            cnn.train(8, 2, hooks=[Rewrite()])
+
+
 def test_class_names_go_with_the_model_and_a_renaming_is_refused(tmp_path):
     """Class folders renamed between a stop and the resume (train and val
     alike) permuted the labels silently (test accuracy 0.0000): the names

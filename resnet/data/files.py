@@ -51,6 +51,7 @@ import hashlib
 import json
 import logging
 import os
+import struct
 import tempfile
 import time
 import zipfile
@@ -258,7 +259,10 @@ class FileInput:
         """The `DatasetError` naming the image that `error`, raised by a
         step of the epoch under way, could not decode, or None if the error
         is not the input's. `step()` gives the failed step."""
-        if self._epoch is None or self.images.op.name not in error.message:
+        message = getattr(error, "message", "")
+        if self._epoch is None or not (
+                self.images.op.name in message or CHANGED in message
+                or isinstance(error, UnicodeDecodeError)):
             return None
         records, steps = self._epoch
         failed = step()
@@ -272,18 +276,30 @@ def read_record(path, offset, length, tfrecord):
     shard (the offsets are the index's, checked once)."""
     if not tfrecord:
         return tf.io.read_file(path)
-    data = tf.numpy_function(_read, [path, offset, length], tf.string,
+    data = tf.numpy_function(_read_record, [path, offset, length], tf.string,
                              stateful=False)
     data.set_shape([])
     return tf.io.parse_single_example(data, {
         IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})[IMAGE_KEY]
 
 
-def _read(path, offset, length):
-    """`length` bytes at `offset` of the file `path` (-1: all of it)."""
+CHANGED = "changed since it was indexed"
+
+
+def _read_record(path, offset, length):
+    """The `length` bytes of the record at `offset` of the TFRecord shard
+    `path`, checked against the length its frame gives: a shard rewritten
+    since it was indexed raises ValueError (CHANGED) instead of handing a
+    stranger's bytes to the parser."""
     with open(path, "rb") as file:
-        file.seek(offset)
-        return file.read(length)
+        file.seek(offset - 12)  # the record's length and its CRC before it
+        header, data = file.read(12), file.read(length)
+    framed = struct.unpack("<Q", header[:8])[0] if len(header) == 12 else -1
+    if framed != length or len(data) != length:
+        name = os.fsdecode(path)
+        raise ValueError(f"{name}: the record at byte {offset - 12} {CHANGED}"
+                         f" (index it again: a new run does)")
+    return data
 
 
 def decode(data):
@@ -607,9 +623,19 @@ def _undecodable(index, records, error):
                 session.run(decoded, dict(zip(feeds, (
                     item[0] for item in index.feed([record])))))
             except tf.errors.OpError as cause:
+                reason = _reason(cause)
+                if CHANGED in reason:
+                    return DatasetError(reason.split("ValueError: ")[-1])
                 return DatasetError(f"{index.describe(record)}: not a "
-                                    f"readable image ({_reason(cause)})")
-    return DatasetError(f"reading the images failed: {_reason(error)}")
+                                    f"readable image ({reason})")
+            except UnicodeDecodeError:  # TensorFlow's message held bytes
+                return DatasetError(f"{index.describe(record)}: not a "
+                                    f"readable record (its bytes are no "
+                                    f"tf.train.Example)")
+    reason = _reason(error)  # the record changed back, or another's error
+    if CHANGED in reason:
+        return DatasetError(reason.split("ValueError: ")[-1])
+    return DatasetError(f"reading the images failed: {reason}")
 
 
 @contextlib.contextmanager
@@ -624,6 +650,7 @@ def _private_session():
 def _reason(error):
     """What a TensorFlow error's message says went wrong: its last line
     but the node names (before it: "Graph execution error:" and where)."""
-    lines = [line.strip() for line in error.message.splitlines()]
+    lines = [line.strip() for line in
+             getattr(error, "message", str(error)).splitlines()]
     return next((line for line in reversed(lines)
                  if line and not line.startswith("[[")), "unknown")
