@@ -237,10 +237,19 @@ def damage(data_format, root, case):
     elif case == "no shards":
         for path in root.glob("train-*"):
             path.unlink()
-    elif case in ("missing field", "negative label"):
+    elif case in ("missing field", "negative label", "string label",
+                  "huge label"):
         with tf.io.TFRecordWriter(str(shard)) as writer:
             if case == "negative label":
                 writer.write(formats.example(b"x", -1))
+            elif case == "huge label":
+                writer.write(formats.example(b"x", 2 ** 40))
+            elif case == "string label":
+                writer.write(tf.train.Example(features=tf.train.Features(
+                    feature={name: tf.train.Feature(bytes_list=tf.train.
+                                                    BytesList(value=[b"3"]))
+                             for name in (files.IMAGE_KEY, files.LABEL_KEY)}
+                )).SerializeToString())
             else:
                 writer.write(tf.train.Example().SerializeToString())
 
@@ -258,6 +267,10 @@ def damage(data_format, root, case):
     ("tfrecord", "no shards", "no TFRecord shards"),
     ("tfrecord", "missing field", "record 0: expected one 'image/encoded'"),
     ("tfrecord", "negative label", "record 0: negative label -1"),
+    ("tfrecord", "string label", "(int64), found 'image/class/label' (1 "
+     "bytes), 'image/encoded' (1 bytes)"),
+    ("tfrecord", "huge label", "record 0: label 1099511627776, more than the "
+     "1,000,000 classes"),
 ])
 def test_bad_datasets_are_named(tmp_path, data_format, case, message):
     write(data_format, tmp_path)
@@ -266,12 +279,15 @@ def test_bad_datasets_are_named(tmp_path, data_format, case, message):
         load(data_format, tmp_path)
 
 
-def test_an_unreadable_folder_is_named(tmp_path, monkeypatch):
+@pytest.mark.parametrize("data_format, locked", [
+    ("folder", "train/class_1"), ("tfrecord", ".")])
+def test_an_unreadable_folder_is_named(tmp_path, monkeypatch, data_format,
+                                       locked):
     """A class or train folder the user may not read (root here reads
     anything: os.scandir fails as it would) gave a PermissionError
-    traceback."""
-    write("folder", tmp_path)
-    locked = str(tmp_path / "train" / "class_1")
+    traceback; a TFRecord folder, "no TFRecord shards"."""
+    write(data_format, tmp_path)
+    locked = os.path.normpath(tmp_path / locked)
     scandir = os.scandir
 
     def refuse(path):
@@ -282,7 +298,7 @@ def test_an_unreadable_folder_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "scandir", refuse)
     with pytest.raises(DatasetError, match=re.escape(
             f"{locked}: cannot be read (Permission denied)")):
-        load("folder", tmp_path)
+        load(data_format, tmp_path)
 
 
 def test_what_class_folders_hold_besides_images_is_counted(tmp_path,

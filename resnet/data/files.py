@@ -74,6 +74,7 @@ TEST_SPLITS = ("val", "validation", "test")  # the first found is used
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 IMAGE_KEY, LABEL_KEY = "image/encoded", "image/class/label"
 CENTRAL_FRACTION = 0.875  # evaluation: 224 of 256
+MAX_CLASSES = 1_000_000   # labels beyond are taken for damage, not classes
 NORMALIZER_IMAGES = 256   # training images the per-channel statistics read
 INDEX_BATCH = 4096        # TFRecord records read a session.run while indexing
 
@@ -476,7 +477,8 @@ def _kind(entry):
 
 def _shard_files(prefix):
     """The sorted files PREFIX-* (DIR/train-*, ...), whatever characters
-    the prefix holds."""
+    the prefix holds; DatasetError if their folder cannot be read."""
+    _entries(os.path.dirname(prefix))  # glob finds nothing where it can't
     return sorted(path for path in glob.glob(glob.escape(prefix) + "-*")
                   if os.path.isfile(path))
 
@@ -584,13 +586,26 @@ def _label(data, path, record):
     image, label = features.get(IMAGE_KEY), features.get(LABEL_KEY)
     if (image is None or len(image.bytes_list.value) != 1 or label is None
             or len(label.int64_list.value) != 1):
+        found = ", ".join(f"{name!r} ({_kind_of(features[name])})"
+                          for name in sorted(features)) or "no fields"
         raise DatasetError(f"{path}, record {record}: expected one "
                            f"{IMAGE_KEY!r} (bytes) and one {LABEL_KEY!r} "
-                           f"(int64), found {sorted(features)}")
+                           f"(int64), found {found}")
     value = label.int64_list.value[0]
     if value < 0:
         raise DatasetError(f"{path}, record {record}: negative label {value}")
+    if value >= MAX_CLASSES:
+        raise DatasetError(f"{path}, record {record}: label {value}, more "
+                           f"than the {MAX_CLASSES:,} classes a network "
+                           f"here may have")
     return value
+
+
+def _kind_of(feature):
+    """"N bytes", "N int64" or "N float" values of a tf.train.Feature."""
+    kind = feature.WhichOneof("kind")
+    values = getattr(feature, kind).value if kind else ()
+    return f"{len(values)} {kind.split('_')[0] if kind else 'empty'}"
 
 
 def _keep(path, arrays):
