@@ -366,8 +366,8 @@ class ConvolutionNN:
         the epoch's position is counted in batches. The arguments: what
         training computes (the batch, `TrainConfig`, the network's settings
         and its model, so that a lost model.json hides no change), how many
-        workers normalise their own slices, synchronized statistics, and
-        the precision."""
+        workers normalise their own slices, the training set's size (a
+        folder that grew), synchronized statistics, and the precision."""
         step, start = self.session.run([self.global_step,
                                         self._epochs.start_step])
         self._checkpoints.check_run(
@@ -375,6 +375,7 @@ class ConvolutionNN:
              "network": self.network.settings(),
              "model": self.network.signature(),
              "workers": self._workers(),
+             "train_size": self.dataset.train_size,
              "sync_statistics": bool(self.cluster
                                      and self.run_config.sync_statistics),
              "precision": self._precision},

@@ -17,7 +17,8 @@ from resnet import models
 from resnet.convolution_nn import ConvolutionNN
 from resnet.data import files
 from resnet.data.input_pipeline import epoch_order, non_iid_order
-from resnet.errors import CheckpointMismatchError, DatasetError, UsageError
+from resnet.errors import (CheckpointMismatchError, DatasetError,
+                           RunChangedError, UsageError)
 from tests import formats
 from tests.conftest import (ROOT, assert_same_weights, assert_usage_error,
                             final_weights, run, start, wait_for_line)
@@ -57,7 +58,7 @@ def test_the_test_split_is_what_was_written_centre_cropped(written):
     ds = load(data_format, root, image_size=SIZE)
     assert (ds.train_size, ds.test_size, ds.num_classes) == (30, 9, 3)
     assert ds.image_shape == (SIZE, SIZE, 3)
-    assert ds.name == f"{data_format} (30 training images, 3 classes)"
+    assert ds.name == data_format  # what model.json records
     images, labels = (np.concatenate(parts) for parts in
                       zip(*ds.test_batches(4)))
     test_images, test_labels = list(splits.values())[1]
@@ -464,6 +465,35 @@ def test_a_shard_rewritten_while_training_is_named(tmp_path):
                 rf"since it was indexed \(index it again: a new run does\) "
                 rf"at step (\d+); saved checkpoint .*model.ckpt-\1")):
             cnn.train(8, 2, hooks=[Rewrite()])
+
+
+def test_a_grown_folder_exports_and_resumes_with_changes_allowed(tmp_path):
+    """One image added after training: the export was refused ("choose
+    another model_dir"), and so was training on, --allow-changes or not
+    (the dataset's name in model.json held its size)."""
+    write("folder", tmp_path / "data", sizes=(32, 32))
+    ds = load("folder", tmp_path / "data", image_size=SIZE)
+    model = str(tmp_path / "model")
+    with ConvolutionNN(small_network(ds), ds, progress=False,
+                       model_dir=model) as cnn:
+        cnn.train(10, 1)
+    # As an earlier version wrote it: the name held the sizes.
+    signature = tmp_path / "model" / "model.json"
+    signature.write_text(json.dumps(dict(
+        json.loads(signature.read_text()),
+        dataset="folder (30 training images, 3 classes)")))
+    extra = tmp_path / "data" / "train" / "class_0" / "extra.png"
+    extra.write_bytes(open(ds.train.paths[0], "rb").read())
+    grown = load("folder", tmp_path / "data", image_size=SIZE)
+    with ConvolutionNN(small_network(grown), grown, progress=False,
+                       model_dir=model) as cnn:
+        cnn.export(str(tmp_path / "exported"))
+        with pytest.raises(RunChangedError, match="train_size: 30 there, "
+                           "31 here"):
+            cnn.train(10, 1)
+    with ConvolutionNN(small_network(grown), grown, progress=False,
+                       model_dir=model, allow_changes=True) as cnn:
+        assert cnn.train(10, 1)[-1]["step"] == 3 + 4  # ceil(31 / 10)
 
 
 def test_class_names_go_with_the_model_and_a_renaming_is_refused(tmp_path):

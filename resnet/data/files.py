@@ -380,10 +380,11 @@ def load(data_format, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
                 f"{split} records)")
     if num_classes < 2:
         raise DatasetError(f"{data_dir}: one class only: nothing to learn")
-    name = (f"{data_format} ({len(train)} training images, {num_classes} "
-            f"classes)")
-    log.info("%s: %s, test split %d images", data_dir, name, len(test))
-    return FileDataset(name, train, test, num_classes, image_size,
+    log.info("%s: %s (%d training images, %d classes), test split %d "
+             "images", data_dir, data_format, len(train), num_classes,
+             len(test))
+    # Named by its format alone: the images may grow (run.json counts them).
+    return FileDataset(data_format, train, test, num_classes, image_size,
                        tuple(classes) if data_format == "folder" else None)
 
 
