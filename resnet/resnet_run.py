@@ -75,6 +75,10 @@ def build_parser():
     data.add_argument("--image-size", type=int, metavar="S", help="folder "
                       f"and tfrecord: train and test on SxS crops (default "
                       f"{datasets.FILE_IMAGE_SIZE})")
+    data.add_argument("--max-pixels", type=int, metavar="N", help="folder "
+                      "and tfrecord: an image of more pixels (width x "
+                      "height) stops training, naming it, before it is "
+                      "decoded; 0: no cap (default 100,000,000)")
     data.add_argument("--index-dir", metavar="DIR", help="tfrecord: where "
                       "the shards' indexes are kept (default "
                       "$XDG_CACHE_HOME/resnet-batch-renorm/index; a shared "
@@ -289,6 +293,10 @@ def plan(args, workers=None):
         raise ValueError(f"--image-size must be >= 8, got {args.image_size}")
     if args.index_dir is not None and args.dataset != "tfrecord":
         raise ValueError("--index-dir is for --dataset tfrecord")
+    if args.max_pixels is not None and not files:
+        raise ValueError("--max-pixels is for --dataset folder or tfrecord")
+    if args.max_pixels is not None and args.max_pixels < 0:
+        raise ValueError(f"--max-pixels must be >= 0, got {args.max_pixels}")
     if args.validation and files:
         raise ValueError(f"--validation holds out in-memory images: a "
                          f"{args.dataset} dataset tests on its own split")
@@ -300,7 +308,10 @@ def plan(args, workers=None):
         from resnet.data import files as file_data
         ds = file_data.load(args.dataset, args.data_dir,
                             args.image_size or datasets.FILE_IMAGE_SIZE,
-                            index_dir=args.index_dir)
+                            index_dir=args.index_dir,
+                            max_pixels=(file_data.MAX_PIXELS
+                                        if args.max_pixels is None
+                                        else args.max_pixels))
     else:
         ds = datasets.load(args.dataset, args.data_dir)
     if args.validation:

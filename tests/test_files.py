@@ -330,6 +330,28 @@ def test_what_class_folders_hold_besides_images_is_counted(tmp_path,
             in caplog.text), caplog.text
 
 
+@pytest.mark.parametrize("kind", ["PNG", "GIF", "BMP", "JPEG"])
+def test_an_image_past_the_pixel_cap_is_named_before_decoding(tmp_path, kind):
+    """Decompression bombs: twelve 1-MB PNGs of 23000 x 23000 took 8.5 GB.
+    The header's width x height is checked first (its reading against
+    PIL's sizes), and the image named."""
+    from PIL import Image
+    data = tmp_path / f"big.{kind.lower()}"
+    Image.new("RGB", (1201, 1000), (200, 10, 10)).save(data, kind)
+    with files._private_session() as session:
+        assert session.run(files.header_pixels(data.read_bytes())) == 1201000
+    write("folder", tmp_path / "set", sizes=(32, 32))
+    os.rename(data, tmp_path / "set" / "train" / "class_2" / data.name)
+    ds = load("folder", tmp_path / "set", image_size=SIZE,
+              max_pixels=1_000_000)
+    with pytest.raises(DatasetError, match=re.escape(
+            f"class_2/{data.name}: width x height is more than max_pixels "
+            f"1,000,000 (a larger cap: files.load(max_pixels=...), "
+            f"--max-pixels)")):
+        ConvolutionNN(small_network(ds), ds)
+    load("folder", tmp_path / "set", image_size=SIZE, max_pixels=0)
+
+
 def test_labels_out_of_range_and_missing_directories(tmp_path):
     write("tfrecord", tmp_path)
     with pytest.raises(DatasetError, match=r"-of-00002, record \d+: label 2 "
@@ -604,6 +626,9 @@ def test_local_workers_name_the_image_a_worker_cannot_decode(tmp_path):
     (["--resnet", "imagenet", "--layers", "conv:8"], "not with --layers"),
     (["--dataset", "folder", "--image-size", "4"], "--image-size must be"),
     (["--index-dir", "/tmp"], "--index-dir is for --dataset tfrecord"),
+    (["--max-pixels", "5"], "--max-pixels is for --dataset folder or tfrecord"),
+    (["--dataset", "folder", "--data-dir", "/tmp", "--max-pixels", "-1"],
+     "--max-pixels must be >= 0"),
 ])
 def test_file_dataset_usage_errors(args, message):
     assert_usage_error(run("-m", "resnet.resnet_run", *args), message)

@@ -74,6 +74,8 @@ TEST_SPLITS = ("val", "validation", "test")  # the first found is used
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 IMAGE_KEY, LABEL_KEY = "image/encoded", "image/class/label"
 CENTRAL_FRACTION = 0.875  # evaluation: 224 of 256
+MAX_PIXELS = 100_000_000  # an image's, read from its header before decoding
+PIXELS_CAPPED = "width x height is more than max_pixels"
 MAX_CLASSES = 1_000_000   # labels beyond are taken for damage, not classes
 NORMALIZER_IMAGES = 256   # training images the per-channel statistics read
 INDEX_BATCH = 4096        # TFRecord records read a session.run while indexing
@@ -91,6 +93,7 @@ class FileIndex:
     labels: np.ndarray
     records: np.ndarray
     tfrecord: bool
+    max_pixels: int = 0  # set by `load`: an image's pixels at most
 
     def __len__(self):
         return len(self.labels)
@@ -165,8 +168,8 @@ class FileDataset:
 
         def load(path, offset, length, label):
             return center_crop(decode(read_record(path, offset, length,
-                                                  index.tfrecord)),
-                               size), label
+                                                  index.tfrecord),
+                                      index.max_pixels), size), label
 
         with _private_session() as session:
             paths, offsets, lengths = index.feed(picks)
@@ -215,7 +218,7 @@ class FileInput:
 
             def load(path, offset, length, label, step, slot):
                 image = decode(read_record(path, offset, length,
-                                           index.tfrecord))
+                                           index.tfrecord), index.max_pixels)
                 if augment:
                     image = random_crop_flip(image, image_size, tf.stack(
                         [tf.constant(seed, tf.int64), step, slot]))
@@ -303,10 +306,53 @@ def _read_record(path, offset, length):
     return data
 
 
-def decode(data):
+def decode(data, max_pixels=MAX_PIXELS):
     """uint8 [H, W, 3] of a JPEG, PNG, GIF, BMP or WebP file's bytes (grey
-    and RGBA images made RGB)."""
+    and RGBA images made RGB). An image of more than `max_pixels` (its
+    header says; 0: no cap) fails before it is decoded: twelve 1-MB PNGs
+    of 23000 x 23000 took 8.5 GB."""
+    if max_pixels:
+        check = tf.debugging.assert_less_equal(
+            header_pixels(data), tf.constant(max_pixels, tf.int64),
+            message=f"{PIXELS_CAPPED} {max_pixels:,} (a larger cap: "
+            f"files.load(max_pixels=...), --max-pixels)")
+        with tf.control_dependencies([check]):
+            data = tf.identity(data)
     return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
+def header_pixels(data):
+    """The width x height (int64 []) the header of a PNG, GIF, BMP or JPEG
+    file's bytes gives, read without decoding; 0 for other formats (WebP's
+    sides are at most 16,383)."""
+    head = tf.strings.substr(tf.strings.join([data, b"\0" * 26]), 0, 26)
+    b = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
+
+    def number(start, count, big_endian):
+        places = range(count) if big_endian else reversed(range(count))
+        value = tf.constant(0, tf.int64)
+        for place in places:
+            value = value * 256 + b[start + place]
+        return value
+
+    def starts(*magic):
+        return tf.reduce_all(tf.equal(b[:len(magic)], magic))
+
+    def bmp_side(start):  # a signed 32-bit side; negative: top-down rows
+        value = number(start, 4, False)
+        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+        return shape[0] * shape[1]
+
+    return tf.case([
+        (starts(137, 80, 78, 71),
+         lambda: number(16, 4, True) * number(20, 4, True)),
+        (starts(71, 73, 70), lambda: number(6, 2, False) * number(8, 2, False)),
+        (starts(66, 77), lambda: bmp_side(18) * bmp_side(22)),
+        (starts(255, 216), jpeg)], default=lambda: tf.constant(0, tf.int64),
+        exclusive=False)
 
 
 def random_crop_flip(image, size, seed):
@@ -338,12 +384,14 @@ def center_crop(image, size):
 
 
 def load(data_format, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
-         index_dir=None):
+         index_dir=None, max_pixels=MAX_PIXELS):
     """The `FileDataset` in `data_dir`, of `data_format` "folder" or
     "tfrecord" (module docstring), cropped to `image_size` squares.
     `num_classes`: the labels' range (default: the folders, or the
-    largest TFRecord label + 1). Raises DatasetError (a ValueError) naming
-    what is missing or wrong."""
+    largest TFRecord label + 1). `max_pixels`: an image larger than that
+    (width x height) stops training naming it, as an undecodable one does
+    (0: no cap). Raises DatasetError (a ValueError) naming what is missing
+    or wrong."""
     if data_format not in FORMATS:
         raise ValueError(f"data format must be one of {FORMATS}, got "
                          f"{data_format!r}")
@@ -353,6 +401,9 @@ def load(data_format, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
     if not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"image_size must be an integer >= 8, got "
                          f"{image_size!r}")
+    if not isinstance(max_pixels, int) or max_pixels < 0:
+        raise ValueError(f"max_pixels must be an integer >= 0, got "
+                         f"{max_pixels!r}")
     data_dir = os.path.abspath(os.path.expanduser(data_dir))
     if not os.path.isdir(data_dir):
         raise DatasetError(f"{data_dir}: no such directory")
@@ -383,6 +434,8 @@ def load(data_format, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
     log.info("%s: %s (%d training images, %d classes), test split %d "
              "images", data_dir, data_format, len(train), num_classes,
              len(test))
+    train, test = (dataclasses.replace(index, max_pixels=max_pixels)
+                   for index in (train, test))
     # Named by its format alone: the images may grow (run.json counts them).
     return FileDataset(data_format, train, test, num_classes, image_size,
                        tuple(classes) if data_format == "folder" else None)
@@ -633,7 +686,8 @@ def _undecodable(index, records, error):
     with _private_session() as session:
         feeds = (tf1.placeholder(tf.string, []),
                  tf1.placeholder(tf.int64, []), tf1.placeholder(tf.int64, []))
-        decoded = decode(read_record(*feeds, index.tfrecord))
+        decoded = decode(read_record(*feeds, index.tfrecord),
+                         index.max_pixels)
         for record in records:
             try:
                 session.run(decoded, dict(zip(feeds, (
@@ -642,6 +696,10 @@ def _undecodable(index, records, error):
                 reason = _reason(cause)
                 if CHANGED in reason:
                     return DatasetError(reason.split("ValueError: ")[-1])
+                if PIXELS_CAPPED in reason:  # the assertion's own words
+                    return DatasetError(f"{index.describe(record)}: "
+                                        + reason.split("[", 1)[1]
+                                        .split("]", 1)[0])
                 return DatasetError(f"{index.describe(record)}: not a "
                                     f"readable image ({reason})")
             except UnicodeDecodeError:  # TensorFlow's message held bytes
