@@ -1,5 +1,7 @@
 """What the tests share: a fresh graph, the digits dataset, running the
 command line in a subprocess and what a usage error looks like."""
+import dis
+import inspect
 import os
 import re
 import subprocess
@@ -109,3 +111,40 @@ def assert_usage_error(result, message, prog="resnet-run"):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"{prog}: error: "), result.stderr
     assert message in last, result.stderr
+
+
+# What starts a process, as a test module names it: our helpers and the
+# subprocess module (and any helper of the module that uses them).
+_PROCESS_STARTERS = (run, start, subprocess)
+
+
+def _starts_processes(function, module, seen):
+    """Whether `function` or a function of `module` it calls refers to one
+    of _PROCESS_STARTERS as a global."""
+    codes = [function.__code__]
+    while codes:  # the function's own code and its nested functions'
+        code = codes.pop()
+        codes += [c for c in code.co_consts if hasattr(c, "co_code")]
+        for instruction in dis.get_instructions(code):
+            if instruction.opname != "LOAD_GLOBAL":
+                continue
+            value = getattr(module, instruction.argval, None)
+            if any(value is starter for starter in _PROCESS_STARTERS):
+                return True
+            if (inspect.isfunction(value) and value not in seen
+                    and value.__module__ == module.__name__):
+                seen.add(value)
+                if _starts_processes(value, module, seen):
+                    return True
+    return False
+
+
+def pytest_collection_modifyitems(items):
+    """The `subprocess` marker on every test that starts a process, found
+    in its code: README's `-m "not subprocess"` cut then does what it
+    says."""
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and _starts_processes(
+                function, item.module, {function}):
+            item.add_marker(pytest.mark.subprocess)
