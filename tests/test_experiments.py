@@ -46,13 +46,50 @@ def test_the_recovered_fraction_by_hand():
             "alike | 0.8500 ± 0.0000 | 0.8500 |") in text
 
 
+def test_the_sweep_table_and_figure_by_hand(tmp_path):
+    """Per group size: the means, the fraction recovered there (hand:
+    (0.88 - 0.60) / (0.90 - 0.60) = 93%, (0.89 - 0.89) / (0.90 - 0.89) =
+    0%) and batch norm's diagnostics; group_sizes.png written."""
+    def run_of(arm, final, **diagnostics):
+        return {"arm": arm, "seed": 0, "diagnostics": diagnostics,
+                "curve": [{"step": 10, "test_accuracy": final}]}
+
+    arms = {"full": {"norm": "batch_norm", "microbatch": None},
+            "bn 1": {"norm": "batch_norm", "microbatch": 1},
+            "brn 1": {"norm": "batch_renorm", "microbatch": 1},
+            "bn 2": {"norm": "batch_norm", "microbatch": 2},
+            "brn 2": {"norm": "batch_renorm", "microbatch": 2}}
+    finals = {"full": 0.90, "bn 1": 0.60, "brn 1": 0.88, "bn 2": 0.89,
+              "brn 2": 0.89}
+    results = {"arms": arms, "runs": {
+        f"{name} / seed 0": run_of(name, final, **(
+            {"population": 0.65, "batch": 0.89} if name.startswith("bn")
+            else {})) for name, final in finals.items()}}
+    summary = report.summarize(results, list(arms))
+    roles = {"baseline": "full", "batch_norm": "bn 1",
+             "batch_renorm": "brn 1"}
+    assert report.sweep(results, summary) == {
+        "batch_norm": [(1, "bn 1"), (2, "bn 2")],
+        "batch_renorm": [(1, "brn 1"), (2, "brn 2")]}
+    text = report.sweep_table(results, summary, roles)
+    assert ("| 1 | 0.6000 ± 0.0000 | 0.8800 ± 0.0000 | 93% | 0.6500 ± 0.0000 "
+            "| 0.8900 ± 0.0000 |") in text
+    assert "| 2 | 0.8900 ± 0.0000 | 0.8900 ± 0.0000 | 0% |" in text
+    report.plot_group_sizes(results, summary, roles,
+                            str(tmp_path / "group_sizes.png"))
+    assert (tmp_path / "group_sizes.png").read_bytes()[:4] == b"\x89PNG"
+    one_size = {"arms": {k: v for k, v in arms.items() if "2" not in k},
+                "runs": results["runs"]}
+    assert report.sweep_table(one_size, summary, roles) == ""
+
+
 needs_fashion = pytest.mark.skipif(
     not os.path.isdir(datasets.DEBIAN_FASHION_MNIST),
     reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
 
 
-MICROBATCH_ARMS = ["batch norm, full batch", "batch norm, microbatches of 2",
-                   "batch renorm, microbatches of 2"]
+MICROBATCH_ARMS = ["batch norm, full batch", "batch norm, groups of 1",
+                   "batch renorm, groups of 1"]
 NON_IID_ARMS = ["batch norm, i.i.d. groups of 4",
                 "batch norm, groups of 4 from 2 classes",
                 "batch renorm, groups of 4 from 2 classes",

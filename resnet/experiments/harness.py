@@ -28,7 +28,8 @@ from resnet.data import datasets
 from resnet.data.input_pipeline import (batches_per_epoch, non_iid_order,
                                         trim_unit)
 from resnet.errors import UsageError
-from resnet.experiments.report import plot, summarize, table
+from resnet.experiments.report import (plot, plot_group_sizes, summarize,
+                                       sweep_table, table)
 from resnet.runtime import session_config
 from resnet.storage.files import json_differences, read_json, write_json
 from resnet.storage.model_dir import DirectoryLock
@@ -132,10 +133,15 @@ def _run(arms, setup, out_dir, data_dir, roles, threads):
             results["partial"].pop(key, None)
             write_json(path, results, sort_keys=False)  # nothing is lost
     summary = summarize(results, [arm.name for arm in arms])
+    swept = sweep_table(results, summary, roles)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(table(summary, setup, roles))
+        f.write(table(summary, setup, roles)
+                + (f"\nBy group size:\n\n{swept}" if swept else ""))
     plot(results, [arm.name for arm in arms],
          os.path.join(out_dir, "accuracy.png"))
+    if swept:
+        plot_group_sizes(results, summary, roles,
+                         os.path.join(out_dir, "group_sizes.png"))
     return results
 
 

@@ -76,6 +76,95 @@ def table(summary, setup, roles=None):
             + "\n".join(lines) + "\n" + footer)
 
 
+def sweep(results, summary):
+    """The arms of a sweep over the norms' group size, {norm: [(group
+    size, arm name)] sorted}, from results.json's "arms" (their
+    "microbatch"); {} unless some norm has two sizes or more."""
+    points = {}
+    for name, arm in results.get("arms", {}).items():
+        if name in summary and arm.get("microbatch"):
+            points.setdefault(arm["norm"], []).append((arm["microbatch"],
+                                                       name))
+    return ({norm: sorted(named) for norm, named in points.items()}
+            if any(len(named) > 1 for named in points.values()) else {})
+
+
+def sweep_table(results, summary, roles):
+    """A markdown table of a sweep: per group size, batch norm's and
+    batch renorm's final accuracies, batch norm's diagnostics and the
+    fraction of batch norm's loss against the baseline that batch renorm
+    recovers there ("" when no sweep)."""
+    arms = sweep(results, summary)
+    if not arms or not roles or roles.get("baseline") not in summary:
+        return ""
+    baseline = summary[roles["baseline"]]["mean"]
+    by_size = {}
+    for norm, named in arms.items():
+        for size, name in named:
+            by_size.setdefault(size, {})[norm] = summary[name]
+
+    def cell(s):
+        return f"{s['mean']:.4f} ± {s['std']:.4f}" if s else "–"
+
+    lines = [f"full batch (batch norm): {cell(summary[roles['baseline']])}",
+             "", "| group size | batch norm | batch renorm | recovered | "
+             "batch norm, population statistics | batch norm, each test "
+             "group's own statistics |", "| --- | --- | --- | --- | --- | "
+             "--- |"]
+    for size, arms_at in sorted(by_size.items()):
+        norm, renorm = arms_at.get("batch_norm"), arms_at.get("batch_renorm")
+        recovered = ("–" if not (norm and renorm) or baseline == norm["mean"]
+                     else f"{(renorm['mean'] - norm['mean']) / (baseline - norm['mean']):.0%}")
+        diagnostics = (norm or {}).get("diagnostics", {})
+        lines.append(f"| {size} | {cell(norm)} | {cell(renorm)} | "
+                     f"{recovered} | {cell(diagnostics.get('population'))} | "
+                     f"{cell(diagnostics.get('batch'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_group_sizes(results, summary, roles, path):
+    """Final test accuracy against the group size, a line per norm with
+    its band (mean ± std over seeds), the baseline as a horizontal band,
+    and batch norm evaluated with each test group's own statistics
+    (dashed): as the Group Normalization paper's Figure 1 plots error
+    against the batch per GPU."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4.2))
+    labels = {"batch_norm": "batch norm", "batch_renorm": "batch renorm"}
+    for norm, named in sweep(results, summary).items():
+        sizes = [size for size, _ in named]
+        mean = np.array([summary[name]["mean"] for _, name in named])
+        std = np.array([summary[name]["std"] for _, name in named])
+        line, = axes.plot(sizes, mean, "o-", label=labels.get(norm, norm))
+        axes.fill_between(sizes, mean - std, mean + std, alpha=0.2,
+                          color=line.get_color())
+        batch = [summary[name]["diagnostics"].get("batch") for _, name in named]
+        if all(batch):
+            axes.plot(sizes, [d["mean"] for d in batch], "--",
+                      color=line.get_color(), alpha=0.7,
+                      label=f"{labels.get(norm, norm)}, tested with each "
+                      f"group's own statistics")
+    base = summary.get((roles or {}).get("baseline"))
+    if base:
+        axes.axhline(base["mean"], color="grey", label=roles["baseline"])
+        axes.axhspan(base["mean"] - base["std"], base["mean"] + base["std"],
+                     color="grey", alpha=0.15)
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(sorted({size for named in sweep(results, summary).values()
+                            for size, _ in named}))
+    axes.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes.set_xlabel("examples per normalisation group (microbatch)")
+    axes.set_ylabel("final test accuracy (inference mode)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def plot(results, arm_names, path):
     import matplotlib
     matplotlib.use("Agg")
