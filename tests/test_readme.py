@@ -1,5 +1,7 @@
-"""README's Python examples, run as written: what they claim they give."""
+"""README's Python examples (and docs/'s), run as written: what they
+claim they give."""
 import ast
+import glob
 import os
 import re
 import subprocess
@@ -9,8 +11,13 @@ from tests.conftest import ROOT, environment
 
 
 def python_blocks():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        return re.findall(r"```python\n(.*?)```", f.read(), re.DOTALL)
+    """The ```python blocks of README.md, then of docs/*.md."""
+    blocks = []
+    for path in [os.path.join(ROOT, "README.md"),
+                 *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]:
+        with open(path, encoding="utf-8") as f:
+            blocks += re.findall(r"```python\n(.*?)```", f.read(), re.DOTALL)
+    return blocks
 
 
 def test_the_python_api_and_hook_examples_give_what_they_say(tmp_path):
