@@ -3,8 +3,7 @@
 Importing `resnet` before TensorFlow turns on TensorFlow's oneDNN kernels
 on x86 CPUs where TensorFlow leaves them off (those without AVX512_VNNI,
 AVX512_BF16 or AMX, e.g. AVX2-only ones): TF_ENABLE_ONEDNN_OPTS=1 unless
-it is set. On an AVX2 AMD EPYC they trained ResNet-20 on 32x32 images 1.9x
-as fast at batch 128 and 1.2x at batch 8 (benchmarks/README.md).
+it is set (the speed it brings: benchmarks/README.md).
 TF_ENABLE_ONEDNN_OPTS=0 keeps TensorFlow's own kernels.
 """
 import os

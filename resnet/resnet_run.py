@@ -24,8 +24,7 @@ from resnet import errors
 from resnet.runtime.quiet import import_tensorflow_quietly
 from resnet.data import datasets
 
-# Per-dataset defaults: (batch size, epochs). Digits: 17 s on 2 Xeon cores
-# with AMX (README).
+# Per-dataset defaults: (batch size, epochs).
 DEFAULTS = {"digits": (64, 30), "mnist": (128, 10),
             "fashion_mnist": (128, 10), "cifar10": (128, 182),
             "folder": (32, 90), "tfrecord": (32, 90)}

@@ -90,17 +90,15 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
     batch_size, image_shape: the training step's size, if known. A step of
       at most SMALL_STEP_PIXELS pixels (batch x height x width) per core
       gets half the cores per op: its ops are too small to share out, and
-      two at a time run side by side (a conv's input and filter gradients).
-      So split, ResNet-20 trains 1.4x faster at batch 8 here, and would be
-      1.2x slower at batch 128. TensorFlow keeps the intra-op threads of a
-      process's first session for all its later sessions.
+      two at a time run side by side (a conv's input and filter gradients;
+      the measurements: benchmarks/README.md). TensorFlow keeps the
+      intra-op threads of a process's first session for all its later
+      sessions.
     precision: "bfloat16" turns on oneDNN's automatic mixed precision
       (bfloat16 compute, float32 variables and loss); "auto" does so on CPUs
-      that compute bfloat16 natively (AVX512_BF16, AMX), where it trains
-      ResNet-20 about 1.35x faster with the same accuracy; "float32" never.
+      that compute bfloat16 natively (AVX512_BF16, AMX); "float32" never.
       It changes nothing on a GPU.
-    xla: XLA JIT compilation of the session's graph (no gain measured
-      here). On a CPU TensorFlow compiles only with TF_XLA_FLAGS holding
+    xla: XLA JIT compilation of the session's graph. On a CPU TensorFlow compiles only with TF_XLA_FLAGS holding
       `--tf_xla_cpu_global_jit` from before its first session (resnet-run
       --xla sets it; from Python, set it before the import): without it,
       UsageError, as the flag would do nothing.
