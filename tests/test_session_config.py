@@ -127,3 +127,17 @@ def test_importing_resnet_first_turns_onednn_on_unless_told(setting, enabled):
     result = run("-c", code, TF_ENABLE_ONEDNN_OPTS=setting)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == str(enabled)
+
+
+def test_the_private_tensorflow_names_we_use_still_exist():
+    """Each private TensorFlow name the code relies on (no public one
+    does the job), so that an upgrade that drops one fails here, by
+    name, not deep in a run."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config
+    from tensorflow.python.ops import collective_ops
+    from tensorflow.python.util import _pywrap_util_port
+    assert callable(_pywrap_util_port.IsMklEnabled)      # onednn_enabled
+    assert callable(config.is_op_determinism_enabled)    # parallel_calls
+    assert callable(tf.Operation._add_control_inputs)    # optimization.train_op
+    assert callable(collective_ops.all_reduce)           # replicas
