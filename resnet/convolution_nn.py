@@ -55,10 +55,10 @@ from resnet.train.config import (RunConfig, TrainConfig,  # noqa: E402
 tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
 
-STATISTICS = ("moving", "population", "batch")
+STATISTICS = ("moving", "population", "batch")  # evaluate's norm statistics
 _EXCLUSIVE_STATISTICS = (
     "sync_statistics (the global batch's moments) and the network's "
-    "microbatch (each group's own) exclude each other: choose one")  # evaluate's norm statistics
+    "microbatch (each group's own) exclude each other: choose one")
 # Images to evaluate: how many, and `batches(batch_size)` giving them as
 # (images, labels) arrays.
 Split = collections.namedtuple("Split", "size batches")

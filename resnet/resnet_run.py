@@ -294,8 +294,9 @@ def plan(args, workers=None):
         raise ValueError("--index-dir is for --dataset tfrecord")
     if args.max_pixels is not None and not files:
         raise ValueError("--max-pixels is for --dataset folder or tfrecord")
-    if args.max_pixels is not None and args.max_pixels < 0:
-        raise ValueError(f"--max-pixels must be >= 0, got {args.max_pixels}")
+    if args.max_pixels is not None and not 0 <= args.max_pixels < 2 ** 63:
+        raise ValueError(f"--max-pixels must be >= 0 and < 2^63, got "
+                         f"{args.max_pixels}")
     if args.validation and files:
         raise ValueError(f"--validation holds out in-memory images: a "
                          f"{args.dataset} dataset tests on its own split")

@@ -296,6 +296,10 @@ def test_microbatches_must_divide_each_workers_slice():
         assert batches_per_epoch(1437, 60, unit) == 24
     assert batches_per_epoch(1437, 60, 58) == 23  # nothing of 57 is left
     assert len(epoch_indices(0, 0, labels, 60, 0, 58)) == 23 * 60
+    # Trimmed to nothing at all: 3 examples, groups of 4.
+    with pytest.raises(ValueError, match=r"3 training examples make no "
+                       r"batch: .* a multiple of 4 \(workers x microbatch\)"):
+        check_batches(4, microbatch=4, train_size=3)
 
 
 def test_waiting_for_the_other_workers_ends_at_ctrl_c(tmp_path):

@@ -149,8 +149,10 @@ def test_two_interrupts_in_a_notebook_raise_and_keep_the_model(digits,
 
     with ConvolutionNN(models.custom("conv:4", 10), digits, seed=0,
                        model_dir=str(tmp_path), progress=False) as cnn:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt) as raised:
             cnn.train(64, 1, hooks=[Interrupt()])
+        # Raised once: no second KeyboardInterrupt while handling the first.
+        assert raised.value.__context__ is None
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         step = int(cnn.session.run(cnn.global_step))
         assert 3 <= step <= 4

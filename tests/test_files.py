@@ -268,8 +268,8 @@ def damage(data_format, root, case):
     ("tfrecord", "no shards", "no TFRecord shards"),
     ("tfrecord", "missing field", "record 0: expected one 'image/encoded'"),
     ("tfrecord", "negative label", "record 0: negative label -1"),
-    ("tfrecord", "string label", "(int64), found 'image/class/label' (1 "
-     "bytes), 'image/encoded' (1 bytes)"),
+    ("tfrecord", "string label", "(int64), found 'image/class/label' (bytes x "
+     "1), 'image/encoded' (bytes x 1)"),
     ("tfrecord", "huge label", "record 0: label 1099511627776, more than the "
      "1,000,000 classes"),
 ])
@@ -628,7 +628,7 @@ def test_local_workers_name_the_image_a_worker_cannot_decode(tmp_path):
     (["--index-dir", "/tmp"], "--index-dir is for --dataset tfrecord"),
     (["--max-pixels", "5"], "--max-pixels is for --dataset folder or tfrecord"),
     (["--dataset", "folder", "--data-dir", "/tmp", "--max-pixels", "-1"],
-     "--max-pixels must be >= 0"),
+     "--max-pixels must be >= 0 and < 2^63"),
 ])
 def test_file_dataset_usage_errors(args, message):
     assert_usage_error(run("-m", "resnet.resnet_run", *args), message)

@@ -346,3 +346,27 @@ def test_a_resume_with_non_iid_groups_sees_the_same_batches(digits, tmp_path):
     assert train(digits, tmp_path / "resumed", epochs=2, **groups) == 22
     for a, b in zip(weights(tmp_path / "whole"), weights(tmp_path / "resumed")):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_run_length_defaults_of_runs_of_one_or_two_steps():
+    """(0, 0) and (1, 1): the defaults refused by their own check (strictly
+    increasing boundaries) at 1 or 2 steps a run."""
+    from resnet.train.config import TrainConfig, run_length_defaults
+    for steps, boundaries in ((1, (0,)), (2, (1,)), (3, (1, 2)),
+                              (938, (469, 703))):
+        train = run_length_defaults(steps)["train"]
+        assert train["lr_boundaries"] == boundaries
+        TrainConfig(**train)
+
+
+def test_a_dataset_named_with_a_parenthesis_reopens(digits, tmp_path):
+    """Only an earlier version's files-dataset names ("folder (30 ...")
+    are compared by their format: "digits (my copy)" was cut to "digits"
+    and its own model directory refused."""
+    import dataclasses
+    mine = dataclasses.replace(digits, name="digits (my copy)")
+    network = models.custom("conv:4", 10)
+    with ConvolutionNN(network, mine, model_dir=str(tmp_path),
+                       progress=False) as cnn:
+        cnn.train(500, 1)
+    ConvolutionNN(network, mine, model_dir=str(tmp_path)).close()

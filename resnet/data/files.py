@@ -401,9 +401,9 @@ def load(data_format, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
     if not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"image_size must be an integer >= 8, got "
                          f"{image_size!r}")
-    if not isinstance(max_pixels, int) or max_pixels < 0:
-        raise ValueError(f"max_pixels must be an integer >= 0, got "
-                         f"{max_pixels!r}")
+    if not isinstance(max_pixels, int) or not 0 <= max_pixels < 2 ** 63:
+        raise ValueError(f"max_pixels must be an integer >= 0 and < 2^63, "
+                         f"got {max_pixels!r}")
     data_dir = os.path.abspath(os.path.expanduser(data_dir))
     if not os.path.isdir(data_dir):
         raise DatasetError(f"{data_dir}: no such directory")
@@ -487,7 +487,8 @@ def _folder_index(root, classes=None):
                 images.append(entry.path)
             else:
                 skipped["subfolders" if kind == "folder" else
-                        f"{extension or 'no extension'} files"] += 1
+                        "links to nothing or special files" if kind == "other"
+                        else f"{extension or 'no extension'} files"] += 1
         if not images:
             raise DatasetError(f"{folder}: no images "
                                f"({', '.join(IMAGE_EXTENSIONS)})")
@@ -575,9 +576,11 @@ def _shard_index(path, index_dir, failures):
     if stat.st_size == 0:
         raise DatasetError(f"{path}: an empty TFRecord shard")
     # The change time and inode too: a copy that restores the size and the
-    # modification time (tar, rsync, cp -p) has another of each.
+    # modification time (tar, rsync, cp -p) has another of each. Not the
+    # device, which NFS clients number each their own way (a shared
+    # --index-dir serves them all); a chmod or chown re-reads the shard.
     key = json.dumps([path, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns,
-                      stat.st_ino, stat.st_dev])
+                      stat.st_ino])
     cached = os.path.join(index_dir, hashlib.sha256(
         key.encode()).hexdigest()[:24] + ".npz")
     fields = ("offsets", "lengths", "labels")
@@ -656,10 +659,11 @@ def _label(data, path, record):
 
 
 def _kind_of(feature):
-    """"N bytes", "N int64" or "N float" values of a tf.train.Feature."""
+    """"bytes x N", "int64 x N" or "float x N": a tf.train.Feature's
+    values."""
     kind = feature.WhichOneof("kind")
     values = getattr(feature, kind).value if kind else ()
-    return f"{len(values)} {kind.split('_')[0] if kind else 'empty'}"
+    return f"{kind.split('_')[0] if kind else 'empty'} x {len(values)}"
 
 
 def _keep(path, arrays):

@@ -101,6 +101,12 @@ def check_batches(batch_size, microbatch=None, parts=1, train_size=None,
     if batch_size % parts:
         raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
                          f"the {parts} workers")
+    unit = trim_unit(parts, microbatch)
+    if train_size is not None and not batches_per_epoch(train_size,
+                                                         batch_size, unit):
+        raise ValueError(f"{train_size} training examples make no batch: an "
+                         f"epoch's last batch is trimmed to a multiple of "
+                         f"{unit} (workers x microbatch)")
     if norm_positions == 1:
         last = (train_size or 0) % batch_size
         last -= last % trim_unit(parts, microbatch)

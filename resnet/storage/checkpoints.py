@@ -229,7 +229,7 @@ class Checkpoints:
         # JSON turns tuples into lists: compare in JSON form. What an
         # earlier version did not record (class_names) cannot be checked.
         ours = json.loads(json.dumps(self.signature))
-        if isinstance(saved.get("dataset"), str):
+        if str(saved.get("dataset")).startswith(("folder (", "tfrecord (")):
             # An earlier version named a files dataset with its sizes
             # ("folder (30 training images, 3 classes)"): by its format.
             saved["dataset"] = saved["dataset"].split(" (")[0]

@@ -148,7 +148,8 @@ def run_length_defaults(total_steps, norm_momentum=0.99):
     """
     from batch_renorm.schedule import short_run_schedule
     check_int("total_steps", total_steps)
-    return {"train": {"lr_boundaries": (total_steps // 2,
-                                        total_steps * 3 // 4)},
+    # Distinct: a run of 1 or 2 steps has one boundary (or 0, 0 / 1, 1).
+    boundaries = tuple(sorted({total_steps // 2, total_steps * 3 // 4}))
+    return {"train": {"lr_boundaries": boundaries},
             "network": {"renorm_schedule": short_run_schedule(
                 total_steps, norm_momentum)}}

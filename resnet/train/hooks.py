@@ -277,7 +277,7 @@ class SignalHook(EpochHook):
 
     def after_run(self, run_context, run_values):
         if self._signals.interrupted_twice:
-            raise KeyboardInterrupt
+            self._signals.raise_interrupt()
         if self._signals.received:
             run_context.request_stop()
 

@@ -47,6 +47,7 @@ class StopOnSignal:
         self._previous = {}
         self._watcher = None
         self.interrupted_twice = False
+        self._raised = False  # the KeyboardInterrupt of interrupted_twice
 
     def __enter__(self):
         if threading.current_thread() is not threading.main_thread():
@@ -99,6 +100,13 @@ class StopOnSignal:
         os.close(write)  # the watcher reads the end and stops
         self._watcher.join()
         if self.interrupted_twice and exc_info[0] is None:
+            self.raise_interrupt()
+
+    def raise_interrupt(self):
+        """Raises the KeyboardInterrupt of a second SIGINT, once: the loop
+        after the step, or leaving the block if the loop did not."""
+        if not self._raised:
+            self._raised = True
             raise KeyboardInterrupt
 
 
