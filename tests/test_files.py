@@ -347,9 +347,21 @@ def test_an_image_past_the_pixel_cap_is_named_before_decoding(tmp_path, kind):
     with pytest.raises(DatasetError, match=re.escape(
             f"class_2/{data.name}: width x height is more than max_pixels "
             f"1,000,000 (a larger cap: files.load(max_pixels=...), "
-            f"--max-pixels)")):
+            f"--max-pixels); its header gives 1,201,000 pixels")):
         ConvolutionNN(small_network(ds), ds)
     load("folder", tmp_path / "set", image_size=SIZE, max_pixels=0)
+
+
+def test_headers_that_are_no_image_give_no_size():
+    """Garbage after an image's signature was "too large" (a PNG's 3.3e18
+    pixels, text starting "BM"); sides of 2^32 - 1 overflowed below 0."""
+    huge = (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + b"\xff" * 8 + b"\0" * 8)
+    with files._private_session() as session:
+        for data, pixels in ((b"\x89PNG\r\n\x1a\n garbage garbage garbage", 0),
+                             (b"BM this is a text file, not a bitmap", 0),
+                             (b"GIF8 no version", 0), (b"x", 0), (b"", 0),
+                             (huge, 2 ** 62)):
+            assert session.run(files.header_pixels(data)) == pixels, data
 
 
 def test_labels_out_of_range_and_missing_directories(tmp_path):
@@ -516,6 +528,36 @@ def test_a_grown_folder_exports_and_resumes_with_changes_allowed(tmp_path):
     with ConvolutionNN(small_network(grown), grown, progress=False,
                        model_dir=model, allow_changes=True) as cnn:
         assert cnn.train(10, 1)[-1]["step"] == 3 + 4  # ceil(31 / 10)
+
+
+def test_class_names_of_any_bytes_and_labels_without_a_folder(tmp_path):
+    """A class folder whose name is not UTF-8 crashed the export
+    (UnicodeEncodeError); with num_classes above the folders, a predicted
+    label past them failed the SavedModel's whole batch."""
+    write("folder", tmp_path / "data", sizes=(32, 32))
+    for split in ("train", "val"):
+        os.rename(os.fsencode(tmp_path / "data" / split / "class_0"),
+                  os.fsencode(tmp_path / "data" / split) + b"/caf\xe9")
+    ds = load("folder", tmp_path / "data", image_size=SIZE, num_classes=5)
+    assert ds.class_names == ("caf\udce9", "class_1", "class_2", "3", "4")
+    with ConvolutionNN(small_network(ds), ds, seed=0, progress=False,
+                       model_dir=str(tmp_path / "model")) as cnn:
+        cnn.train(10, 1)
+        exported = cnn.export(str(tmp_path / "exported"))
+    ConvolutionNN(small_network(ds), ds, model_dir=str(tmp_path / "model")
+                  ).close()  # model.json's names read back equal
+    images = next(iter(ds.test_batches(9)))[0]
+    model = tf.saved_model.load(exported)
+    out = model.signatures["serving_default"](images=tf.constant(images))
+    assert list(out["names"].numpy()) == [
+        os.fsencode(ds.class_names[label]) for label in out["classes"].numpy()]
+    names = [op for op in model.graph.get_operations()
+             if op.type == "Const" and op.name.startswith("Const")]
+    assert names  # the table of names, all num_classes of them
+    table = [tf.make_ndarray(op.get_attr("value")) for op in names
+             if op.get_attr("dtype") == tf.string]
+    assert any(list(t) == [b"caf\xe9", b"class_1", b"class_2", b"3", b"4"]
+               for t in table if t.ndim == 1)
 
 
 def test_class_names_go_with_the_model_and_a_renaming_is_refused(tmp_path):

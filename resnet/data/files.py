@@ -51,6 +51,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import struct
 import tempfile
 import time
@@ -312,10 +313,10 @@ def decode(data, max_pixels=MAX_PIXELS):
     header says; 0: no cap) fails before it is decoded: twelve 1-MB PNGs
     of 23000 x 23000 took 8.5 GB."""
     if max_pixels:
-        check = tf.debugging.assert_less_equal(
-            header_pixels(data), tf.constant(max_pixels, tf.int64),
-            message=f"{PIXELS_CAPPED} {max_pixels:,} (a larger cap: "
-            f"files.load(max_pixels=...), --max-pixels)")
+        pixels = header_pixels(data)
+        check = tf.debugging.Assert(pixels <= max_pixels, [
+            f"{PIXELS_CAPPED} {max_pixels:,} (a larger cap: files.load("
+            f"max_pixels=...), --max-pixels); its header gives", pixels])
         with tf.control_dependencies([check]):
             data = tf.identity(data)
     return tf.io.decode_image(data, channels=3, expand_animations=False)
@@ -323,8 +324,9 @@ def decode(data, max_pixels=MAX_PIXELS):
 
 def header_pixels(data):
     """The width x height (int64 []) the header of a PNG, GIF, BMP or JPEG
-    file's bytes gives, read without decoding; 0 for other formats (WebP's
-    sides are at most 16,383)."""
+    file's bytes gives, read without decoding; 0 for other formats and
+    headers that are not one of these (decoding then names the file as
+    unreadable; WebP's sides are at most 16,383)."""
     head = tf.strings.substr(tf.strings.join([data, b"\0" * 26]), 0, 26)
     b = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
 
@@ -342,15 +344,27 @@ def header_pixels(data):
         value = number(start, 4, False)
         return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
 
+    def side(value):  # at most 2^31 - 1 in every format: no overflow
+        return tf.minimum(value, 2 ** 31)
+
+    # A BMP's second header is of one of these sizes (BITMAPCOREHEADER to
+    # BITMAPV5HEADER); text that starts with "BM" has none of them.
+    bmp_header = tf.reduce_any(tf.equal(number(14, 4, False),
+                                        [12, 40, 52, 56, 64, 108, 124]))
+
     def jpeg():
         shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
         return shape[0] * shape[1]
 
+    png = starts(137, 80, 78, 71) & tf.reduce_all(
+        tf.equal(b[12:16], [73, 72, 68, 82]))  # IHDR first
+    gif = starts(71, 73, 70, 56) & tf.reduce_any(tf.equal(b[4], [55, 57])) & (
+        tf.equal(b[5], 97))  # GIF87a, GIF89a
     return tf.case([
-        (starts(137, 80, 78, 71),
-         lambda: number(16, 4, True) * number(20, 4, True)),
-        (starts(71, 73, 70), lambda: number(6, 2, False) * number(8, 2, False)),
-        (starts(66, 77), lambda: bmp_side(18) * bmp_side(22)),
+        (png, lambda: side(number(16, 4, True)) * side(number(20, 4, True))),
+        (gif, lambda: number(6, 2, False) * number(8, 2, False)),
+        (starts(66, 77) & bmp_header,
+         lambda: side(bmp_side(18)) * side(bmp_side(22))),
         (starts(255, 216), jpeg)], default=lambda: tf.constant(0, tf.int64),
         exclusive=False)
 
@@ -437,8 +451,11 @@ def load(data_format, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
     train, test = (dataclasses.replace(index, max_pixels=max_pixels)
                    for index in (train, test))
     # Named by its format alone: the images may grow (run.json counts them).
+    # Labels no folder has (num_classes given larger) are named by number.
+    names = (tuple(classes) + tuple(str(label) for label in range(
+        len(classes), num_classes)) if data_format == "folder" else None)
     return FileDataset(data_format, train, test, num_classes, image_size,
-                       tuple(classes) if data_format == "folder" else None)
+                       names)
 
 
 def default_index_dir():
@@ -700,10 +717,10 @@ def _undecodable(index, records, error):
                 reason = _reason(cause)
                 if CHANGED in reason:
                     return DatasetError(reason.split("ValueError: ")[-1])
-                if PIXELS_CAPPED in reason:  # the assertion's own words
-                    return DatasetError(f"{index.describe(record)}: "
-                                        + reason.split("[", 1)[1]
-                                        .split("]", 1)[0])
+                if PIXELS_CAPPED in reason:  # "...: [words] [pixels]"
+                    words, pixels = re.findall(r"\[([^\]]*)\]", reason)[:2]
+                    return DatasetError(f"{index.describe(record)}: {words} "
+                                        f"{int(pixels):,} pixels")
                 return DatasetError(f"{index.describe(record)}: not a "
                                     f"readable image ({reason})")
             except UnicodeDecodeError:  # TensorFlow's message held bytes

@@ -160,8 +160,10 @@ def _write(network, image_shape, preprocess, values, directory,
                                      inference.probabilities,
                                      inference.predictions)))
         if class_names:
-            outputs["names"] = tf.gather(tf.constant(list(class_names)),
-                                         inference.predictions, name="names")
+            # As the file system's bytes: a folder's name need not be UTF-8.
+            outputs["names"] = tf.gather(
+                tf.constant([os.fsencode(name) for name in class_names]),
+                inference.predictions, name="names")
         signature = tf1.saved_model.signature_def_utils.build_signature_def(
             inputs={INPUT: _tensor_info(inference.images)},
             outputs={name: _tensor_info(tensor)
