@@ -34,9 +34,9 @@ from resnet.data.arrays import (check_images, check_labels,  # noqa: E402
                                 in_batches)
 from resnet.data.datasets import Dataset  # noqa: E402
 from resnet.data.files import FileDataset  # noqa: E402
-from resnet.data.input_pipeline import (batches_per_epoch,  # noqa: E402
-                                        check_batches, check_groups,
-                                        trim_unit)
+from resnet.data.input_pipeline import (Normalizer,  # noqa: E402
+                                        batches_per_epoch, check_batches,
+                                        check_groups, trim_unit)
 from resnet.errors import (PeersNotReady, TrainingInterrupted,  # noqa: E402
                            UsageError)
 from resnet.models import NetworkLike  # noqa: E402
@@ -166,7 +166,12 @@ class ConvolutionNN:
                     cluster.timeout))
             tf1.set_random_seed(self.config.seed)
             self.global_step, self.increment_op = global_step()
-            self._preprocess = preprocess = dataset.normalizer()
+            # The input normalisation the model trained with, if recorded:
+            # a files dataset that grew would give other statistics.
+            recorded = Checkpoints.recorded(model_dir, "normalizer")
+            self._preprocess = preprocess = (
+                Normalizer.from_dict(recorded) if recorded
+                else dataset.normalizer())
             self._input = dataset.train_input(
                 self.config.seed, augment, self.config.classes_per_group,
                 self.config.group_size,
@@ -188,6 +193,7 @@ class ConvolutionNN:
                          "num_classes": int(dataset.num_classes)}
             if self.class_names:  # what a label means, kept with the model
                 signature["class_names"] = list(self.class_names)
+            signature["normalizer"] = preprocess.as_dict()
             self._checkpoints = (Checkpoints(model_dir, signature)
                                  if model_dir else None)
             init = tf.group(tf1.global_variables_initializer(),

@@ -504,13 +504,15 @@ def test_a_shard_rewritten_while_training_is_named(tmp_path):
 def test_a_grown_folder_exports_and_resumes_with_changes_allowed(tmp_path):
     """One image added after training: the export was refused ("choose
     another model_dir"), and so was training on, --allow-changes or not
-    (the dataset's name in model.json held its size)."""
+    (the dataset's name in model.json held its size). Both now normalise
+    the input as training did."""
     write("folder", tmp_path / "data", sizes=(32, 32))
     ds = load("folder", tmp_path / "data", image_size=SIZE)
     model = str(tmp_path / "model")
     with ConvolutionNN(small_network(ds), ds, progress=False,
                        model_dir=model) as cnn:
         cnn.train(10, 1)
+        before = cnn.evaluate()
     # As an earlier version wrote it: the name held the sizes.
     signature = tmp_path / "model" / "model.json"
     signature.write_text(json.dumps(dict(
@@ -519,8 +521,12 @@ def test_a_grown_folder_exports_and_resumes_with_changes_allowed(tmp_path):
     extra = tmp_path / "data" / "train" / "class_0" / "extra.png"
     extra.write_bytes(open(ds.train.paths[0], "rb").read())
     grown = load("folder", tmp_path / "data", image_size=SIZE)
+    assert grown.normalizer().as_dict() != ds.normalizer().as_dict()
     with ConvolutionNN(small_network(grown), grown, progress=False,
                        model_dir=model) as cnn:
+        # The normalisation it trained with, recorded in model.json: the
+        # grown data's statistics differ (the same test loss before).
+        assert cnn.evaluate() == before
         cnn.export(str(tmp_path / "exported"))
         with pytest.raises(RunChangedError, match="train_size: 30 there, "
                            "31 here"):

@@ -276,13 +276,29 @@ def epoch_indices(seed, epoch, labels, batch_size, position, unit=1,
     return order
 
 
+class Normalizer:
+    """images -> (images - mean) / std per channel: float32 `mean`, `std`
+    [C], kept with a model (`as_dict`, `from_dict`) so that its resume
+    and export normalise as its training did, whatever the data became."""
+
+    def __init__(self, mean, std):
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+
+    def __call__(self, images):
+        return (images - self.mean) / self.std
+
+    def as_dict(self):
+        """JSON-able, exact: float32 values as Python floats."""
+        return {"mean": [float(v) for v in self.mean],
+                "std": [float(v) for v in self.std]}
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(values["mean"], values["std"])
+
+
 def per_channel_normalizer(x):
-    """A function mapping images to (images - mean) / std, per channel of
-    the NHWC array x (the training images)."""
-    mean = x.mean(axis=(0, 1, 2))
-    std = np.maximum(x.std(axis=(0, 1, 2)), 1e-6)
-
-    def normalize(images):
-        return (images - mean.astype(np.float32)) / std.astype(np.float32)
-
-    return normalize
+    """The `Normalizer` of the NHWC array x (the training images)."""
+    return Normalizer(x.mean(axis=(0, 1, 2)),
+                      np.maximum(x.std(axis=(0, 1, 2)), 1e-6))

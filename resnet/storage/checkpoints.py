@@ -40,6 +40,8 @@ tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
 
 SIGNATURE_FILE = "model.json"
+# Signature fields an earlier version did not record: not checked there.
+LATER_FIELDS = ("class_names", "normalizer")
 RUN_FILE = "run.json"
 DAMAGED_DIR = "damaged"
 PREFIX = "model.ckpt"
@@ -216,6 +218,14 @@ class Checkpoints:
                 else:
                     os.remove(path)
 
+    @staticmethod
+    def recorded(model_dir, field):
+        """`field` of the model.json in `model_dir`, or None (no model_dir,
+        no model.json, an unreadable one, or one without it)."""
+        saved = read_json(os.path.join(model_dir, SIGNATURE_FILE)
+                          ) if model_dir else None
+        return saved.get(field) if isinstance(saved, dict) else None
+
     def _check_signature(self):
         """Compares model.json with our signature; returns whether it could
         (False: missing or unreadable, the variables must decide)."""
@@ -235,7 +245,7 @@ class Checkpoints:
             saved["dataset"] = saved["dataset"].split(" (")[0]
         differences = json_differences(saved, {
             key: value for key, value in ours.items()
-            if key in saved or key != "class_names"})
+            if key in saved or key not in LATER_FIELDS})
         if differences:
             raise CheckpointMismatchError(
                 f"{self.model_dir} holds checkpoints of another model "
