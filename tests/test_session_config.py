@@ -48,9 +48,10 @@ def test_onednn_isa_limit_removes_the_flags_above_it(monkeypatch):
                         ("AVX512_CORE_BF16", every - {"amx_bf16"}),
                         ("avx512_core", {"avx2", "avx512f"}),
                         ("AVX2", {"avx2"}), ("AVX2_VNNI", {"avx2"}),
-                        ("SSE41", set())):
+                        ("SSE41", set()), ("garbage", every)):
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
         assert cpu.cpu_flags() == want, limit
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
     assert not cpu.has_bfloat16()
     assert "oneDNN limited by ONEDNN_MAX_CPU_ISA=SSE41" in cpu_description()
     assert session_config().graph_options.rewrite_options \

@@ -21,8 +21,10 @@ def cpuinfo(key):
 def allowed_flags(max_isa):
     """The SPEED_FLAGS that oneDNN may use under ONEDNN_MAX_CPU_ISA=max_isa
     (e.g. "AVX2", "AVX512_CORE_BF16"; "" or "ALL": all of them)."""
-    level = max_isa.upper()
-    if level in ("", "ALL", "DEFAULT") or "AMX" in level:
+    level = max_isa.strip().upper()
+    # oneDNN ignores a value it does not know, as if unset.
+    if (level in ("", "ALL", "DEFAULT") or "AMX" in level
+            or not level.startswith(("SSE", "AVX"))):
         return set(SPEED_FLAGS)
     if level.startswith(("AVX512", "AVX10")):
         bf16 = "BF16" in level or "FP16" in level or level.startswith("AVX10")
