@@ -49,7 +49,8 @@ def test_the_recovered_fraction_by_hand():
 def test_the_sweep_table_and_figure_by_hand(tmp_path):
     """Per group size: the means, the fraction recovered there (hand:
     (0.88 - 0.60) / (0.90 - 0.60) = 93%, (0.89 - 0.89) / (0.90 - 0.89) =
-    0%) and batch norm's diagnostics; group_sizes.png written."""
+    0%; none for a loss under half a point) and batch norm's diagnostics;
+    group_sizes.png written."""
     def run_of(arm, final, **diagnostics):
         return {"arm": arm, "seed": 0, "diagnostics": diagnostics,
                 "curve": [{"step": 10, "test_accuracy": final}]}
@@ -58,9 +59,11 @@ def test_the_sweep_table_and_figure_by_hand(tmp_path):
             "bn 1": {"norm": "batch_norm", "microbatch": 1},
             "brn 1": {"norm": "batch_renorm", "microbatch": 1},
             "bn 2": {"norm": "batch_norm", "microbatch": 2},
-            "brn 2": {"norm": "batch_renorm", "microbatch": 2}}
+            "brn 2": {"norm": "batch_renorm", "microbatch": 2},
+            "bn 4": {"norm": "batch_norm", "microbatch": 4},
+            "brn 4": {"norm": "batch_renorm", "microbatch": 4}}
     finals = {"full": 0.90, "bn 1": 0.60, "brn 1": 0.88, "bn 2": 0.89,
-              "brn 2": 0.89}
+              "brn 2": 0.89, "bn 4": 0.898, "brn 4": 0.85}
     results = {"arms": arms, "runs": {
         f"{name} / seed 0": run_of(name, final, **(
             {"population": 0.65, "batch": 0.89} if name.startswith("bn")
@@ -69,16 +72,18 @@ def test_the_sweep_table_and_figure_by_hand(tmp_path):
     roles = {"baseline": "full", "batch_norm": "bn 1",
              "batch_renorm": "brn 1"}
     assert report.sweep(results, summary) == {
-        "batch_norm": [(1, "bn 1"), (2, "bn 2")],
-        "batch_renorm": [(1, "brn 1"), (2, "brn 2")]}
+        "batch_norm": [(1, "bn 1"), (2, "bn 2"), (4, "bn 4")],
+        "batch_renorm": [(1, "brn 1"), (2, "brn 2"), (4, "brn 4")]}
     text = report.sweep_table(results, summary, roles)
     assert ("| 1 | 0.6000 ± 0.0000 | 0.8800 ± 0.0000 | 93% | 0.6500 ± 0.0000 "
             "| 0.8900 ± 0.0000 |") in text
     assert "| 2 | 0.8900 ± 0.0000 | 0.8900 ± 0.0000 | 0% |" in text
+    assert ("| 4 | 0.8980 ± 0.0000 | 0.8500 ± 0.0000 | – (loss 0.20 "
+            "points) |") in text
     report.plot_group_sizes(results, summary, roles,
                             str(tmp_path / "group_sizes.png"))
     assert (tmp_path / "group_sizes.png").read_bytes()[:4] == b"\x89PNG"
-    one_size = {"arms": {k: v for k, v in arms.items() if "2" not in k},
+    one_size = {"arms": {k: v for k, v in arms.items() if k[-1] in "l1"},
                 "runs": results["runs"]}
     assert report.sweep_table(one_size, summary, roles) == ""
 

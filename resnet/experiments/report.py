@@ -82,18 +82,24 @@ def sweep(results, summary):
     "microbatch"); {} unless some norm has two sizes or more."""
     points = {}
     for name, arm in results.get("arms", {}).items():
-        if name in summary and arm.get("microbatch"):
+        # i.i.d. groups only: non-i.i.d. ones are another experiment's.
+        if (name in summary and arm.get("microbatch")
+                and not arm.get("classes_per_group")):
             points.setdefault(arm["norm"], []).append((arm["microbatch"],
                                                        name))
     return ({norm: sorted(named) for norm, named in points.items()}
             if any(len(named) > 1 for named in points.values()) else {})
 
 
+MEANINGFUL_LOSS = 0.005  # accuracy: a loss a recovered fraction is given for
+
+
 def sweep_table(results, summary, roles):
     """A markdown table of a sweep: per group size, batch norm's and
     batch renorm's final accuracies, batch norm's diagnostics and the
     fraction of batch norm's loss against the baseline that batch renorm
-    recovers there ("" when no sweep)."""
+    recovers there, where that loss is MEANINGFUL_LOSS or more ("" when no
+    sweep)."""
     arms = sweep(results, summary)
     if not arms or not roles or roles.get("baseline") not in summary:
         return ""
@@ -113,8 +119,11 @@ def sweep_table(results, summary, roles):
              "--- |"]
     for size, arms_at in sorted(by_size.items()):
         norm, renorm = arms_at.get("batch_norm"), arms_at.get("batch_renorm")
-        recovered = ("–" if not (norm and renorm) or baseline == norm["mean"]
-                     else f"{(renorm['mean'] - norm['mean']) / (baseline - norm['mean']):.0%}")
+        loss = baseline - norm["mean"] if norm else 0.0
+        # A fraction of less than half a point is noise, not a recovery.
+        recovered = (f"{(renorm['mean'] - norm['mean']) / loss:.0%}"
+                     if renorm and loss >= MEANINGFUL_LOSS else
+                     f"– (loss {loss * 100:.2f} points)")
         diagnostics = (norm or {}).get("diagnostics", {})
         lines.append(f"| {size} | {cell(norm)} | {cell(renorm)} | "
                      f"{recovered} | {cell(diagnostics.get('population'))} | "
@@ -185,7 +194,11 @@ def plot(results, arm_names, path):
     axes.set_xlabel("training step")
     axes.set_ylabel("test accuracy (inference mode)")
     axes.grid(alpha=0.3)
-    axes.legend()
+    if len(summary) > 4:  # beside the curves, not over them
+        figure.set_size_inches(10, 4.5)
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    else:
+        axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
