@@ -95,18 +95,19 @@ def run_local_workers(count, argv):
               f"{signal.Signals(-codes[0]).name}", file=sys.stderr)
     # A worker's own failure (an image it read that does not decode, say)
     # is often why the chief stopped: shown whatever the chief's status,
-    # except the workers stopped here after the chief (killed, code < 0).
-    failed = [(task, code, log) for task, (code, log)
-              in enumerate(zip(codes[1:], logs), start=1)
-              if code > 0 or (code and codes[0] == 0)]
-    for task, code, log in failed:
+    # but for what the chief's failure caused (a lost chief, a kill here).
+    failed = []
+    for task, (code, log) in enumerate(zip(codes[1:], logs), start=1):
         log.seek(0)
         lines = log.read().strip().splitlines() or ["(no output)"]
         last = lines[-1].removeprefix("resnet-run: ")
-        print(f"resnet-run: worker {task} failed: {last}", file=sys.stderr)
+        if code and (codes[0] == 0 or code > 0 and "lost worker" not in last):
+            failed.append(code)
+            print(f"resnet-run: worker {task} failed: {last}",
+                  file=sys.stderr)
     if codes[0]:
         return 128 - codes[0] if codes[0] < 0 else codes[0]
-    return failed[0][1] if failed else 0
+    return failed[0] if failed else 0
 
 
 def _default_signals():
