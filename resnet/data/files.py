@@ -46,7 +46,6 @@ import collections
 import contextlib
 import dataclasses
 import functools
-import glob
 import hashlib
 import json
 import logging
@@ -531,8 +530,7 @@ def _entries(folder):
         with os.scandir(folder) as entries:
             return sorted(entries, key=lambda entry: entry.name)
     except OSError as error:
-        raise DatasetError(f"{folder}: cannot be read "
-                           f"({error.strerror or error})") from None
+        raise _unreadable(folder, error) from None
 
 
 def _kind(entry):
@@ -543,16 +541,20 @@ def _kind(entry):
         return ("folder" if entry.is_dir() else
                 "file" if entry.is_file() else "other")
     except OSError as error:
-        raise DatasetError(f"{entry.path}: cannot be read "
-                           f"({error.strerror or error})") from None
+        raise _unreadable(entry.path, error) from None
+
+
+def _unreadable(path, error):
+    return DatasetError(f"{path}: cannot be read ({error.strerror or error})")
 
 
 def _shard_files(prefix):
     """The sorted files PREFIX-* (DIR/train-*, ...), whatever characters
-    the prefix holds; DatasetError if their folder cannot be read."""
-    _entries(os.path.dirname(prefix))  # glob finds nothing where it can't
-    return sorted(path for path in glob.glob(glob.escape(prefix) + "-*")
-                  if os.path.isfile(path))
+    the prefix holds; DatasetError if their folder cannot be read (a glob
+    would find nothing there)."""
+    start = os.path.basename(prefix) + "-"
+    return [entry.path for entry in _entries(os.path.dirname(prefix))
+            if entry.name.startswith(start) and os.path.isfile(entry.path)]
 
 
 def _shards(prefix):

@@ -109,7 +109,7 @@ def check_batches(batch_size, microbatch=None, parts=1, train_size=None,
                          f"{unit} (workers x microbatch)")
     if norm_positions == 1:
         last = (train_size or 0) % batch_size
-        last -= last % trim_unit(parts, microbatch)
+        last -= last % unit
         if microbatch == 1:
             hint = "use a larger microbatch"
         elif batch_size // parts == 1:

@@ -237,7 +237,7 @@ class Checkpoints:
                         "checkpoints' variables instead", path)
             return False
         # JSON turns tuples into lists: compare in JSON form. What an
-        # earlier version did not record (class_names) cannot be checked.
+        # earlier version did not record (LATER_FIELDS) cannot be checked.
         ours = json.loads(json.dumps(self.signature))
         if str(saved.get("dataset")).startswith(("folder (", "tfrecord (")):
             # An earlier version named a files dataset with its sizes
