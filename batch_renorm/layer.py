@@ -126,9 +126,9 @@ def batch_renorm(inputs, training, rmax=None, dmax=None, momentum=0.99,
         rmax_t, dmax_t = renorm_schedule(step_value(_graph_of(inputs)))
         rmax = rmax_t if rmax is None else rmax
         dmax = dmax_t if dmax is None else dmax
-    return _normalize(inputs, training, (rmax, dmax), momentum, epsilon,
-                      center, scale, microbatch, data_format, fast_start,
-                      name, "batch_renorm")
+    return _normalize(inputs, training, (rmax, dmax), _Options(
+        momentum, epsilon, center, scale, microbatch, data_format, fast_start,
+        name, "batch_renorm"))
 
 
 def batch_norm(inputs, training, momentum=0.99, epsilon=1e-3, center=True,
@@ -139,25 +139,32 @@ def batch_norm(inputs, training, momentum=0.99, epsilon=1e-3, center=True,
     Same arguments, variables and update ops as `batch_renorm`, whose
     moving standard deviation it keeps too.
     """
-    return _normalize(inputs, training, None, momentum, epsilon, center,
-                      scale, microbatch, data_format, fast_start, name,
-                      "batch_norm")
+    return _normalize(inputs, training, None, _Options(
+        momentum, epsilon, center, scale, microbatch, data_format, fast_start,
+        name, "batch_norm"))
 
 
 def _graph_of(inputs):
     return getattr(inputs, "graph", None) or tf1.get_default_graph()
 
 
-def _check_arguments(inputs, clip, momentum, epsilon, microbatch,
-                     data_format, fast_start, name):
+# A layer's arguments besides its input, `training` and `clip`, and its
+# `kind` ("batch_renorm" or "batch_norm": its default name).
+_Options = collections.namedtuple(
+    "_Options", "momentum epsilon center scale microbatch data_format "
+    "fast_start name kind")
+
+
+def _check_arguments(inputs, clip, options):
+    (momentum, epsilon, _, _, microbatch, data_format, fast_start, name,
+     kind) = options
+    name = name or kind
     if inputs.dtype != tf.float32:
         raise ValueError(f"{name}: inputs must be float32, got {inputs.dtype.name}")
     if inputs.shape.rank not in (2, 4):
         raise ValueError(f"{name}: inputs must be 2-D [N, C] or 4-D, "
                          f"got shape {inputs.shape}")
-    if data_format not in DATA_FORMATS:
-        raise ValueError(f"{name}: data_format must be one of "
-                         f"{DATA_FORMATS}, got {data_format!r}")
+    check_data_format(data_format, name)
     if channels(inputs, data_format) is None:
         raise ValueError(f"{name}: the channel dimension of {data_format} "
                          f"inputs must be known, got shape {inputs.shape}")
@@ -200,11 +207,12 @@ def clipping_statistics(layer):
             "d_clipped": fraction(tf.abs(layer.d) >= dmax * slack)}
 
 
-def check_data_format(data_format):
-    """Raises ValueError unless `data_format` is one of DATA_FORMATS."""
+def check_data_format(data_format, name=None):
+    """Raises ValueError unless `data_format` is one of DATA_FORMATS; the
+    message starts with the layer's `name`, if given."""
     if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format must be one of {DATA_FORMATS}, "
-                         f"got {data_format!r}")
+        raise ValueError(f"{name + ': ' if name else ''}data_format must be "
+                         f"one of {DATA_FORMATS}, got {data_format!r}")
 
 
 def channels(inputs, data_format):
@@ -213,12 +221,13 @@ def channels(inputs, data_format):
                         else -1]
 
 
-def _normalize(inputs, training, clip, momentum, epsilon, center, scale,
-               microbatch, data_format, fast_start, name, default_name):
-    """The layer; `clip` is (rmax, dmax) for renorm, None for batch norm."""
+def _normalize(inputs, training, clip, options):
+    """The layer; `clip` is (rmax, dmax) for renorm, None for batch norm;
+    `options` an `_Options`."""
     inputs = tf.convert_to_tensor(inputs)
-    _check_arguments(inputs, clip, momentum, epsilon, microbatch,
-                     data_format, fast_start, name or default_name)
+    _check_arguments(inputs, clip, options)
+    (momentum, epsilon, center, scale, microbatch, data_format, fast_start,
+     name, default_name) = options
     size = channels(inputs, data_format)
     replicas = replica_group(inputs.graph)
     sync = bool(replicas and replicas.sync_statistics)

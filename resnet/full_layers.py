@@ -1,37 +1,40 @@
 """Layer wrappers that build `tf.compat.v1` graph pieces.
 
-Each wrapper takes the input tensor, its sizes, `training` (a Python bool or
-a scalar bool tensor) and flags that add, in this order: batch norm or batch
-renorm (the flags, or a `normalizer` from `normalizer_for` that carries the
-norm's settings), an activation, dropout and pooling. `name` is its variable scope;
-build the same layers again under `reuse` to share their variables.
-Images are NHWC, or NCHW with `data_format="NCHW"` (faster on a GPU); the
-variables are the same in both layouts.
+Each wrapper takes the input tensor, its sizes, `training` and flags that
+add, in this order: batch norm or batch renorm, an activation, dropout and
+pooling. What every layer of a network shares is chosen once: a `Settings`
+(training, the norm from `normalizer_for` with its momentum and
+microbatch, the layout) given in place of `training`; for a layer on its
+own, `training` (a Python bool or a scalar bool tensor) and the flags
+`batch_norm`, `batch_renorm`, `normalizer` and `data_format` say the same.
+`name` is its variable scope; build the same layers again under `reuse` to
+share their variables. Images are NHWC, or NCHW with `data_format="NCHW"`
+(faster on a GPU); the variables are the same in both layouts.
 
 Kernels go into `tf.compat.v1.GraphKeys.WEIGHTS`, the collection weight decay
 applies to; biases and the norms' gamma and beta are left out of it.
 
 Typical use:
     h = conv_layer(images, 16, training, batch_renorm=True, name="conv")
-    norm = normalizer_for("batch_renorm", momentum=0.9, microbatch=4)
-    h = resnet_block(h, 32, training, strides=2, normalizer=norm, name="b1")
+    settings = Settings(training, normalizer_for("batch_renorm", momentum=0.9,
+                                                 microbatch=4))
+    h = resnet_block(h, 32, settings, strides=2, name="b1")
     logits = dense_layer(h, 10, training, activation=None, name="logits")
 
 Reference: He et al. 2015, "Deep Residual Learning for Image Recognition".
 """
+import collections
+import dataclasses
 import functools
 import zlib
+from typing import Any, Callable, Optional
 
-from resnet.runtime.quiet import import_tensorflow_quietly
+from batch_renorm.tensorflow_quiet import tf
 
-import_tensorflow_quietly()  # a Python user's terminal stays as quiet
-
-import tensorflow as tf  # noqa: E402
-
-from batch_renorm import batch_norm as _batch_norm  # noqa: E402
-from batch_renorm import batch_renorm as _batch_renorm  # noqa: E402
-from batch_renorm import step_value  # noqa: E402
-from batch_renorm.layer import channels, check_data_format  # noqa: E402
+from batch_renorm import batch_norm as _batch_norm
+from batch_renorm import batch_renorm as _batch_renorm
+from batch_renorm import step_value
+from batch_renorm.layer import channels, check_data_format
 
 tf1 = tf.compat.v1
 
@@ -64,43 +67,73 @@ def normalizer_for(norm, momentum=0.99, microbatch=None, renorm_clip=None):
                              name="batch_renorm")
 
 
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What every layer of a network shares, chosen once and handed to each
+    wrapper in place of `training` (tf-slim's `arg_scope`, as one object).
+
+    Attributes:
+      training: a Python bool, or a scalar bool tensor choosing at run time.
+      normalizer: the norm every layer applies (`normalizer_for`), or None
+        (a bias instead).
+      data_format: "NHWC" or "NCHW", the layout the layers compute in.
+
+    Typical use:
+        settings = Settings(True, normalizer_for("batch_renorm"), "NCHW")
+        h = conv_layer(images, 16, settings, name="conv")
+        h = resnet_block(h, 32, settings, strides=2, name="b1")
+    """
+    training: Any
+    normalizer: Optional[Callable] = None
+    data_format: str = "NHWC"
+
+    def __post_init__(self):
+        check_data_format(self.data_format)
+
+
 def conv_layer(inputs, filters, training, kernel_size=3, strides=1,
                batch_norm=False, batch_renorm=False, normalizer=None,
                activation=tf.nn.relu, dropout_rate=0.0, pool=None,
                data_format="NHWC", name=None):
     """A 'SAME'-padded 2-D convolution of `inputs`, then the flags' ops.
 
-    The flags `batch_norm` and `batch_renorm` add the norm with its
-    defaults; `normalizer` (from `normalizer_for`) is the same choice with
-    its settings. It has a bias only without a norm (the norm's beta takes
-    its place).
+    `training` is a Python bool or a bool tensor, or a `Settings` that also
+    gives the norm and the layout (then leave the flags batch_norm,
+    batch_renorm, normalizer and data_format out). The flags `batch_norm`
+    and `batch_renorm` add the norm with its defaults; `normalizer` (from
+    `normalizer_for`) is the same choice with its settings. It has a bias
+    only without a norm (the norm's beta takes its place).
     """
-    norm = _choose_norm(batch_norm, batch_renorm, normalizer)
-    _check_flags(dropout_rate, pool, data_format)
+    settings = _settings(training, batch_norm, batch_renorm, normalizer,
+                         data_format)
+    check_flags(dropout_rate, pool)
     with tf1.variable_scope(name, default_name="conv"):
         kernel = _kernel([kernel_size, kernel_size,
-                          channels(inputs, data_format), filters])
+                          channels(inputs, settings.data_format), filters])
         h = tf.nn.conv2d(inputs, kernel, strides, padding="SAME",
-                         data_format=data_format)
-        return _bias_norm_activation(h, training, norm, activation,
-                                     dropout_rate, pool, data_format)
+                         data_format=settings.data_format)
+        return _bias_norm_activation(h, settings, activation, dropout_rate,
+                                     pool)
 
 
 def dense_layer(inputs, units, training, batch_norm=False, batch_renorm=False,
                 normalizer=None, activation=tf.nn.relu, dropout_rate=0.0,
                 data_format="NHWC", name=None):
-    """A fully connected layer; a 4-D input (in `data_format`) is flattened
-    first, in H, W, C order for either layout: the kernel is the same."""
-    norm = _choose_norm(batch_norm, batch_renorm, normalizer)
-    _check_flags(dropout_rate, None, data_format)
+    """A fully connected layer; a 4-D input (in the layout) is flattened
+    first, in H, W, C order for either layout: the kernel is the same.
+    `training` and the flags as `conv_layer`'s."""
+    settings = _settings(training, batch_norm, batch_renorm, normalizer,
+                         data_format)
+    check_flags(dropout_rate, None)
     with tf1.variable_scope(name, default_name="dense"):
-        if inputs.shape.rank == 4 and data_format == "NCHW":
+        if inputs.shape.rank == 4 and settings.data_format == "NCHW":
             inputs = tf.transpose(inputs, [0, 2, 3, 1])
         if inputs.shape.rank != 2:
             inputs = tf.reshape(inputs, [-1, inputs.shape[1:].num_elements()])
         h = tf.matmul(inputs, _kernel([inputs.shape[-1], units]))
-        return _bias_norm_activation(h, training, norm, activation,
-                                     dropout_rate, None, "NHWC")
+        return _bias_norm_activation(
+            h, dataclasses.replace(settings, data_format="NHWC"), activation,
+            dropout_rate, None)
 
 
 def resnet_block(inputs, filters, training, strides=1, shortcut="A",
@@ -112,14 +145,14 @@ def resnet_block(inputs, filters, training, strides=1, shortcut="A",
     pooling if asked. The shortcut is the identity while the shape holds; on
     a change of size, option "A" subsamples and zero-pads the channels (the
     paper's CIFAR choice, no parameters), option "B" is a 1x1 projection.
+    `training` and the flags as `conv_layer`'s.
     """
-    conv = _block_conv(training, batch_norm, batch_renorm, normalizer,
-                       shortcut, dropout_rate, pool, data_format)
+    block = _block(training, batch_norm, batch_renorm, normalizer,
+                   data_format, shortcut, dropout_rate, pool)
     with tf1.variable_scope(name, default_name="block"):
-        h = conv(inputs, filters, strides=strides, name="conv1")
-        h = conv(h, filters, activation=None, name="conv2")
-        return _residual_output(h, inputs, filters, strides, shortcut, conv,
-                                training, dropout_rate, pool, data_format)
+        h = block.conv(inputs, filters, strides=strides, name="conv1")
+        h = block.conv(h, filters, activation=None, name="conv2")
+        return _residual_output(h, inputs, filters, strides, block)
 
 
 def bottleneck_block(inputs, filters, training, strides=1, shortcut="B",
@@ -132,40 +165,48 @@ def bottleneck_block(inputs, filters, training, strides=1, shortcut="B",
     `resnet_block`'s; "B", the projection, is the paper's ImageNet choice).
     The stride is on the 3x3 convolution, as in fb.resnet.torch and
     TensorFlow's official ResNet (the paper's Caffe model strides the first
-    1x1; the parameters are the same).
+    1x1; the parameters are the same). `training` and the flags as
+    `conv_layer`'s.
     """
     if filters % 4:
         raise ValueError(f"a bottleneck block's filters must be a multiple "
                          f"of 4 (its inner width is filters / 4), got "
                          f"{filters}")
-    conv = _block_conv(training, batch_norm, batch_renorm, normalizer,
-                       shortcut, dropout_rate, pool, data_format)
+    block = _block(training, batch_norm, batch_renorm, normalizer,
+                   data_format, shortcut, dropout_rate, pool)
     with tf1.variable_scope(name, default_name="bottleneck"):
-        h = conv(inputs, filters // 4, kernel_size=1, name="conv1")
-        h = conv(h, filters // 4, strides=strides, name="conv2")
-        h = conv(h, filters, kernel_size=1, activation=None, name="conv3")
-        return _residual_output(h, inputs, filters, strides, shortcut, conv,
-                                training, dropout_rate, pool, data_format)
+        h = block.conv(inputs, filters // 4, kernel_size=1, name="conv1")
+        h = block.conv(h, filters // 4, strides=strides, name="conv2")
+        h = block.conv(h, filters, kernel_size=1, activation=None,
+                       name="conv3")
+        return _residual_output(h, inputs, filters, strides, block)
 
 
-def _block_conv(training, batch_norm, batch_renorm, normalizer, shortcut,
-                dropout_rate, pool, data_format):
-    """A block's checked flags, as the conv_layer its convolutions share."""
+# A block's checked settings: the conv_layer its convolutions share, and
+# what follows their sum.
+_Block = collections.namedtuple("_Block", "settings conv shortcut "
+                                "dropout_rate pool")
+
+
+def _block(training, batch_norm, batch_renorm, normalizer, data_format,
+           shortcut, dropout_rate, pool):
     if shortcut not in SHORTCUTS:
-        raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
-    _check_flags(dropout_rate, pool, data_format)
-    return functools.partial(
-        conv_layer, training=training, data_format=data_format,
-        normalizer=_choose_norm(batch_norm, batch_renorm, normalizer))
+        raise ValueError(f"shortcut must be one of {SHORTCUTS}, got "
+                         f"{shortcut!r}")
+    check_flags(dropout_rate, pool)
+    settings = _settings(training, batch_norm, batch_renorm, normalizer,
+                         data_format)
+    return _Block(settings, functools.partial(conv_layer, training=settings),
+                  shortcut, dropout_rate, pool)
 
 
-def _residual_output(h, inputs, filters, strides, shortcut, conv, training,
-                     dropout_rate, pool, data_format):
-    """relu(h + shortcut(inputs)), then dropout and pooling if asked."""
+def _residual_output(h, inputs, filters, strides, block):
+    """relu(h + shortcut(inputs)), then the block's dropout and pooling."""
+    data_format = block.settings.data_format
     in_filters = channels(inputs, data_format)
     if strides == 1 and in_filters == filters:
         skip = inputs
-    elif shortcut == "A":
+    elif block.shortcut == "A":
         # inputs[:, ::strides, ::strides] as a 1x1 pooling: the same
         # values, an order of magnitude faster than a strided slice.
         skip = tf.nn.avg_pool2d(inputs, 1, strides, "VALID",
@@ -176,29 +217,38 @@ def _residual_output(h, inputs, filters, strides, shortcut, conv, training,
                       if data_format == "NHWC" else
                       [[0, 0], padding, [0, 0], [0, 0]])
     else:
-        skip = conv(inputs, filters, kernel_size=1, strides=strides,
-                    activation=None, name="projection")
+        skip = block.conv(inputs, filters, kernel_size=1, strides=strides,
+                          activation=None, name="projection")
     h = tf.nn.relu(h + skip)
-    h = _dropout_and_pool(h, training, dropout_rate, pool, data_format)
+    h = _dropout_and_pool(h, block.settings, block.dropout_rate, block.pool)
     return tf.identity(h, name="output")
 
 
-def _choose_norm(batch_norm, batch_renorm, normalizer):
+def _settings(training, batch_norm, batch_renorm, normalizer, data_format):
+    """The `Settings` a wrapper computes with: `training` if it is one
+    (the flags left out), else made of the flags."""
+    if isinstance(training, Settings):
+        if batch_norm or batch_renorm or normalizer is not None or (
+                data_format != "NHWC"):
+            raise ValueError("with Settings, give the norm and the layout "
+                             "in them, not as flags")
+        return training
     if bool(batch_norm) + bool(batch_renorm) + (normalizer is not None) > 1:
         raise ValueError("batch_norm, batch_renorm and normalizer are "
                          "exclusive: choose one")
-    if normalizer is not None:
-        return normalizer
-    return normalizer_for("batch_norm" if batch_norm else
-                          "batch_renorm" if batch_renorm else None)
+    if normalizer is None:
+        normalizer = normalizer_for("batch_norm" if batch_norm else
+                                    "batch_renorm" if batch_renorm else None)
+    return Settings(training, normalizer, data_format)
 
 
-def _check_flags(dropout_rate, pool, data_format):
+def check_flags(dropout_rate, pool):
+    """Raises ValueError unless the wrappers' shared flags are ones they
+    take: a dropout rate in [0, 1) and one of POOLS."""
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
-    check_data_format(data_format)
 
 
 def _kernel(shape):
@@ -217,20 +267,21 @@ def _bias(size):
                             tf1.zeros_initializer(), use_resource=True)
 
 
-def _bias_norm_activation(h, training, norm, activation, dropout_rate, pool,
-                          data_format):
+def _bias_norm_activation(h, settings, activation, dropout_rate, pool):
     """What follows a conv or dense layer's product: a bias (without a
     norm), the norm, the activation, dropout and pooling."""
-    if norm is None:
-        h = tf.nn.bias_add(h, _bias(channels(h, data_format)),
-                           data_format=data_format)
+    if settings.normalizer is None:
+        h = tf.nn.bias_add(h, _bias(channels(h, settings.data_format)),
+                           data_format=settings.data_format)
     else:
-        h = norm(h, training, data_format=data_format)
+        h = settings.normalizer(h, settings.training,
+                                data_format=settings.data_format)
     h = activation(h) if activation is not None else h
-    return _dropout_and_pool(h, training, dropout_rate, pool, data_format)
+    return _dropout_and_pool(h, settings, dropout_rate, pool)
 
 
-def _dropout_and_pool(h, training, rate, pool, data_format):
+def _dropout_and_pool(h, settings, rate, pool):
+    training = settings.training
     if rate > 0.0 and training is not False:
         dropped = _stateless_dropout(h, rate)
         h = dropped if training is True else tf.cond(
@@ -238,7 +289,7 @@ def _dropout_and_pool(h, training, rate, pool, data_format):
     if pool is not None:
         pool_op = tf.nn.avg_pool2d if pool == "avg" else tf.nn.max_pool2d
         h = pool_op(h, ksize=3 if pool == "max3" else 2, strides=2,
-                    padding="SAME", data_format=data_format)
+                    padding="SAME", data_format=settings.data_format)
     return h
 
 

@@ -10,17 +10,13 @@ Reference: He et al. 2015, section 4.2 (the CIFAR-10 ResNets).
 import dataclasses
 from typing import Optional, Protocol, runtime_checkable
 
-from resnet.runtime.quiet import import_tensorflow_quietly
+from batch_renorm.tensorflow_quiet import tf
 
-import_tensorflow_quietly()  # a Python user's terminal stays as quiet
-
-import tensorflow as tf  # noqa: E402
-
-from batch_renorm import renorm_schedule, step_value  # noqa: E402
-from batch_renorm.layer import check_data_format  # noqa: E402
-from batch_renorm.schedule import check_schedule  # noqa: E402
-from resnet import full_layers  # noqa: E402
-from resnet.checks import is_int  # noqa: E402
+from batch_renorm import renorm_schedule, step_value
+from batch_renorm.layer import check_data_format
+from batch_renorm.schedule import check_schedule
+from resnet import full_layers
+from resnet.checks import is_int
 
 tf1 = tf.compat.v1
 
@@ -33,6 +29,9 @@ class NetworkLike(Protocol):
     """What `ConvolutionNN` needs of a network (`Network` is one)."""
     data_format: str             # the layout its layers compute in
     microbatch: Optional[int]    # its norms' microbatch size, or None
+    norm: Optional[str]          # one of NORMS
+    norm_momentum: float         # the moving statistics' momentum
+    renorm_schedule: Optional[dict]  # batch_renorm.renorm_schedule's kwargs
 
     def __call__(self, images, training):
         """Logits [N, classes] of NHWC float32 images; called twice
@@ -48,6 +47,11 @@ class NetworkLike(Protocol):
     def renorm_clip(self):
         """(rmax, dmax) tensors at the global step, or None without batch
         renorm."""
+
+    def fewest_norm_positions(self, image_shape):
+        """The fewest values per example and channel any norm layer
+        averages over, for images of `image_shape`, or None without
+        norms."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +74,10 @@ class Layer:
             raise ValueError(f"layer kind must be one of {KINDS}, got {self.kind!r}")
         if self.size < 1 or self.strides < 1 or self.kernel_size < 1:
             raise ValueError(f"layer sizes must be positive: {self}")
-        if not 0.0 <= self.dropout_rate < 1.0:
-            raise ValueError(f"dropout_rate must be in [0, 1): {self}")
-        if self.pool not in full_layers.POOLS:
-            raise ValueError(f"pool must be one of {full_layers.POOLS}: {self}")
+        try:
+            full_layers.check_flags(self.dropout_rate, self.pool)
+        except ValueError as error:
+            raise ValueError(f"{error}: {self}") from None
         if self.kind == "bottleneck" and self.size % 4:
             raise ValueError(f"a bottleneck's size must be a multiple of 4 "
                              f"(its inner width is size / 4): {self}")
@@ -220,11 +224,14 @@ class Network:
             normalizer = full_layers.normalizer_for(
                 self.norm, self.norm_momentum, self.microbatch,
                 self.renorm_clip() if training is not False else None)
+            # What every layer shares, set once.
+            settings = full_layers.Settings(training, normalizer,
+                                            self.data_format)
             channels_first = self.data_format == "NCHW"
             h = tf.transpose(images, [0, 3, 1, 2]) if channels_first else images
             for index, layer in enumerate(self.layers):
-                h = _build(layer, h, training, self.shortcut, normalizer,
-                           self.data_format, f"{index:02d}_{layer.kind}")
+                h = _build(layer, h, settings, self.shortcut,
+                           f"{index:02d}_{layer.kind}")
             if h.shape.rank == 4:
                 h = tf.reduce_mean(h, axis=[2, 3] if channels_first else [1, 2],
                                    name="global_pool")
@@ -252,20 +259,18 @@ def _jsonable(value):
     return value
 
 
-def _build(layer, h, training, shortcut, normalizer, data_format, name):
-    common = dict(training=training, dropout_rate=layer.dropout_rate,
-                  normalizer=normalizer, name=name)
+def _build(layer, h, settings, shortcut, name):
+    common = dict(dropout_rate=layer.dropout_rate, name=name)
     if layer.kind == "conv":
-        return full_layers.conv_layer(h, layer.size, kernel_size=layer.kernel_size,
-                                      strides=layer.strides, pool=layer.pool,
-                                      data_format=data_format, **common)
+        return full_layers.conv_layer(
+            h, layer.size, settings, kernel_size=layer.kernel_size,
+            strides=layer.strides, pool=layer.pool, **common)
     if layer.kind in ("block", "bottleneck"):
         block = (full_layers.resnet_block if layer.kind == "block" else
                  full_layers.bottleneck_block)
-        return block(h, layer.size, strides=layer.strides, shortcut=shortcut,
-                     pool=layer.pool, data_format=data_format, **common)
-    return full_layers.dense_layer(h, layer.size, data_format=data_format,
-                                   **common)
+        return block(h, layer.size, settings, strides=layer.strides,
+                     shortcut=shortcut, pool=layer.pool, **common)
+    return full_layers.dense_layer(h, layer.size, settings, **common)
 
 
 def resnet(depth, num_classes, norm="batch_norm", shortcut="A",
