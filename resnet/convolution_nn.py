@@ -1,6 +1,7 @@
 """`ConvolutionNN`: a network, its dataset, one graph and the session that
-runs it; a thin composition of the graph builders (`resnet.train.graphs`), the
-loop (`resnet.train.loop`), its hooks (`resnet.train.hooks`) and the checkpoints.
+runs it. A facade: the graphs come from `resnet.train.model`, training from
+`resnet.train.trainer`, the statistics diagnostics from
+`resnet.train.diagnostics`, the checks from `resnet.train.validation`.
 
 Typical use:
     from resnet import models
@@ -14,51 +15,35 @@ Typical use:
     print(cnn.evaluate())                      # {'loss': ..., 'accuracy': ...}
 """
 import collections
-import contextlib
 import dataclasses
 import functools
 import logging
 import sys
 
-from resnet.runtime.quiet import import_tensorflow_quietly
+from batch_renorm.tensorflow_quiet import tf
 
-import_tensorflow_quietly()  # a Python user's terminal stays as quiet
-
-import tensorflow as tf  # noqa: E402
-
-from batch_renorm import global_step, norm_layers  # noqa: E402
-from batch_renorm.schedule import WARMUP_STEPS, average_window  # noqa: E402
-from batch_renorm.replicas import (ReplicaGroup, replica_group,  # noqa: E402
-                                   set_replica_group)
-from resnet.data.arrays import (check_images, check_labels,  # noqa: E402
-                                in_batches)
-from resnet.data.datasets import Dataset  # noqa: E402
-from resnet.data.files import FileDataset  # noqa: E402
-from resnet.data.input_pipeline import (Normalizer,  # noqa: E402
-                                        batches_per_epoch, check_batches,
-                                        check_groups, trim_unit)
-from resnet.errors import (PeersNotReady, TrainingInterrupted,  # noqa: E402
-                           UsageError)
-from resnet.models import NetworkLike  # noqa: E402
-from resnet.runtime import cluster as cluster_lib  # noqa: E402
-from resnet.runtime.session_config import (  # noqa: E402
-    check_device_supports, precision_of,
-    session_config as default_session_config)
-from resnet.storage.checkpoints import Checkpoints  # noqa: E402
-from resnet.storage.export import export_saved_model  # noqa: E402
-from resnet.storage.model_dir import DirectoryLock  # noqa: E402
-from resnet.train import graphs, loop  # noqa: E402
-from resnet.train import hooks as hooks_lib  # noqa: E402
-from resnet.train.config import (RunConfig, TrainConfig,  # noqa: E402
-                                 check_run_length)
+from resnet.data.arrays import check_images, check_labels, in_batches
+from resnet.data.datasets import DatasetLike
+from resnet.data.input_pipeline import Normalizer
+from resnet.errors import PeersNotReady
+from resnet.models import NetworkLike
+from resnet.runtime import cluster as cluster_lib
+from resnet.runtime.session_config import (
+    precision_of, session_config as default_session_config)
+from resnet.storage.checkpoints import Checkpoints
+from resnet.storage.export import export_saved_model
+from resnet.storage.model_dir import DirectoryLock
+from resnet.train import loop, model as model_lib
+from resnet.train import hooks as hooks_lib
+from resnet.train.config import RunConfig, TrainConfig
+from resnet.train.diagnostics import Diagnostics
+from resnet.train.trainer import Trainer
+from resnet.train.validation import check_run
 
 tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
 
 STATISTICS = ("moving", "population", "batch")  # evaluate's norm statistics
-_EXCLUSIVE_STATISTICS = (
-    "sync_statistics (the global batch's moments) and the network's "
-    "microbatch (each group's own) exclude each other: choose one")
 # Images to evaluate: how many, and `batches(batch_size)` giving them as
 # (images, labels) arrays.
 Split = collections.namedtuple("Split", "size batches")
@@ -119,88 +104,41 @@ class ConvolutionNN:
     def __init__(self, network, dataset, config=None, run_config=None, *,
                  session_config=None, **fields):
         if not isinstance(network, NetworkLike):
-            raise TypeError(f"network must be a models.NetworkLike (a "
-                            f"callable with data_format, microbatch, "
-                            f"signature() and renorm_clip()), got {network!r}")
-        if not isinstance(dataset, (Dataset, FileDataset)):
-            raise TypeError(f"dataset must be a datasets.Dataset (e.g. "
-                            f"datasets.load('digits')) or a files."
-                            f"FileDataset, got {dataset!r}")
-        self.config, self.run_config = _configs(config, run_config, fields)
-        if (self.config.classes_per_group or 0) > dataset.num_classes:
-            raise UsageError(f"classes_per_group must be at most the "
-                             f"dataset's {dataset.num_classes} classes, got "
-                             f"{self.config.classes_per_group}")
-        run = self.run_config
-        if run.sync_statistics and network.microbatch:
-            raise UsageError(_EXCLUSIVE_STATISTICS)
-        cluster, model_dir = run.cluster, run.model_dir
-        if cluster and not cluster.is_chief:
-            # The chief saves and reports.
-            run = self.run_config = dataclasses.replace(
-                run, model_dir=None, progress=False)
-            model_dir = None
-        check_device_supports(network.data_format)
-        self.cluster = cluster
-        config = session_config or default_session_config()
-        self._precision = precision_of(config)
-        server = cluster.start_server(config) if cluster else None
-        self.network, self.dataset, self.model_dir = network, dataset, model_dir
+            raise TypeError(f"network must be a models.NetworkLike, e.g. "
+                            f"models.resnet(20, 10), got {network!r}")
+        if not isinstance(dataset, DatasetLike):
+            raise TypeError(f"dataset must be a datasets.DatasetLike (e.g. "
+                            f"datasets.load('digits'), files.load(...)), "
+                            f"got {dataset!r}")
+        config, run = _configs(config, run_config, fields)
+        cluster = run.cluster
+        check_run(network, config, dataset, workers=cluster.size if cluster
+                  else 1, sync_statistics=run.sync_statistics)
+        if cluster and not cluster.is_chief:  # the chief saves and reports
+            run = dataclasses.replace(run, model_dir=None, progress=False)
+        self.config, self.run_config, self.cluster = config, run, cluster
+        self.network, self.dataset = network, dataset
+        self.model_dir = model_dir = run.model_dir
         # Label i's name (a folder dataset's class folder), or None.
         self.class_names = dataset.class_names
-        self._trained = False  # whether `train` ran: a resume is checked
-        self._batch_graphs = {}  # microbatch -> graph, its norm layers
-        self._eval_batch = loop.eval_batch_size(dataset.image_shape)
-        self.progress = (sys.stderr.isatty() if run.progress is None
-                         else run.progress)
-        augment = self.config.augment
-        if augment is None:  # files: random crops; CIFAR: pad-crop-flip
-            augment = (isinstance(dataset, FileDataset)
-                       or dataset.image_shape == (32, 32, 3))
-        self.graph = tf.Graph()
-        with self.graph.as_default(), tf.device(
-                cluster.device if cluster else None):
-            if cluster:
-                set_replica_group(ReplicaGroup(
-                    cluster.size, cluster.task_index, run.sync_statistics,
-                    cluster.timeout))
-            tf1.set_random_seed(self.config.seed)
-            self.global_step, self.increment_op = global_step()
-            # The input normalisation the model trained with, if recorded:
-            # a files dataset that grew would give other statistics.
-            recorded = Checkpoints.recorded(model_dir, "normalizer")
-            self._preprocess = preprocess = (
-                Normalizer.from_dict(recorded) if recorded
-                else dataset.normalizer())
-            self._input = dataset.train_input(
-                self.config.seed, augment, self.config.classes_per_group,
-                self.config.group_size,
-                (cluster.task_index, cluster.size) if cluster else (0, 1),
-                network.microbatch)
-            self.train_graph = graphs.build_training(
-                network, self._input, self.config, preprocess)
-            # Public: its tensors are what a user fetches in inference.
-            self.inference = graphs.build_inference(
-                network, dataset.image_shape, preprocess)
-            classes = self.inference.logits.shape[-1]
-            if classes != dataset.num_classes:
-                raise ValueError(f"the network has {classes} outputs, the "
-                                 f"dataset {dataset.num_classes} classes")
-            self._epochs = graphs.build_epoch_state()
-            signature = {"network": network.signature(),
-                         "dataset": dataset.name,
-                         "image_shape": list(dataset.image_shape),
-                         "num_classes": int(dataset.num_classes)}
-            if self.class_names:  # what a label means, kept with the model
-                signature["class_names"] = list(self.class_names)
-            signature["normalizer"] = preprocess.as_dict()
-            self._checkpoints = (Checkpoints(model_dir, signature)
-                                 if model_dir else None)
-            init = tf.group(tf1.global_variables_initializer(),
-                            tf1.local_variables_initializer())
-            broadcast = (replica_group().broadcast_from_chief(
-                tf1.global_variables(), cluster.start_timeout)
-                if cluster else None)
+        proto = session_config or default_session_config()
+        server = cluster.start_server(proto) if cluster else None
+        # The input normalisation the model trained with, if recorded: a
+        # files dataset that grew would give other statistics.
+        recorded = Checkpoints.recorded(model_dir, "normalizer")
+        self._preprocess = (Normalizer.from_dict(recorded) if recorded
+                            else dataset.normalizer())
+        self.model = model = model_lib.build_model(
+            network, dataset, config, self._preprocess, cluster,
+            run.sync_statistics)
+        self.graph, self.global_step = model.graph, model.global_step
+        self.increment_op, self.train_graph = model.increment_op, model.train
+        self.inference = model.inference  # what a user fetches to infer
+        checkpoints = None
+        if model_dir:
+            with self.graph.as_default():
+                checkpoints = Checkpoints(model_dir, model_lib.signature(
+                    network, dataset, self._preprocess))
         # Locked before anything is written there.
         self._lock = DirectoryLock(model_dir) if model_dir else None
         self._writer = (hooks_lib.EventsWriter(model_dir, self.graph)
@@ -209,9 +147,17 @@ class ConvolutionNN:
         self.metrics = hooks_lib.Metrics(self._writer)
         self.session = tf1.Session(
             server.target if server else "", graph=self.graph,
-            config=cluster.session_config(config) if cluster else config)
+            config=cluster.session_config(proto) if cluster else proto)
+        self._eval_batch = loop.eval_batch_size(dataset.image_shape)
+        self._trainer = Trainer(
+            self.session, model, network, dataset, config, run, checkpoints,
+            self._writer, precision_of(proto),
+            sys.stderr.isatty() if run.progress is None else run.progress)
+        self._diagnostics = Diagnostics(self.session, network, dataset,
+                                        self._preprocess, self.inference,
+                                        self._eval_batch)
         try:
-            self._start(init, broadcast)
+            self._start(checkpoints)
         except PeersNotReady:
             # A thread still waits inside the session: closing it would
             # wait too. The process is to end; the lock goes first.
@@ -225,24 +171,22 @@ class ConvolutionNN:
             log.info("model_dir %s: step %d, %d epochs done", model_dir,
                      self.session.run(self.global_step), self.epochs_done)
 
-    def _start(self, init, broadcast):
-        """Initialises the variables, restores the newest checkpoint and,
-        in a cluster, broadcasts the chief's variables."""
-        self.session.run(init)
-        self._input.load(self.session)
-        if self._checkpoints:
-            # A failed restore assigns nothing: the variables stay as
-            # initialised.
-            if self._checkpoints.restore(self.session):
-                # TensorBoard gets later steps only: a run that trains
-                # nothing repeats none of the run before.
-                self.metrics.start_step = int(
-                    self.session.run(self.global_step))
+    def _start(self, checkpoints):
+        """Initialises the variables, restores the newest checkpoint (a
+        failed restore assigns nothing) and, in a cluster, broadcasts the
+        chief's variables."""
+        self.session.run(self.model.init)
+        self.model.input.load(self.session)
+        if checkpoints and checkpoints.restore(self.session):
+            # TensorBoard gets later steps only: a run that trains nothing
+            # repeats none of the run before.
+            self.metrics.start_step = int(self.session.run(self.global_step))
         cluster = self.cluster
-        if broadcast is not None:
-            with self._lost_workers():
+        if cluster:
+            with cluster_lib.lost_workers(cluster):
                 cluster_lib.run_in_time(
-                    lambda: self.session.run(broadcast), cluster.start_timeout,
+                    lambda: self.session.run(self.model.broadcast),
+                    cluster.start_timeout,
                     f"worker {cluster.task_index}: no answer from the other "
                     f"workers within {cluster.start_timeout:.0f} s; is every "
                     f"one started, with the same --worker-hosts?",
@@ -251,16 +195,29 @@ class ConvolutionNN:
     @property
     def epochs_done(self):
         """Epochs completed (an epoch under way does not count)."""
-        return int(self.session.run(self._epochs.epoch))
+        return int(self.session.run(self.model.epochs.epoch))
 
-    def train(self, batch_size, num_epoch, hooks=()):
+    @property
+    def progress(self):
+        """Whether `train`'s default hooks show a progress bar."""
+        return self._trainer.progress
+
+    def default_hooks(self):
+        """The hooks `train` runs before the caller's, unless given others
+        (`trainer.Trainer.default_hooks`): a list to copy and change."""
+        return self._trainer.default_hooks()
+
+    def train(self, batch_size, num_epoch, hooks=(), defaults=None):
         """Trains `num_epoch` more epochs (finishing first an epoch that is
         under way: it counts as one).
 
         Args:
           batch_size: the (global) batch.
           num_epoch: epochs to add (0: none).
-          hooks: `tf.compat.v1.train.SessionRunHook`s, run after ours.
+          hooks: `tf.compat.v1.train.SessionRunHook`s, run after the
+            defaults.
+          defaults: the hooks to run first (None: `default_hooks()`: the
+            checkpoints, signals, divergence, summaries and progress).
 
         Returns:
           `loop.train`'s history: a dict per epoch (epoch, step, loss,
@@ -275,150 +232,7 @@ class ConvolutionNN:
           TrainingDiverged, CheckpointSaveError, WorkerLost: training broke
             off; the checkpoints before are intact.
         """
-        check_run_length(batch_size, num_epoch)
-        for hook in hooks:
-            if not all(callable(getattr(hook, name, None)) for name in (
-                    "begin", "after_create_session", "before_run",
-                    "after_run", "end")):
-                raise TypeError(f"hooks must be tf.compat.v1.train."
-                                f"SessionRunHooks, got {hook!r}")
-        check_batches(batch_size, self.network.microbatch, self._workers(),
-                      self.dataset.train_size, self._norm_positions())
-        if self.config.classes_per_group:
-            check_groups(batch_size, self.config.classes_per_group,
-                         self.config.group_size)
-        if self._checkpoints:
-            self._check_run(batch_size)
-        self._warn_if_short(batch_size, num_epoch)
-        ours = [hooks_lib.DivergenceHook(self.train_graph.cross_entropy,
-                                         self._checkpoints)]
-        signals = None
-        if self._checkpoints:
-            signals = hooks_lib.SignalHook()
-            ours += [signals, hooks_lib.CheckpointHook(
-                self._checkpoints, hooks_lib.Trigger(
-                    every_steps=self.run_config.checkpoint_steps,
-                    every_secs=self.run_config.checkpoint_secs))]
-        if self._writer:
-            ours.append(hooks_lib.SummaryHook(self._writer, self.train_graph.summary))
-        ours.append(hooks_lib.ProgressHook(self.train_graph.fetches, self.progress))
-        with self._lost_workers(), self._input_errors(ours):
-            history = loop.train(self.session, self.train_graph, self._epochs,
-                                 self._input, batch_size, num_epoch,
-                                 ours + list(hooks))
-        if signals and signals.received:
-            raise TrainingInterrupted(
-                f"stopped by {signals.received.name} at step "
-                f"{self.session.run(self.global_step)}; saved checkpoint "
-                f"{self._checkpoints.latest}", signals.received)
-        return history
-
-    def _workers(self):
-        return self.cluster.size if self.cluster else 1
-
-    def _norm_positions(self):
-        fewest = getattr(self.network, "fewest_norm_positions", None)
-        return fewest(self.dataset.image_shape) if fewest else None
-
-    def _warn_if_short(self, batch_size, num_epoch):
-        """One warning each when the run this `train` call makes ends
-        before batch renorm's r and d move from 1 and 0 (it would train as
-        batch norm), and before step 1 / (1 - momentum), the memory of the
-        norms' moving statistics (inference may be off)."""
-        norm = getattr(self.network, "norm", None)
-        if not num_epoch or norm is None:
-            return
-        start = int(self.session.run(self._epochs.start_step))
-        per_epoch = batches_per_epoch(
-            self.dataset.train_size, batch_size,
-            trim_unit(self._workers(), self.network.microbatch))
-        end = start + num_epoch * per_epoch  # the epoch under way counts
-        momentum = getattr(self.network, "norm_momentum", 0.99)
-        memory = 1.0 / (1.0 - momentum)
-        if end < memory and not self.config.fast_start:
-            log.warning(
-                "the norms' moving statistics, which evaluate and predict "
-                "use, move by the constant 1 - momentum from their initial "
-                "0 and 1, and hold %.0f%% of them at step %d: inference "
-                "may be off; fast_start=True, a longer run, or "
-                "evaluate(statistics='population') does better",
-                100 * momentum ** end, end)
-        elif end < memory:
-            log.warning(
-                "the norms' moving statistics, which evaluate and predict "
-                "use, average only the last ~%d steps of a run ending at "
-                "step %d: "
-                "inference may be off; a longer run, or evaluate(statistics="
-                "'population') (over the training set), does better",
-                max(1, round(average_window(end))), end)
-        if norm != "batch_renorm":
-            return
-        schedule = getattr(self.network, "renorm_schedule", None) or {}
-        warmup = schedule.get("warmup_steps", WARMUP_STEPS)
-        # The last step reads step end - 1; r and d move after warmup_steps.
-        if end - 1 <= warmup:
-            log.warning(
-                "batch renorm: r = 1 and d = 0 until step %d (the network's "
-                "renorm_schedule), and this run ends at step %d, so it "
-                "trains as batch norm; for a run of this length give the "
-                "network renorm_schedule=config.run_length_defaults(%d)"
-                "['network']['renorm_schedule'] (what resnet-run does)",
-                warmup, end, end)
-
-    def _check_run(self, batch_size):
-        """Refuses to resume checkpoints trained with other arguments
-        (unless allow_changes; a later `train` call of this object may
-        change its batch size), and a batch size changed mid-epoch always:
-        the epoch's position is counted in batches. The arguments: what
-        training computes (the batch, `TrainConfig`, the network's settings
-        and its model, so that a lost model.json hides no change), how many
-        workers normalise their own slices, the training set's size (a
-        folder that grew), synchronized statistics, and the precision."""
-        step, start = self.session.run([self.global_step,
-                                        self._epochs.start_step])
-        self._checkpoints.check_run(
-            {"batch_size": batch_size, **dataclasses.asdict(self.config),
-             "network": self.network.settings(),
-             "model": self.network.signature(),
-             "workers": self._workers(),
-             "train_size": self.dataset.train_size,
-             "sync_statistics": bool(self.cluster
-                                     and self.run_config.sync_statistics),
-             "precision": self._precision},
-            self.run_config.allow_changes or self._trained,
-            frozen=("batch_size",) if step != start else ())
-        self._trained = True
-
-    @contextlib.contextmanager
-    def _lost_workers(self):
-        """A collective op's failure as one `errors.WorkerLost`."""
-        try:
-            yield
-        except cluster_lib.LOST as error:
-            if not self.cluster:
-                raise
-            raise cluster_lib.worker_lost(error, self.cluster) from None
-
-    @contextlib.contextmanager
-    def _input_errors(self, hooks):
-        """An image the input cannot decode ends training with a
-        DatasetError naming it, after a checkpoint of the steps before
-        (`hooks`: ours, the CheckpointHook among them)."""
-        try:
-            yield
-        # TensorFlow raises UnicodeDecodeError for a message holding bytes
-        # that are no text (a record's, say).
-        except (tf.errors.OpError, UnicodeDecodeError) as error:
-            explained = self._input.explain(
-                error, lambda: int(self.session.run(self.global_step)))
-            if explained is None:
-                raise
-            saved = [hook.save(self.session) for hook in hooks
-                     if isinstance(hook, hooks_lib.CheckpointHook)]
-            raise type(explained)(
-                f"{explained}" + (
-                    f"; saved checkpoint {saved[0]}: replace the file and "
-                    f"run again to resume" if saved else "")) from None
+        return self._trainer.train(batch_size, num_epoch, hooks, defaults)
 
     def evaluation_hook(self, every_steps=None, every_epochs=None,
                         images=None, labels=None, name="test",
@@ -461,76 +275,13 @@ class ConvolutionNN:
                              f"(evaluate a restored model outside the "
                              f"cluster)")
         split = self._split(images, labels)
-        if statistics == "batch":
-            group = self.network.microbatch or self._eval_batch
-            if self.network.microbatch and split.size % group:
-                raise UsageError(f"statistics='batch' normalises groups of "
-                                 f"{group}: give a multiple of {group} "
-                                 f"images, got {split.size}")
-            return loop.evaluate(self.session, self._batch_inference(
-                self.network), split.batches(
-                    self._eval_batch // group * group or group))
-        batches = split.batches(self._eval_batch)
-        if statistics == "population":
-            with self._population_statistics():
-                return loop.evaluate(self.session, self.inference, batches)
-        metrics = loop.evaluate(self.session, self.inference, batches)
+        if statistics != "moving":
+            return self._diagnostics.evaluate(statistics, split)
+        metrics = loop.evaluate(self.session, self.inference,
+                                split.batches(self._eval_batch))
         self.metrics.write(int(self.session.run(self.global_step)), "test",
                            metrics, log_it=False)
         return metrics
-
-    def _batch_inference(self, network):
-        """The inference graph of `network` (sharing our variables)
-        normalised by batch statistics, without dropout; built once per
-        microbatch size."""
-        key = network.microbatch
-        if key not in self._batch_graphs:
-            if not dataclasses.is_dataclass(network):
-                raise UsageError("statistics other than 'moving' need a "
-                                 "models.Network")
-            # In training mode for its norms only: no dropout.
-            network = dataclasses.replace(network, layers=tuple(
-                dataclasses.replace(layer, dropout_rate=0.0)
-                for layer in network.layers))
-            with self.graph.as_default():
-                built = len(norm_layers())
-                graph = graphs.build_inference(
-                    network, self.dataset.image_shape, self._preprocess,
-                    batch_statistics=True)
-                self._batch_graphs[key] = graph, norm_layers()[built:]
-        return self._batch_graphs[key][0]
-
-    @contextlib.contextmanager
-    def _population_statistics(self):
-        """Sets the moving statistics to the training set's population
-        statistics, and back on exit."""
-        if not isinstance(self.dataset, Dataset):
-            raise UsageError("statistics='population' reads the training "
-                             "images from memory: a files dataset has "
-                             "them on disk (use 'moving')")
-        full = (dataclasses.replace(self.network, microbatch=None)
-                if self.network.microbatch else self.network)
-        graph = self._batch_inference(full)
-        layers = self._batch_graphs[None][1]
-        if not layers:  # no norms: nothing to recompute
-            yield
-            return
-        values = loop.population_statistics(
-            self.session, graph.images, layers, self.dataset.x_train)
-        moving = [v for layer in layers
-                  for v in (layer.moving_mean, layer.moving_std)]
-        saved = self.session.run(moving)
-
-        def load(values):
-            with self.graph.as_default():
-                for variable, value in zip(moving, values):
-                    variable.load(value, self.session)
-
-        load([value for pair in values for value in pair])
-        try:
-            yield
-        finally:
-            load(saved)
 
     def _split(self, images, labels):
         """What to evaluate: the test split, or the checked arrays

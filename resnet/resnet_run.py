@@ -227,21 +227,16 @@ def plan(args, workers=None):
     `workers`: the count --local-workers is to start (the cluster flags
     give it otherwise)."""
     from resnet import models
-    from resnet.data.input_pipeline import (batches_per_epoch, check_batches,
-                                            check_groups, trim_unit)
-    from resnet.runtime.session_config import (check_device_supports,
-                                               check_precision,
-                                               check_threads)
+    from resnet.data.input_pipeline import batches_per_epoch, trim_unit
+    from resnet.runtime.session_config import check_precision, check_threads
     from resnet.storage.export import check_export_path
-    from resnet.train.config import RunConfig, TrainConfig, check_run_length
+    from resnet.train.config import RunConfig, TrainConfig
+    from resnet.train.validation import check_run
 
     batch_size, epochs = DEFAULTS[args.dataset]
     batch_size = batch_size if args.batch_size is None else args.batch_size
     epochs = epochs if args.epochs is None else args.epochs
     # Every argument is checked before any data is read or graph built.
-    check_run_length(batch_size, epochs)
-    if epochs < 1:  # the defaults follow the run's length: it needs one
-        raise ValueError(f"--epochs must be >= 1, got {epochs}")
     config = TrainConfig(
         learning_rate=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay,
@@ -249,7 +244,7 @@ def plan(args, workers=None):
         seed=args.seed, classes_per_group=args.classes_per_group,
         group_size=args.group_size)
     # --local-workers makes the cluster itself (without TF_CONFIG).
-    cluster = None if workers else cluster_from(args, batch_size)
+    cluster = None if workers else cluster_from(args)
     run_config = RunConfig(
         model_dir=args.model_dir, checkpoint_secs=args.checkpoint_secs,
         checkpoint_steps=args.checkpoint_steps,
@@ -259,13 +254,8 @@ def plan(args, workers=None):
         allow_changes=args.allow_changes)
     if args.export is not None:
         check_export_path(args.export, args.model_dir)
-    if args.sync_statistics and args.microbatch:
-        raise ValueError("--sync-statistics (the global batch's moments) "
-                         "and --microbatch (each group's own) exclude each "
-                         "other: choose one")
     check_threads(args.intra_threads, args.inter_threads)
     check_precision(args.precision)
-    check_device_supports(args.data_format)
     norm = None if args.norm == "none" else args.norm
     options = dict(norm=norm, shortcut=args.shortcut or (
                        "B" if args.resnet == "imagenet" else "A"),
@@ -285,18 +275,19 @@ def plan(args, workers=None):
     else:
         network = models.resnet(args.depth or 20, 10,
                                 dropout_rate=args.dropout, **options)
+    parts = cluster.size if cluster else workers or 1
+    # The data's part comes once the data is loaded.
+    check_run(network, config, None, batch_size, epochs, parts,
+              args.sync_statistics)
+    if epochs < 1:  # the defaults follow the run's length: it needs one
+        raise ValueError(f"--epochs must be >= 1, got {epochs}")
     files = args.dataset in datasets.FILE_FORMATS
     if args.image_size is not None and not files:
         raise ValueError("--image-size is for --dataset folder or tfrecord")
-    if args.image_size is not None and args.image_size < 8:
-        raise ValueError(f"--image-size must be >= 8, got {args.image_size}")
     if args.index_dir is not None and args.dataset != "tfrecord":
         raise ValueError("--index-dir is for --dataset tfrecord")
     if args.max_pixels is not None and not files:
         raise ValueError("--max-pixels is for --dataset folder or tfrecord")
-    if args.max_pixels is not None and not 0 <= args.max_pixels < 2 ** 63:
-        raise ValueError(f"--max-pixels must be >= 0 and < 2^63, got "
-                         f"{args.max_pixels}")
     if args.validation and files:
         raise ValueError(f"--validation holds out in-memory images: a "
                          f"{args.dataset} dataset tests on its own split")
@@ -316,14 +307,8 @@ def plan(args, workers=None):
         ds = datasets.load(args.dataset, args.data_dir)
     if args.validation:
         ds = ds.split_validation(args.validation, seed=args.seed)
-    parts = cluster.size if cluster else workers or 1
-    check_batches(batch_size, args.microbatch, parts, ds.train_size,
-                  network.fewest_norm_positions(ds.image_shape))
-    if args.classes_per_group:
-        check_groups(batch_size, args.classes_per_group, args.group_size)
-        if args.classes_per_group > ds.num_classes:
-            raise ValueError(f"--classes-per-group {args.classes_per_group}: "
-                             f"{args.dataset} has {ds.num_classes} classes")
+    check_run(network, config, ds, batch_size, epochs, parts,
+              args.sync_statistics)
     total_steps = epochs * batches_per_epoch(
         ds.train_size, batch_size, trim_unit(parts, args.microbatch))
     train_defaults, network_defaults = length_defaults(args, total_steps)
@@ -414,9 +399,8 @@ def report(prog, error, args):
     return status
 
 
-def cluster_from(args, batch_size):
-    """The run's `Cluster` from the flags or TF_CONFIG, checked against
-    the global `batch_size`, or None."""
+def cluster_from(args):
+    """The run's `Cluster` from the flags or TF_CONFIG, or None."""
     from resnet.runtime.cluster import Cluster, check_port_free
     if (args.worker_hosts is None) != (args.task_index is None):
         raise ValueError("--worker-hosts and --task-index go together")
@@ -426,9 +410,6 @@ def cluster_from(args, batch_size):
         cluster = Cluster.from_tf_config()
     if cluster is None:
         return None
-    if batch_size % cluster.size:
-        raise ValueError(f"--batch-size {batch_size} must be a multiple of "
-                         f"the {cluster.size} workers")
     cluster = dataclasses.replace(cluster, timeout=args.collective_timeout)
     host, port = cluster.workers[cluster.task_index].rsplit(":", 1)
     check_port_free(host, int(port))

@@ -344,11 +344,12 @@ def test_a_network_larger_than_the_machine_is_refused_before_building():
     (["--layers", "dense:16", "--batch-size", "1436"],
      "the epoch's last batch (1437 examples) leaves one example per worker"),
     (["--sync-statistics", "--microbatch", "4", "--local-workers", "2"],
-     "--sync-statistics (the global batch's moments) and --microbatch"),
+     "sync_statistics (the global batch's moments) and the network's "
+     "microbatch"),
     (["--sync-statistics", "--microbatch", "4", "--worker-hosts",
       "127.0.0.1:1,127.0.0.1:2", "--task-index", "0"], "exclude each other"),
     (["--classes-per-group", "16", "--group-size", "32", "--batch-size", "128"],
-     "--classes-per-group 16: digits has 10 classes")])
+     "classes_per_group must be at most the data's 10 classes, got 16")])
 def test_other_cli_arguments_are_checked_before_any_graph(args, message,
                                                           capsys):
     check_cli_refuses(args, message, capsys)

@@ -29,10 +29,10 @@ SPLITS = {"folder": {"train": 30, "val": 9},
           "tfrecord": {"train": 30, "validation": 9}}
 
 
-def write(data_format, root, splits=None, **options):
-    writer = (formats.write_image_folder if data_format == "folder" else
+def write(layout, root, splits=None, **options):
+    writer = (formats.write_image_folder if layout == "folder" else
               formats.write_tfrecords)
-    return writer(str(root), splits or SPLITS[data_format], **options)
+    return writer(str(root), splits or SPLITS[layout], **options)
 
 
 @pytest.fixture(scope="module", params=files.FORMATS)
@@ -43,9 +43,9 @@ def written(request, tmp_path_factory):
     return request.param, root, write(request.param, root, sizes=(32, 32))
 
 
-def load(data_format, root, **options):
+def load(layout, root, **options):
     options.setdefault("index_dir", os.path.join(root, "index"))
-    return files.load(data_format, str(root), **options)
+    return files.load(layout, str(root), **options)
 
 
 def centre(images):
@@ -54,11 +54,11 @@ def centre(images):
 
 
 def test_the_test_split_is_what_was_written_centre_cropped(written):
-    data_format, root, splits = written
-    ds = load(data_format, root, image_size=SIZE)
+    layout, root, splits = written
+    ds = load(layout, root, image_size=SIZE)
     assert (ds.train_size, ds.test_size, ds.num_classes) == (30, 9, 3)
     assert ds.image_shape == (SIZE, SIZE, 3)
-    assert ds.name == data_format  # what model.json records
+    assert ds.name == layout  # what model.json records
     images, labels = (np.concatenate(parts) for parts in
                       zip(*ds.test_batches(4)))
     test_images, test_labels = list(splits.values())[1]
@@ -93,8 +93,8 @@ def epoch_batches(ds, batch_size, epoch=0, position=0, part=(0, 1),
 
 
 def test_an_epoch_reads_the_index_in_its_seeded_order(written):
-    data_format, root, splits = written
-    ds = load(data_format, root, image_size=SIZE)
+    layout, root, splits = written
+    ds = load(layout, root, image_size=SIZE)
     images, labels = splits["train"]
     order = epoch_order(3, 1, 30)
     count, batches = epoch_batches(ds, 8, epoch=1)
@@ -110,8 +110,8 @@ def test_an_epoch_reads_the_index_in_its_seeded_order(written):
 def test_non_iid_groups_come_from_the_index_labels(written):
     """classes_per_group reads the labels of the index: each batch is the
     in-memory sampler's, on the same labels."""
-    data_format, root, splits = written
-    ds = load(data_format, root, image_size=SIZE)
+    layout, root, splits = written
+    ds = load(layout, root, image_size=SIZE)
     labels = splits["train"][1]
     with tf.Graph().as_default():
         pipeline = ds.train_input(3, False, classes_per_group=2,
@@ -132,8 +132,8 @@ def test_workers_read_their_slices_and_a_resume_the_same_batches(
     """The workers' batches are their slices of one process's, augmented
     alike (each image seeded by its step and place in the global batch);
     starting at batch 2 gives batches 2 and 3 as the whole epoch does."""
-    data_format, root, _ = written
-    ds = load(data_format, root, image_size=SIZE)
+    layout, root, _ = written
+    ds = load(layout, root, image_size=SIZE)
     _, whole = epoch_batches(ds, 8, augment=augment)
     # 30 = 3 * 8 + 6: the last batch trimmed to a multiple of the workers
     # (6 for 2 workers, 4 for 4), each worker reading `last` of it.
@@ -187,13 +187,13 @@ def test_random_crops_keep_colour_flip_both_ways_and_follow_the_seed():
 def test_paths_with_any_characters(tmp_path, name):
     """Non-ASCII names and glob's special characters in the directory and
     in class folders."""
-    for data_format in files.FORMATS:
-        root = tmp_path / name / data_format
-        write(data_format, root, classes=2)
-        if data_format == "folder":
+    for layout in files.FORMATS:
+        root = tmp_path / name / layout
+        write(layout, root, classes=2)
+        if layout == "folder":
             os.rename(root / "train" / "class_1", root / "train" / "clé ø")
             os.rename(root / "val" / "class_1", root / "val" / "clé ø")
-        ds = load(data_format, root, image_size=SIZE)
+        ds = load(layout, root, image_size=SIZE)
         assert next(ds.test_batches(4))[0].shape == (4, SIZE, SIZE, 3)
         _, batches = epoch_batches(ds, 8, augment=True)
         assert sum(len(labels) for _, labels in batches) == 30
@@ -214,9 +214,9 @@ def test_images_of_mixed_sizes_jpeg_and_grey(tmp_path):
     assert batches[0][0].shape == (6, SIZE, SIZE, 3)
 
 
-def damage(data_format, root, case):
+def damage(layout, root, case):
     """Makes `case` of bad input in a written dataset at root."""
-    if data_format == "folder":
+    if layout == "folder":
         if case == "empty class":
             os.makedirs(root / "train" / "class_9")
         elif case == "unknown test class":
@@ -255,7 +255,7 @@ def damage(data_format, root, case):
                 writer.write(tf.train.Example().SerializeToString())
 
 
-@pytest.mark.parametrize("data_format, case, message", [
+@pytest.mark.parametrize("layout, case, message", [
     ("folder", "empty class", "train/class_9: no images (.jpg"),
     ("folder", "unknown test class", "['class_7'] not in the training"),
     ("folder", "no test split", "no test split (one of val, validation"),
@@ -273,21 +273,21 @@ def damage(data_format, root, case):
     ("tfrecord", "huge label", "record 0: label 1099511627776, more than the "
      "1,000,000 classes"),
 ])
-def test_bad_datasets_are_named(tmp_path, data_format, case, message):
-    write(data_format, tmp_path)
-    damage(data_format, tmp_path, case)
+def test_bad_datasets_are_named(tmp_path, layout, case, message):
+    write(layout, tmp_path)
+    damage(layout, tmp_path, case)
     with pytest.raises(DatasetError, match=re.escape(message)):
-        load(data_format, tmp_path)
+        load(layout, tmp_path)
 
 
-@pytest.mark.parametrize("data_format, locked", [
+@pytest.mark.parametrize("layout, locked", [
     ("folder", "train/class_1"), ("tfrecord", ".")])
-def test_an_unreadable_folder_is_named(tmp_path, monkeypatch, data_format,
+def test_an_unreadable_folder_is_named(tmp_path, monkeypatch, layout,
                                        locked):
     """A class or train folder the user may not read (root here reads
     anything: os.scandir fails as it would) gave a PermissionError
     traceback; a TFRecord folder, "no TFRecord shards"."""
-    write(data_format, tmp_path)
+    write(layout, tmp_path)
     locked = os.path.normpath(tmp_path / locked)
     scandir = os.scandir
 
@@ -299,7 +299,7 @@ def test_an_unreadable_folder_is_named(tmp_path, monkeypatch, data_format,
     monkeypatch.setattr(os, "scandir", refuse)
     with pytest.raises(DatasetError, match=re.escape(
             f"{locked}: cannot be read (Permission denied)")):
-        load(data_format, tmp_path)
+        load(layout, tmp_path)
 
 
 def test_what_class_folders_hold_besides_images_is_counted(tmp_path,
@@ -605,13 +605,13 @@ CLI = ["-m", "resnet.resnet_run", "--image-size", "24", "--depth", "8",
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("data_format", files.FORMATS)
+@pytest.mark.parametrize("layout", files.FORMATS)
 def test_resnet_run_trains_from_files_and_resumes_after_sigkill_exactly(
-        tmp_path, data_format):
+        tmp_path, layout):
     data = tmp_path / "data"
-    write(data_format, data, {"train": 90, ("val" if data_format == "folder"
+    write(layout, data, {"train": 90, ("val" if layout == "folder"
                                            else "validation"): 30})
-    args = [*CLI, "--dataset", data_format, "--data-dir", str(data)]
+    args = [*CLI, "--dataset", layout, "--data-dir", str(data)]
     cache = str(tmp_path / "cache")
     whole = run(*args, "--model-dir", str(tmp_path / "whole"),
                 XDG_CACHE_HOME=cache)
@@ -672,11 +672,12 @@ def test_local_workers_name_the_image_a_worker_cannot_decode(tmp_path):
      "/nonexistent: no such directory"),
     (["--resnet", "imagenet", "--depth", "20"], "18, 34, 50, 101, 152"),
     (["--resnet", "imagenet", "--layers", "conv:8"], "not with --layers"),
-    (["--dataset", "folder", "--image-size", "4"], "--image-size must be"),
+    (["--dataset", "folder", "--data-dir", "/tmp", "--image-size", "4"],
+     "image_size must be"),
     (["--index-dir", "/tmp"], "--index-dir is for --dataset tfrecord"),
     (["--max-pixels", "5"], "--max-pixels is for --dataset folder or tfrecord"),
     (["--dataset", "folder", "--data-dir", "/tmp", "--max-pixels", "-1"],
-     "--max-pixels must be >= 0 and < 2^63"),
+     "max_pixels must be an integer >= 0 and < 2^63"),
 ])
 def test_file_dataset_usage_errors(args, message):
     assert_usage_error(run("-m", "resnet.resnet_run", *args), message)

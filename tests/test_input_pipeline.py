@@ -116,5 +116,5 @@ def test_non_iid_groups_must_fill_the_batch():
         non_iid_order(0, 0, labels, 32, 2, 6)
     with pytest.raises(ValueError, match="multiple of classes_per_group"):
         non_iid_order(0, 0, labels, 32, 3, 4)
-    with pytest.raises(ValueError, match="at most the 10 classes"):
+    with pytest.raises(ValueError, match="at most the data.s 10 classes"):
         non_iid_order(0, 0, labels, 24, 12, 12)

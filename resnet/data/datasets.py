@@ -9,7 +9,7 @@ labels. A missing, damaged or unexpected file raises `DatasetError` naming
 the path and what was expected.
 """
 import dataclasses
-from typing import Optional
+from typing import Optional, Protocol, runtime_checkable
 import gzip
 import math
 import os
@@ -23,7 +23,7 @@ import zlib
 import numpy as np
 
 from resnet.errors import DatasetError
-from resnet.storage.files import check_writable_dir, deepest_existing
+from resnet.storage.atomic import check_writable_dir, deepest_existing
 
 NAMES = ("digits", "mnist", "fashion_mnist", "cifar10")
 # Datasets read from files while training (`resnet.data.files`), and the
@@ -51,6 +51,40 @@ CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST = ("test_batch",)
 
 
+@runtime_checkable
+class DatasetLike(Protocol):
+    """What `ConvolutionNN` and resnet-run need of a dataset: an in-memory
+    `Dataset` or a `files.FileDataset`.
+
+    Attributes:
+      name: its name, recorded with the model.
+      num_classes: labels are in [0, num_classes).
+      class_names: label -> name (a tuple), or None.
+      image_shape: [H, W, C] of the images the network sees.
+      train_size, test_size: the splits' example counts.
+      default_augment: whether training augments when the run does not
+        say (CIFAR's pad-crop-flip; files' random crops).
+    """
+    name: str
+    num_classes: int
+    class_names: Optional[tuple]
+    image_shape: tuple
+    train_size: int
+    test_size: int
+    default_augment: bool
+
+    def normalizer(self):
+        """The input normalisation (`input_pipeline.Normalizer`) of its
+        training images."""
+
+    def train_input(self, seed, augment, classes_per_group=None,
+                    group_size=None, part=(0, 1), microbatch=None):
+        """An `input_pipeline.Input` of its training split."""
+
+    def test_batches(self, batch_size):
+        """The test split as (images [n, H, W, C], labels [n]) arrays."""
+
+
 @dataclasses.dataclass
 class Dataset:
     name: str
@@ -68,6 +102,11 @@ class Dataset:
     @property
     def train_size(self):
         return len(self.x_train)
+
+    @property
+    def default_augment(self):
+        """CIFAR's 32x32 RGB images train with pad-crop-flip."""
+        return self.image_shape == (32, 32, 3)
 
     def normalizer(self):
         """(images - mean) / std per channel of the training images."""

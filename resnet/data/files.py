@@ -63,7 +63,7 @@ from batch_renorm.tensorflow_quiet import tf
 from resnet.data import input_pipeline
 from resnet.data.datasets import FILE_FORMATS, FILE_IMAGE_SIZE
 from resnet.errors import DatasetError
-from resnet.storage.files import failure_reason
+from resnet.storage.atomic import failure_reason
 
 tf1 = tf.compat.v1
 log = logging.getLogger(__name__)
@@ -140,6 +140,9 @@ class FileDataset:
     def test_size(self):
         return len(self.test)
 
+    # Random crops of the files' larger images (centre crops to test).
+    default_augment = True
+
     def normalizer(self):
         """(images - mean) / std per channel, the statistics of
         NORMALIZER_IMAGES training images spread over the index (centre
@@ -189,22 +192,19 @@ class FileDataset:
                 yield images, labels
 
 
-class FileInput:
-    """The training batches of a `FileIndex`: the interface of
-    `input_pipeline.TrainInput` (`images`, `labels`, `load`,
-    `start_epoch`), read and decoded in parallel in the graph, with the
-    next batches prefetched while a step runs. With `part=(index,
-    parts)`, a worker's slice of every batch: only its own images are
-    read."""
+class FileInput(input_pipeline.Input):
+    """The training batches of a `FileIndex` (an `input_pipeline.Input`),
+    read and decoded in parallel in the graph, with the next batches
+    prefetched while a step runs. With `part=(index, parts)`, a worker's
+    slice of every batch: only its own images are read; `explain` names an
+    image that does not decode."""
 
     def __init__(self, index, image_size, seed, augment,
                  classes_per_group=None, group_size=None, part=(0, 1),
                  microbatch=None):
-        self._index, self._seed = index, seed
-        self._classes_per_group, self._group_size = (classes_per_group,
-                                                     group_size)
-        self._part, self._parts = part
-        self._unit = input_pipeline.trim_unit(self._parts, microbatch)
+        super().__init__(index.labels, seed, classes_per_group, group_size,
+                         part, microbatch)
+        self._index = index
         self._epoch = None  # (the records fed, their steps)
         with tf1.name_scope("input"):
             self._feeds = (
@@ -234,16 +234,8 @@ class FileInput:
             self.images.set_shape([None, image_size, image_size, 3])
             self.labels.set_shape([None])
 
-    def load(self, session):
-        """Nothing to load: the files are read as training runs."""
-
     def start_epoch(self, session, epoch, batch_size, position, first_step):
-        """As `TrainInput.start_epoch`: starts epoch `epoch` at batch
-        `position`, its first batch consumed by global step `first_step`;
-        returns the number of batches."""
-        order = input_pipeline.epoch_indices(
-            self._seed, epoch, self._index.labels, batch_size, position,
-            self._unit, self._classes_per_group, self._group_size)
+        order = self.epoch_order(epoch, batch_size, position)
         # Batch b of the epoch is order[b * batch_size:][:batch_size], its
         # last one shorter; this worker reads its `parts`-th of each.
         batch, slot = np.divmod(np.arange(len(order)), batch_size)
@@ -260,9 +252,6 @@ class FileInput:
         return -(-len(order) // batch_size)
 
     def explain(self, error, step):
-        """The `DatasetError` naming the image that `error`, raised by a
-        step of the epoch under way, could not decode, or None if the error
-        is not the input's. `step()` gives the failed step."""
         message = getattr(error, "message", "")
         if self._epoch is None or not (
                 self.images.op.name in message or CHANGED in message
@@ -396,20 +385,20 @@ def center_crop(image, size):
     return tf.clip_by_value(crop, 0.0, 255.0) / 255.0
 
 
-def load(data_format, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
+def load(layout, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
          index_dir=None, max_pixels=MAX_PIXELS):
-    """The `FileDataset` in `data_dir`, of `data_format` "folder" or
+    """The `FileDataset` in `data_dir`, of `layout` "folder" or
     "tfrecord" (module docstring), cropped to `image_size` squares.
     `num_classes`: the labels' range (default: the folders, or the
     largest TFRecord label + 1). `max_pixels`: an image larger than that
     (width x height) stops training naming it, as an undecodable one does
     (0: no cap). Raises DatasetError (a ValueError) naming what is missing
     or wrong."""
-    if data_format not in FORMATS:
-        raise ValueError(f"data format must be one of {FORMATS}, got "
-                         f"{data_format!r}")
+    if layout not in FORMATS:
+        raise ValueError(f"layout must be one of {FORMATS}, got "
+                         f"{layout!r}")
     if data_dir is None:
-        raise DatasetError(f"a {data_format} dataset needs its directory "
+        raise DatasetError(f"a {layout} dataset needs its directory "
                            f"(--data-dir)")
     if not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"image_size must be an integer >= 8, got "
@@ -421,7 +410,7 @@ def load(data_format, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
     if not os.path.isdir(data_dir):
         raise DatasetError(f"{data_dir}: no such directory")
     classes = None
-    if data_format == "folder":
+    if layout == "folder":
         train, classes = _folder_index(os.path.join(data_dir, TRAIN_SPLIT))
         test, _ = _folder_index(_test_path(data_dir, os.path.isdir), classes)
         num_classes = num_classes or len(classes)
@@ -445,15 +434,15 @@ def load(data_format, data_dir, image_size=FILE_IMAGE_SIZE, num_classes=None,
     if num_classes < 2:
         raise DatasetError(f"{data_dir}: one class only: nothing to learn")
     log.info("%s: %s (%d training images, %d classes), test split %d "
-             "images", data_dir, data_format, len(train), num_classes,
+             "images", data_dir, layout, len(train), num_classes,
              len(test))
     train, test = (dataclasses.replace(index, max_pixels=max_pixels)
                    for index in (train, test))
     # Named by its format alone: the images may grow (run.json counts them).
     # Labels no folder has (num_classes given larger) are named by number.
     names = (tuple(classes) + tuple(str(label) for label in range(
-        len(classes), num_classes)) if data_format == "folder" else None)
-    return FileDataset(data_format, train, test, num_classes, image_size,
+        len(classes), num_classes)) if layout == "folder" else None)
+    return FileDataset(layout, train, test, num_classes, image_size,
                        names)
 
 

@@ -17,6 +17,8 @@ Typical use:
 import numpy as np
 from batch_renorm.tensorflow_quiet import tf
 
+from resnet.errors import UsageError
+
 tf1 = tf.compat.v1
 
 PAD = 4  # pixels of zero padding before the random crop (He et al. 2015)
@@ -49,9 +51,7 @@ def non_iid_order(seed, epoch, labels, batch_size, classes_per_group,
     group_size = group_size or batch_size
     check_groups(batch_size, classes_per_group, group_size)
     classes = np.unique(labels)
-    if classes_per_group > len(classes):
-        raise ValueError(f"classes_per_group ({classes_per_group}) must be "
-                         f"at most the {len(classes)} classes")
+    check_classes(classes_per_group, len(classes))
     rng = np.random.default_rng([seed, epoch])
     per_class = group_size // classes_per_group
     groups = batch_size // group_size
@@ -77,21 +77,29 @@ def non_iid_order(seed, epoch, labels, batch_size, classes_per_group,
     return np.concatenate(batches) if batches else np.zeros([0], np.int64)
 
 
+def check_classes(classes_per_group, num_classes):
+    """Raises UsageError unless groups of `classes_per_group` classes can be
+    drawn from `num_classes`."""
+    if classes_per_group > num_classes:
+        raise UsageError(f"classes_per_group must be at most the data's "
+                         f"{num_classes} classes, got {classes_per_group}")
+
+
 def check_groups(batch_size, classes_per_group, group_size):
-    """Raises ValueError unless groups of `group_size` (None: the batch)
+    """Raises UsageError (a ValueError) unless groups of `group_size` (None: the batch)
     from `classes_per_group` classes fill a batch evenly."""
     group_size = group_size or batch_size
     if batch_size % group_size:
-        raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
+        raise UsageError(f"batch_size ({batch_size}) must be a multiple of "
                          f"group_size ({group_size})")
     if group_size % classes_per_group:
-        raise ValueError(f"group_size ({group_size}) must be a multiple of "
+        raise UsageError(f"group_size ({group_size}) must be a multiple of "
                          f"classes_per_group ({classes_per_group})")
 
 
 def check_batches(batch_size, microbatch=None, parts=1, train_size=None,
                   norm_positions=None):
-    """Raises ValueError unless `parts` workers can split a batch of
+    """Raises UsageError (a ValueError) unless `parts` workers can split a batch of
     `batch_size` and microbatches divide every worker's slice (an epoch's
     last batch is trimmed to fit: `epoch_indices`), and unless every
     normalisation group has more than one value per channel: with
@@ -99,12 +107,12 @@ def check_batches(batch_size, microbatch=None, parts=1, train_size=None,
     example, or an epoch's last batch of `train_size` examples leaving one
     per worker, would make the norm's output beta whatever its input."""
     if batch_size % parts:
-        raise ValueError(f"batch_size ({batch_size}) must be a multiple of "
+        raise UsageError(f"batch_size ({batch_size}) must be a multiple of "
                          f"the {parts} workers")
     unit = trim_unit(parts, microbatch)
     if train_size is not None and not batches_per_epoch(train_size,
                                                          batch_size, unit):
-        raise ValueError(f"{train_size} training examples make no batch: an "
+        raise UsageError(f"{train_size} training examples make no batch: an "
                          f"epoch's last batch is trimmed to a multiple of "
                          f"{unit} (workers x microbatch)")
     if norm_positions == 1:
@@ -120,13 +128,13 @@ def check_batches(batch_size, microbatch=None, parts=1, train_size=None,
         else:
             hint = None
         if hint:
-            raise ValueError(
+            raise UsageError(
                 f"a norm of the network takes its statistics over one value "
                 f"per example (a dense layer, or a 1x1 map) and would see "
                 f"groups of one example, whose variance is 0 (its output "
                 f"would be beta whatever its input): {hint}")
     if microbatch and batch_size // parts % microbatch:
-        raise ValueError(
+        raise UsageError(
             f"with microbatches of {microbatch}, batch_size ({batch_size}) "
             + (f"must be a multiple of {microbatch}" if parts == 1 else
                f"must give each of the {parts} workers a multiple of "
@@ -176,7 +184,60 @@ def pad_crop_flip(images, seed, pad=PAD):
     return tf.gather(cropped, columns, axis=2, batch_dims=1)
 
 
-class TrainInput:
+class Input:
+    """A training input: what `loop.train` and the runner read of it.
+
+    Attributes:
+      images [B, H, W, C] float32 and labels [B] int64: the next batch's
+        tensors (this worker's slice of it), advanced by each step.
+
+    Subclasses (`TrainInput`, `files.FileInput`) build the tensors and
+    define `start_epoch`; the order of every epoch is the same pure
+    function of (seed, epoch) for both (`epoch_indices`).
+
+    Args:
+      labels: [N] int64, the training labels (the order's classes).
+      seed: the order's and the augmentation's seed.
+      classes_per_group, group_size: non-i.i.d. groups
+        (`non_iid_order`), or None.
+      part: (index, parts): this worker's slice of every batch.
+      microbatch: the norms' groups (an epoch's last batch is trimmed to a
+        multiple of parts x microbatch), or None.
+    """
+    images = labels = None
+
+    def __init__(self, labels, seed, classes_per_group=None, group_size=None,
+                 part=(0, 1), microbatch=None):
+        self._labels, self._seed = labels, seed
+        self._classes_per_group, self._group_size = (classes_per_group,
+                                                     group_size)
+        self._part, self._parts = part
+        self._unit = trim_unit(self._parts, microbatch)
+
+    def load(self, session):
+        """Loads what the input reads into `session` (once per session)."""
+
+    def explain(self, error, step):
+        """An `errors.DatasetError` naming the example that `error`, raised
+        by a step, could not read, or None if the error is not the input's
+        (`step()` gives the failed step)."""
+        return None
+
+    def start_epoch(self, session, epoch, batch_size, position, first_step):
+        """Starts epoch `epoch` at batch `position`; its first batch is
+        consumed by global step `first_step`. Returns the number of
+        batches left in the epoch."""
+        raise NotImplementedError
+
+    def epoch_order(self, epoch, batch_size, position):
+        """The examples epoch `epoch` visits from batch `position` on
+        (`epoch_indices`)."""
+        return epoch_indices(self._seed, epoch, self._labels, batch_size,
+                             position, self._unit, self._classes_per_group,
+                             self._group_size)
+
+
+class TrainInput(Input):
     """Batches `images` [B, H, W, C] and `labels` [B] from in-memory arrays.
 
     With `part=(index, parts)`, a data-parallel worker's slice: batch b of
@@ -190,11 +251,9 @@ class TrainInput:
 
     def __init__(self, x, y, seed, augment, classes_per_group=None,
                  group_size=None, part=(0, 1), microbatch=None):
-        self._x, self._y, self._seed = x, y, seed
-        self._classes_per_group, self._group_size = (classes_per_group,
-                                                     group_size)
-        self._part, self._parts = part
-        self._unit = trim_unit(self._parts, microbatch)
+        super().__init__(y, seed, classes_per_group, group_size, part,
+                         microbatch)
+        self._x, self._y = x, y
         with tf1.name_scope("input"):
             self._x_value = tf1.placeholder(tf.float32, x.shape, "x_value")
             self._y_value = tf1.placeholder(tf.int64, y.shape, "y_value")
@@ -237,20 +296,12 @@ class TrainInput:
         self._load_op = tf.group(x_var.initializer, y_var.initializer)
 
     def load(self, session):
+        """Fills the arrays' variables (they are never saved)."""
         session.run(self._load_op, {self._x_value: self._x,
                                     self._y_value: self._y})
 
-    def explain(self, error, step):
-        """None: an error of a step is never in-memory data's (`FileInput`
-        names an image that does not decode; `step()` gives the step)."""
-        return None
-
     def start_epoch(self, session, epoch, batch_size, position, first_step):
-        """Starts epoch `epoch` at batch `position`; its first batch is
-        consumed by global step `first_step`. Returns the number of batches."""
-        order = epoch_indices(self._seed, epoch, self._y, batch_size,
-                              position, self._unit, self._classes_per_group,
-                              self._group_size)
+        order = self.epoch_order(epoch, batch_size, position)
         session.run(self._iterator.initializer, {
             self._order: order, self._batch_size: batch_size,
             self._first_step: first_step})

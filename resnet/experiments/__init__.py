@@ -13,11 +13,7 @@ Typical use (examples/renorm_microbatch.py):
 
 Importing it imports TensorFlow, without its C++ start-up lines.
 """
-from resnet.runtime.quiet import import_tensorflow_quietly
-
-import_tensorflow_quietly()
-
-from resnet.experiments.cli import main  # noqa: E402
-from resnet.experiments.harness import Arm, Setup, run  # noqa: E402
+from resnet.experiments.cli import main
+from resnet.experiments.harness import Arm, Setup, run
 
 __all__ = ["Arm", "Setup", "main", "run"]

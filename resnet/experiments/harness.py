@@ -19,7 +19,7 @@ import subprocess
 from typing import Optional
 
 import numpy as np
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 
 from batch_renorm.schedule import DEFAULT_SCHEDULE, SCHEDULES
 from resnet import models
@@ -31,10 +31,10 @@ from resnet.errors import UsageError
 from resnet.experiments.report import (plot, plot_group_sizes, summarize,
                                        sweep_table, table)
 from resnet.runtime import session_config
-from resnet.storage.files import json_differences, read_json, write_json
+from resnet.storage.atomic import json_differences, read_json, write_json
 from resnet.storage.model_dir import DirectoryLock
 from resnet.train.config import run_length_defaults
-from resnet.train.hooks import EvaluationHook, Metrics, Trigger
+from resnet.train.hooks import EpochHook, EvaluationHook, Metrics, Trigger
 
 tf1 = tf.compat.v1
 
@@ -274,21 +274,21 @@ def diagnostic(name, cnn, arm, seed):
     return cnn.evaluate(images, labels, statistics=name)["accuracy"]
 
 
-class CurveHook(EvaluationHook):
-    """The `EvaluationHook` of an experiment's curve: every `every` steps
-    and at the end of epoch `last_epoch` (the run's last), a point {"step",
-    "test_accuracy" (inference mode), "train_accuracy" (of the training
-    batches since the last point), and batch renorm's clipping at that step
-    (r_clipped, d_clipped, r_mean, d_abs_mean)}. A run stopped before its
-    end (a signal) adds no point where it stopped: resumed, its curve is the
-    uninterrupted run's. Its `history` is the curve (an interrupted run's
-    points first); each point goes out through `metrics` (the log, and the
-    listener that saves it)."""
+class CurveHook(EpochHook):
+    """An experiment's curve: every `every` steps and at the end of epoch
+    `last_epoch` (the run's last), a point {"step", "test_accuracy"
+    (inference mode), "train_accuracy" (of the training batches since the
+    last point), and batch renorm's clipping at that step (r_clipped,
+    d_clipped, r_mean, d_abs_mean)}, made by an `EvaluationHook` it runs.
+    A run stopped before its end (a signal) adds no point where it stopped:
+    resumed, its curve is the uninterrupted run's. Its `history` is the
+    curve (an interrupted run's points first); each point goes out through
+    `metrics` (the log, and the listener that saves it)."""
 
     def __init__(self, test_accuracy, train_graph, every, last_epoch, curve,
                  metrics):
-        super().__init__(self._point, Trigger(every_steps=every), metrics,
-                         name="curve")
+        self.points = EvaluationHook(self._point, Trigger(every_steps=every),
+                                     metrics, name="curve", history=curve)
         self.history, self._test_accuracy = curve, test_accuracy
         self.last_epoch = last_epoch
         self._fetches = {"correct": train_graph.fetches["correct"],
@@ -296,19 +296,23 @@ class CurveHook(EvaluationHook):
                          **train_graph.renorm}
         self._correct = self._count = 0
 
+    def begin(self):
+        self.points.begin()
+
     def before_run(self, run_context):
-        return tf1.train.SessionRunArgs({"step": self._step, **self._fetches})
+        return tf1.train.SessionRunArgs(self._fetches)
 
     def after_run(self, run_context, run_values):
         self._last = values = run_values.results
         self._correct += values["correct"]
         self._count += values["count"]
-        if self.trigger.due(values["step"] + 1):
-            self._run(run_context.session, int(values["step"]) + 1)
+        self.points.after_run(run_context, run_values)
 
     def end_epoch(self, session, record):
-        if record["epoch"] == self.last_epoch and self._count:
-            self._run(session, int(record["step"]))
+        step = record["step"]
+        if (record["epoch"] == self.last_epoch and self._count
+                and self.points.trigger.fires(step, forced=True)):
+            self.points.evaluate_at(session, step)
 
     def _point(self, session):
         point = {"test_accuracy": float(self._test_accuracy(session)),

@@ -9,6 +9,7 @@ Typical use:
     cluster = Cluster(("10.0.0.1:2222", "10.0.0.2:2222"), task_index=0)
     cluster = Cluster.from_tf_config()      # or None outside a cluster
 """
+import contextlib
 import dataclasses
 import json
 import logging
@@ -18,7 +19,7 @@ import socket
 import threading
 import time
 
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 
 from resnet.errors import PeersNotReady, WorkerLost
 
@@ -142,6 +143,19 @@ def worker_lost(error, cluster):
         f"{' (no answer in time)' if isinstance(error, tf.errors.DeadlineExceededError) else ''}"
         f"; start every worker again to resume from the chief's last "
         f"checkpoint")
+
+
+@contextlib.contextmanager
+def lost_workers(cluster):
+    """Within the block, a collective op's failure (one of LOST) is raised
+    as one `WorkerLost` naming the peer (`worker_lost`); without a
+    `cluster`, as it came."""
+    try:
+        yield
+    except LOST as error:
+        if not cluster:
+            raise
+        raise worker_lost(error, cluster) from None
 
 
 def run_in_time(function, seconds, message, waiting_for, say_every=30.0):

@@ -2,7 +2,7 @@
 benchmarks/throughput.py (README, "Performance")."""
 import os
 
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from resnet.checks import check_int
@@ -46,7 +46,7 @@ def check_device_supports(data_format):
     kernels for pooling and convolution gradients are NHWC only."""
     if (data_format == "NCHW" and not onednn_enabled()
             and not tf.config.list_physical_devices("GPU")):
-        raise ValueError("data_format NCHW needs a GPU, or oneDNN on the CPU "
+        raise UsageError("data_format NCHW needs a GPU, or oneDNN on the CPU "
                          "(TF_ENABLE_ONEDNN_OPTS=0 turns it off): use NHWC")
 
 

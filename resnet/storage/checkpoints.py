@@ -28,11 +28,11 @@ import os
 import re
 import shutil
 
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 
 from resnet.errors import (CheckpointMismatchError, CheckpointSaveError,
                            RunChangedError)
-from resnet.storage.files import (failure_reason, first_line, free_space,
+from resnet.storage.atomic import (failure_reason, first_line, free_space,
                                   json_differences, read_json, write_json,
                                   write_text)
 

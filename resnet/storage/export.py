@@ -19,12 +19,12 @@ import os
 import shutil
 import tempfile
 
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from resnet.errors import ExportError
 from resnet.train import graphs
-from resnet.storage.files import (check_writable_dir, deepest_existing,
+from resnet.storage.atomic import (check_writable_dir, deepest_existing,
                                   failure_reason, free_space)
 
 tf1 = tf.compat.v1

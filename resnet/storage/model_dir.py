@@ -4,7 +4,7 @@ import fcntl
 import os
 
 from resnet.errors import ModelDirInUseError
-from resnet.storage.files import check_writable_dir
+from resnet.storage.atomic import check_writable_dir
 
 LOCK_FILE = ".lock"
 

@@ -19,7 +19,7 @@ Reference: official r1 `resnet_model_fn` (the graph for a mode) beside
 """
 import collections
 
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 
 from batch_renorm import global_step, norm_layers, step_value
 from batch_renorm.layer import clipping_statistics, use_fast_start

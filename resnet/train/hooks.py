@@ -5,7 +5,9 @@ interface: `begin` (the graph is the default graph and may still grow),
 `after_create_session`, `before_run` (returning `SessionRunArgs`: what to
 fetch along with the step), `after_run`, and `end` once training has ended
 normally or a hook asked it to stop (`run_context.request_stop()`); not
-after an exception. The hooks here also hear of epochs (`EpochHook`).
+after an exception. The loop's `run_context` also has `step`: the global
+step the run computes with (`batch_renorm.step_value()`; the global step is
+`step + 1` after it). The hooks here also hear of epochs (`EpochHook`).
 
 A hook of your own is a plain `SessionRunHook`, e.g. one that logs the mean
 r of the first batch renorm layer every 100 steps:
@@ -13,13 +15,11 @@ r of the first batch renorm layer every 100 steps:
     class LogR(tf.compat.v1.train.SessionRunHook):
         def begin(self):
             self.r = batch_renorm.norm_layers()[0].r
-            self.step = batch_renorm.step_value()
         def before_run(self, run_context):
-            return tf.compat.v1.train.SessionRunArgs((self.r, self.step))
+            return tf.compat.v1.train.SessionRunArgs(self.r)
         def after_run(self, run_context, run_values):
-            r, step = run_values.results
-            if step % 100 == 0:
-                print(step, r.mean())
+            if run_context.step % 100 == 0:
+                print(run_context.step, run_values.results.mean())
 
     cnn.train(batch_size=128, num_epoch=2, hooks=[LogR()])
 
@@ -32,9 +32,8 @@ import os
 import time
 
 import numpy as np
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 
-from batch_renorm import step_value
 from resnet.checks import check_int, check_number
 from resnet.errors import TrainingDiverged, UsageError
 from resnet.train.signals import StopOnSignal
@@ -66,18 +65,28 @@ class Trigger:
                              "a combination")
         self.every_steps, self.every_secs = every_steps, every_secs
         self.every_epochs = every_epochs
+        self._fired = None  # the step the job last ran at
         self.restart()
 
     def restart(self):
-        """The time period counts from now."""
+        """The time period counts from now (a hook's `begin` calls it)."""
         self._last = time.monotonic()
 
     def due(self, step):
-        """Whether the job is due once global step `step` has run (steps
-        count from 1; a due job then calls `restart`)."""
+        """Whether the period says the job is due at step `step`."""
         return bool((self.every_steps and step % self.every_steps == 0) or
                     (self.every_secs is not None and
                      time.monotonic() - self._last >= self.every_secs))
+
+    def fires(self, step, forced=False):
+        """Whether the job runs at step `step`: when it is due (or
+        `forced`, e.g. at an epoch's end), and never twice at one step. A
+        firing restarts the time period."""
+        if not (forced or self.due(step)) or step == self._fired:
+            return False
+        self._fired = step
+        self.restart()
+        return True
 
     def due_epoch(self, epoch):
         """Whether the job is due at the end of epoch `epoch` (from 1)."""
@@ -166,21 +175,16 @@ class CheckpointHook(EpochHook):
         self.checkpoints, self.trigger = checkpoints, trigger
 
     def begin(self):
-        self._step = step_value()
         self._global_step = tf1.train.get_global_step()
         self.trigger.restart()
-
-    def before_run(self, run_context):
-        return tf1.train.SessionRunArgs(self._step)
 
     def begin_epoch(self, session, epoch, batches):
         self._epoch_end = int(session.run(self._global_step)) + batches
 
     def after_run(self, run_context, run_values):
-        step = run_values.results + 1
-        if step == self._epoch_end:
-            return  # saved by end_epoch, with the epoch counted
-        if self.trigger.due(step):
+        step = run_context.step + 1
+        # The epoch's last step is saved by end_epoch, with the epoch counted.
+        if step != self._epoch_end and self.trigger.due(step):
             self.save(run_context.session)
 
     def end_epoch(self, session, record):
@@ -194,7 +198,7 @@ class CheckpointHook(EpochHook):
         checkpoint's path. Raises TrainingDiverged if a variable it would
         save is not finite."""
         step = int(session.run(self._global_step))
-        self.trigger.restart()
+        self.trigger.fires(step, forced=True)  # the period restarts here
         if step == self.checkpoints.latest_step:
             return self.checkpoints.latest
         if not session.run(self.checkpoints.all_finite):
@@ -213,17 +217,15 @@ class DivergenceHook(EpochHook):
     def __init__(self, loss, checkpoints=None):
         self.loss, self.checkpoints = loss, checkpoints
 
-    def begin(self):
-        self._step = step_value()
-
     def before_run(self, run_context):
-        return tf1.train.SessionRunArgs((self.loss, self._step))
+        return tf1.train.SessionRunArgs(self.loss)
 
     def after_run(self, run_context, run_values):
-        loss, step = run_values.results
+        loss = run_values.results
         if not np.isfinite(loss):
             raise TrainingDiverged(
-                f"training diverged: the loss is {loss} at step {step + 1}; "
+                f"training diverged: the loss is {loss} at step "
+                f"{run_context.step + 1}; "
                 f"the last good checkpoint is {last_good(self.checkpoints)}")
 
 
@@ -236,24 +238,16 @@ class SummaryHook(EpochHook):
         self.trigger = trigger or Trigger(every_steps=SUMMARY_EVERY)
 
     def begin(self):
-        self._step = step_value()
-        self._global_step = tf1.train.get_global_step()
-
-    def after_create_session(self, session, coord):
-        self._next = int(session.run(self._global_step))
+        self.trigger.restart()
 
     def before_run(self, run_context):
-        fetches = {"step": self._step}
-        if self.trigger.due(self._next):
-            fetches["summary"] = self.summary
-            self.trigger.restart()
-        return tf1.train.SessionRunArgs(fetches)
+        if self.trigger.fires(run_context.step):
+            return tf1.train.SessionRunArgs(self.summary)
+        return None
 
     def after_run(self, run_context, run_values):
-        step = run_values.results["step"]
-        if "summary" in run_values.results:
-            self.writer.add_summary(run_values.results["summary"], step)
-        self._next = step + 1
+        if run_values.results is not None:
+            self.writer.add_summary(run_values.results, run_context.step)
 
     def end(self, session):
         self.writer.flush()
@@ -332,39 +326,36 @@ class EvaluationHook(EpochHook):
     epoch's end, into the epoch's record as `NAME_metric`.
 
     `ConvolutionNN.evaluation_hook` makes one for the test split or any
-    held-out images."""
+    held-out images; `history` may hold the points of a run before."""
 
-    def __init__(self, evaluate, trigger, metrics=None, name="test"):
+    def __init__(self, evaluate, trigger, metrics=None, name="test",
+                 history=None):
         self.evaluate, self.trigger, self.name = evaluate, trigger, name
         self.metrics = metrics or Metrics()
-        self.history = []
+        self.history = [] if history is None else history
 
     def begin(self):
-        self._step = step_value()
         self.trigger.restart()
 
-    def before_run(self, run_context):
-        return tf1.train.SessionRunArgs(self._step)
-
     def after_run(self, run_context, run_values):
-        step = run_values.results + 1
-        if self.trigger.due(step):
-            self._run(run_context.session, step)
+        step = run_context.step + 1
+        if self.trigger.fires(step):
+            self.evaluate_at(run_context.session, step)
 
     def end_epoch(self, session, record):
         if self.trigger.due_epoch(record["epoch"]):
-            metrics = self._run(session, record["step"])
+            if self.trigger.fires(record["step"], forced=True):
+                self.evaluate_at(session, record["step"])
             record.update({f"{self.name}_{key}": value
-                           for key, value in metrics.items()})
+                           for key, value in self.history[-1].items()
+                           if key != "step"})
 
-    def _run(self, session, step):
-        self.trigger.restart()
-        if self.history and self.history[-1]["step"] == step:
-            return {k: v for k, v in self.history[-1].items() if k != "step"}
+    def evaluate_at(self, session, step):
+        """Evaluates now, at global step `step`: the metrics go into
+        `history` and out through `metrics`."""
         metrics = self.evaluate(session)
         self.history.append({"step": int(step), **metrics})
         self.metrics.write(int(step), self.name, metrics)
-        return metrics
 
 
 def last_good(checkpoints):

@@ -20,7 +20,7 @@ Typical use:
 import time
 
 import numpy as np
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 
 from batch_renorm import step_value
 from resnet.train.hooks import EpochHook
@@ -92,7 +92,7 @@ def _train_epoch(session, fetches, hooks, batches, epoch, step):
     stopped = False
     start = time.perf_counter()
     while done < batches and not stopped:
-        out, stopped = run_step(session, fetches, hooks)
+        out, stopped = run_step(session, fetches, hooks, step)
         step, done = out["step"], done + 1
         images += out["count"]
         loss_sum += out["loss"] * out["count"]
@@ -105,13 +105,21 @@ def _train_epoch(session, fetches, hooks, batches, epoch, step):
             "images_per_second": images / seconds if seconds else 0.0}, stopped
 
 
-def run_step(session, fetches, hooks):
-    """One `session.run` of `fetches` (holding "step": `step_value()`) with
-    what the hooks add to it, as `MonitoredSession` runs it. Returns
-    (fetched values, with "step" the global step after the run; whether a
-    hook asked to stop)."""
-    context = tf1.train.SessionRunContext(
-        original_args=tf1.train.SessionRunArgs(fetches), session=session)
+class StepContext(tf1.train.SessionRunContext):
+    """A `SessionRunContext` that also says the run's `step`: the global
+    step it computes with (`step_value()`), so that no hook fetches it."""
+
+    def __init__(self, original_args, session, step):
+        super().__init__(original_args, session)
+        self.step = step
+
+
+def run_step(session, fetches, hooks, step):
+    """One `session.run` of `fetches` (holding "step": `step_value()`,
+    whose value is `step`) with what the hooks add to it, as
+    `MonitoredSession` runs it. Returns (fetched values, with "step" the
+    global step after the run; whether a hook asked to stop)."""
+    context = StepContext(tf1.train.SessionRunArgs(fetches), session, step)
     wanted, feed, options = {}, {}, tf1.RunOptions()
     for index, hook in enumerate(hooks):
         args = hook.before_run(context)

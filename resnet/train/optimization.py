@@ -4,7 +4,7 @@ the train op (their hyperparameters: `resnet.train.config`).
 Every schedule is a pure function of the global step (official r1
 `learning_rate_with_decay`, airbench `get_lr`): a resumed run continues it.
 """
-import tensorflow as tf
+from batch_renorm.tensorflow_quiet import tf
 
 from batch_renorm.replicas import replica_group
 from resnet.train.config import LEARNING_RATE, LR_BOUNDARIES, LR_DECAY
