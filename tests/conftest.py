@@ -102,6 +102,22 @@ def assert_same_weights(a, b):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+def cli_refuses(args, message, capsys):
+    """resnet-run's `main(args)`, in this process, ends with exit status 2
+    and one usage line holding `message` (the process's own exit is
+    README's smoke tests' to show: `assert_usage_error`)."""
+    from resnet import resnet_run
+    try:
+        status = resnet_run.main([*args, "--no-progress"])
+    except SystemExit as exit:
+        status = exit.code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert status == 2 and last.startswith("resnet-run: error: "), err
+    assert message in last, last
+
+
 def assert_usage_error(result, message, prog="resnet-run"):
     """Exit status 2, no traceback, and the last line of stderr is the one
     usage line holding `message` (TensorFlow built with CUDA may log its
@@ -141,10 +157,12 @@ def _starts_processes(function, module, seen):
 
 def pytest_collection_modifyitems(items):
     """The `subprocess` marker on every test that starts a process, found
-    in its code: README's `-m "not subprocess"` cut then does what it
-    says."""
+    in its code, and the `slow` one with it (a process imports TensorFlow
+    anew: ~5 s on 2 cores): README's `-m "not subprocess"` cut does what it
+    says, and the fast tier (`-m "not slow"`) runs in this process only."""
     for item in items:
         function = getattr(item, "function", None)
         if function is not None and _starts_processes(
                 function, item.module, {function}):
             item.add_marker(pytest.mark.subprocess)
+            item.add_marker(pytest.mark.slow)

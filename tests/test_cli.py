@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from tests import formats
-from tests.conftest import CPP_LOG_LINE, assert_usage_error, run
+from tests.conftest import CPP_LOG_LINE, assert_usage_error, cli_refuses, run
 
 QUICK = ["--depth", "8", "--epochs", "1", "--no-progress"]
 
@@ -76,9 +76,8 @@ def test_tensorboard_comes_with_the_package():
     (["--layers", "conv:x"], "bad layer"),
     (["--lr-boundaries", "1,b"], "comma-separated steps"),
 ])
-@pytest.mark.slow
-def test_usage_errors_exit_2_with_one_line(args, message):
-    assert_usage_error(run("-m", "resnet.resnet_run", *args), message)
+def test_usage_errors_exit_2_with_one_line(args, message, capsys):
+    cli_refuses(args, message, capsys)
 
 
 @pytest.mark.slow

@@ -17,8 +17,8 @@ from resnet.runtime.session_config import onednn_enabled
 from resnet.convolution_nn import ConvolutionNN
 from resnet.data.input_pipeline import (batches_per_epoch, check_batches,
                                         epoch_indices, trim_unit)
-from tests.conftest import (CPP_LOG_LINE, assert_usage_error, run, start,
-                            wait_for_line)
+from tests.conftest import (CPP_LOG_LINE, assert_usage_error, cli_refuses,
+                            run, start, wait_for_line)
 
 pytestmark = [pytest.mark.distributed, pytest.mark.subprocess,
               pytest.mark.slow]
@@ -231,27 +231,29 @@ def test_a_lost_worker_stops_the_other_with_one_line(tmp_path):
      "must be a multiple of the 2 workers"),
     (["--local-workers", "2", "--rmax", "0.5"], "rmax must be a finite number"),
 ])
-def test_bad_cluster_arguments(args, message):
-    assert_usage_error(run("-m", "resnet.resnet_run", *args), message)
+def test_bad_cluster_arguments(args, message, capsys):
+    cli_refuses(args, message, capsys)
 
 
-def test_a_port_in_use_and_a_bad_tf_config():
+def test_a_port_in_use_and_a_bad_tf_config(capsys, monkeypatch):
     import socket
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert_usage_error(run("-m", "resnet.resnet_run", "--worker-hosts",
-                               f"127.0.0.1:{port},127.0.0.1:1",
-                               "--task-index", "0"),
-                           f"cannot listen on 127.0.0.1:{port}")
+        cli_refuses(["--worker-hosts", f"127.0.0.1:{port},127.0.0.1:1",
+                     "--task-index", "0"],
+                    f"cannot listen on 127.0.0.1:{port}", capsys)
     for garbage in ('{"cluster": {"ps": []}}',
                     '{"cluster": {"worker": ["a:1"]}, "task": "worker"}'):
-        assert_usage_error(run("-m", "resnet.resnet_run", TF_CONFIG=garbage),
-                           "TF_CONFIG")
-    assert_usage_error(run("-m", "resnet.resnet_run", TF_CONFIG=(
-        '{"cluster": {"worker": "a:1"}, "task": {"type": "worker"}}')),
-        "workers must be a list")
+        monkeypatch.setenv("TF_CONFIG", garbage)
+        cli_refuses([], "TF_CONFIG", capsys)
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": "a:1"}, '
+                       '"task": {"type": "worker"}}')
+    cli_refuses([], "workers must be a list", capsys)
+    # The real process's exit: status 2 and the one line.
+    assert_usage_error(run("-m", "resnet.resnet_run", TF_CONFIG=garbage),
+                       "TF_CONFIG")
     cluster = Cluster.from_tf_config(
         '{"cluster": {"worker": ["a:1", "b:2"]}, '
         '"task": {"type": "worker", "index": 1}}')

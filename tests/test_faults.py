@@ -15,7 +15,8 @@ from resnet.errors import CheckpointMismatchError
 from resnet.convolution_nn import ConvolutionNN
 from resnet.errors import TrainingDiverged
 from tests.conftest import (assert_same_weights, assert_usage_error,
-                            final_weights, run, start, wait_for_line)
+                            cli_refuses, final_weights, run, start,
+                            wait_for_line)
 
 tf1 = tf.compat.v1
 
@@ -272,31 +273,34 @@ BAD_ARGUMENTS = [  # (ConvolutionNN / train keyword, value, CLI flag, message)
 ]
 
 
-@pytest.mark.slow
+def tiny():
+    """A network whose graph builds in a blink: argument checks need no
+    depth."""
+    return models.custom("conv:4", 10)
+
+
 @pytest.mark.parametrize("keyword, value, flag, message", BAD_ARGUMENTS)
-def test_bad_arguments_python_and_cli(digits, keyword, value, flag, message):
+def test_bad_arguments_python_and_cli(digits, keyword, value, flag, message,
+                                      capsys):
     if keyword in ("batch_size", "num_epoch"):
-        with ConvolutionNN(small(), digits, progress=False) as cnn:
+        with ConvolutionNN(tiny(), digits, progress=False) as cnn:
             with pytest.raises(ValueError, match=message):
                 cnn.train(**dict(dict(batch_size=32, num_epoch=1),
                                  **{keyword: value}))
             assert cnn.session.run(cnn.global_step) == 0
     else:
         with pytest.raises(ValueError, match=message):
-            ConvolutionNN(small(), digits, **{keyword: value})
+            ConvolutionNN(tiny(), digits, **{keyword: value})
     text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-    assert_usage_error(run("-m", "resnet.resnet_run", f"{flag}={text}"),
-                       message)
+    cli_refuses([f"{flag}={text}"], message, capsys)
 
 
-@pytest.mark.slow
-def test_model_dir_in_the_way_of_a_file(tmp_path, digits):
+def test_model_dir_in_the_way_of_a_file(tmp_path, digits, capsys):
     (tmp_path / "file").write_text("x")
     path = str(tmp_path / "file" / "run")
     with pytest.raises(ValueError, match="is a file, not a directory"):
-        ConvolutionNN(small(), digits, model_dir=path)
-    assert_usage_error(run("-m", "resnet.resnet_run", "--model-dir", path),
-                       "is a file")
+        ConvolutionNN(tiny(), digits, model_dir=path)
+    cli_refuses(["--model-dir", path], "is a file", capsys)
 
 
 def test_unwritable_model_dir(tmp_path, digits, monkeypatch):
@@ -352,7 +356,7 @@ def test_a_network_larger_than_the_machine_is_refused_before_building():
      "classes_per_group must be at most the data's 10 classes, got 16")])
 def test_other_cli_arguments_are_checked_before_any_graph(args, message,
                                                           capsys):
-    check_cli_refuses(args, message, capsys)
+    cli_refuses(args, message, capsys)
 
 
 def test_bfloat16_is_refused_where_the_cpu_has_no_kernels(capsys,
@@ -364,7 +368,7 @@ def test_bfloat16_is_refused_where_the_cpu_has_no_kernels(capsys,
     message = "precision bfloat16 needs a CPU with AVX-512"
     with pytest.raises(ValueError, match=message):
         session_config(precision="bfloat16")
-    check_cli_refuses(["--precision", "bfloat16"], message, capsys)
+    cli_refuses(["--precision", "bfloat16"], message, capsys)
     session_config(precision="auto")  # float32 there
 
 
@@ -390,16 +394,6 @@ def test_a_norm_of_single_values_is_refused_before_training(digits):
         with pytest.raises(ValueError, match="groups of one example"):
             cnn.train(1, 1)
         assert cnn.session.run(cnn.global_step) == 0
-
-
-def check_cli_refuses(args, message, capsys):
-    # In this process: the command line's own checks, no subprocess needed.
-    from resnet import resnet_run
-    with pytest.raises(SystemExit) as exit:
-        resnet_run.main([*args, "--no-progress"])
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert exit.value.code == 2 and last.startswith("resnet-run: error: ")
-    assert message in last, last
 
 
 @pytest.mark.slow

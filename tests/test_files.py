@@ -21,7 +21,8 @@ from resnet.errors import (CheckpointMismatchError, DatasetError,
                            RunChangedError, UsageError)
 from tests import formats
 from tests.conftest import (ROOT, assert_same_weights, assert_usage_error,
-                            final_weights, run, start, wait_for_line)
+                            cli_refuses, final_weights, run, start,
+                            wait_for_line)
 
 tf1 = tf.compat.v1
 SIZE = 28  # crops of 32x32 images: the centre crop is [2:30, 2:30], exactly
@@ -440,8 +441,9 @@ def test_the_tfrecord_index_is_kept_and_rebuilt_when_a_shard_changes(
 
 
 def small_network(ds):
-    return models.resnet(8, ds.num_classes, norm="batch_norm",
-                         norm_momentum=0.9)
+    """What reading files needs of a network: a conv layer and its norm."""
+    return models.custom("conv:4:strides=2", ds.num_classes,
+                         norm="batch_norm", norm_momentum=0.9)
 
 
 def test_an_image_that_does_not_decode_stops_training_naming_it(
@@ -679,8 +681,8 @@ def test_local_workers_name_the_image_a_worker_cannot_decode(tmp_path):
     (["--dataset", "folder", "--data-dir", "/tmp", "--max-pixels", "-1"],
      "max_pixels must be an integer >= 0 and < 2^63"),
 ])
-def test_file_dataset_usage_errors(args, message):
-    assert_usage_error(run("-m", "resnet.resnet_run", *args), message)
+def test_file_dataset_usage_errors(args, message, capsys):
+    cli_refuses(args, message, capsys)
 
 
 def imagenet_recipe():
