@@ -54,7 +54,8 @@ class ConvolutionNN:
 
     Args:
       network: a `models.NetworkLike`, e.g. `models.resnet(20, 10)`.
-      dataset: a `datasets.Dataset`.
+      dataset: a `datasets.DatasetLike`: a `datasets.Dataset` (in memory)
+        or a `files.FileDataset`.
       config: a `config.TrainConfig`: what training computes. Its defaults
         are the paper's, in steps (lr 0.1 divided at 32k and 48k steps,
         batch renorm's ramp from step 5,000): for a short run, give the
@@ -104,8 +105,13 @@ class ConvolutionNN:
     def __init__(self, network, dataset, config=None, run_config=None, *,
                  session_config=None, **fields):
         if not isinstance(network, NetworkLike):
+            members = {*NetworkLike.__annotations__, "__call__",
+                       *(n for n in dir(NetworkLike) if n[0] != "_")}
+            missing = [name for name in members
+                       if not hasattr(network, name)]
             raise TypeError(f"network must be a models.NetworkLike, e.g. "
-                            f"models.resnet(20, 10), got {network!r}")
+                            f"models.resnet(20, 10); {network!r} lacks "
+                            f"{', '.join(sorted(missing))}")
         if not isinstance(dataset, DatasetLike):
             raise TypeError(f"dataset must be a datasets.DatasetLike (e.g. "
                             f"datasets.load('digits'), files.load(...)), "
@@ -122,7 +128,6 @@ class ConvolutionNN:
         # Label i's name (a folder dataset's class folder), or None.
         self.class_names = dataset.class_names
         proto = session_config or default_session_config()
-        server = cluster.start_server(proto) if cluster else None
         # The input normalisation the model trained with, if recorded: a
         # files dataset that grew would give other statistics.
         recorded = Checkpoints.recorded(model_dir, "normalizer")
@@ -145,18 +150,20 @@ class ConvolutionNN:
                         if model_dir else None)
         # Where this object's metrics go out (TensorBoard, with a model_dir).
         self.metrics = hooks_lib.Metrics(self._writer)
-        self.session = tf1.Session(
-            server.target if server else "", graph=self.graph,
-            config=cluster.session_config(proto) if cluster else proto)
         self._eval_batch = loop.eval_batch_size(dataset.image_shape)
-        self._trainer = Trainer(
-            self.session, model, network, dataset, config, run, checkpoints,
-            self._writer, precision_of(proto),
-            sys.stderr.isatty() if run.progress is None else run.progress)
-        self._diagnostics = Diagnostics(self.session, network, dataset,
-                                        self._preprocess, self.inference,
-                                        self._eval_batch)
-        try:
+        self.session = None
+        try:  # from here on a failure frees what was taken
+            server = cluster.start_server(proto) if cluster else None
+            self.session = tf1.Session(
+                server.target if server else "", graph=self.graph,
+                config=cluster.session_config(proto) if cluster else proto)
+            self._trainer = Trainer(
+                self.session, model, network, dataset, config, run,
+                checkpoints, self._writer, precision_of(proto),
+                sys.stderr.isatty() if run.progress is None else run.progress)
+            self._diagnostics = Diagnostics(
+                self.session, network, dataset, self._preprocess,
+                self.inference, self._eval_batch)
             self._start(checkpoints)
         except PeersNotReady:
             # A thread still waits inside the session: closing it would
@@ -201,6 +208,10 @@ class ConvolutionNN:
     def progress(self):
         """Whether `train`'s default hooks show a progress bar."""
         return self._trainer.progress
+
+    @progress.setter
+    def progress(self, value):
+        self._trainer.progress = bool(value)
 
     def default_hooks(self):
         """The hooks `train` runs before the caller's, unless given others
@@ -328,7 +339,8 @@ class ConvolutionNN:
         """Frees the session and the model directory's lock."""
         if self._writer:
             self._writer.close()
-        self.session.close()
+        if self.session is not None:
+            self.session.close()
         if self._lock:
             self._lock.release()
 

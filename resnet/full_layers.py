@@ -67,7 +67,7 @@ def normalizer_for(norm, momentum=0.99, microbatch=None, renorm_clip=None):
                              name="batch_renorm")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Settings:
     """What every layer of a network shares, chosen once and handed to each
     wrapper in place of `training` (tf-slim's `arg_scope`, as one object).
@@ -94,15 +94,16 @@ class Settings:
 def conv_layer(inputs, filters, training, kernel_size=3, strides=1,
                batch_norm=False, batch_renorm=False, normalizer=None,
                activation=tf.nn.relu, dropout_rate=0.0, pool=None,
-               data_format="NHWC", name=None):
+               data_format=None, name=None):
     """A 'SAME'-padded 2-D convolution of `inputs`, then the flags' ops.
 
     `training` is a Python bool or a bool tensor, or a `Settings` that also
     gives the norm and the layout (then leave the flags batch_norm,
     batch_renorm, normalizer and data_format out). The flags `batch_norm`
     and `batch_renorm` add the norm with its defaults; `normalizer` (from
-    `normalizer_for`) is the same choice with its settings. It has a bias
-    only without a norm (the norm's beta takes its place).
+    `normalizer_for`) is the same choice with its settings; `data_format`
+    is "NHWC" (None) or "NCHW". It has a bias only without a norm (the
+    norm's beta takes its place).
     """
     settings = _settings(training, batch_norm, batch_renorm, normalizer,
                          data_format)
@@ -118,7 +119,7 @@ def conv_layer(inputs, filters, training, kernel_size=3, strides=1,
 
 def dense_layer(inputs, units, training, batch_norm=False, batch_renorm=False,
                 normalizer=None, activation=tf.nn.relu, dropout_rate=0.0,
-                data_format="NHWC", name=None):
+                data_format=None, name=None):
     """A fully connected layer; a 4-D input (in the layout) is flattened
     first, in H, W, C order for either layout: the kernel is the same.
     `training` and the flags as `conv_layer`'s."""
@@ -138,7 +139,7 @@ def dense_layer(inputs, units, training, batch_norm=False, batch_renorm=False,
 
 def resnet_block(inputs, filters, training, strides=1, shortcut="A",
                  batch_norm=False, batch_renorm=False, normalizer=None,
-                 dropout_rate=0.0, pool=None, data_format="NHWC", name=None):
+                 dropout_rate=0.0, pool=None, data_format=None, name=None):
     """The basic residual block: two 3x3 convolutions and a shortcut.
 
     y = relu(norm(conv(relu(norm(conv(x))))) + shortcut(x)), then dropout and
@@ -157,7 +158,7 @@ def resnet_block(inputs, filters, training, strides=1, shortcut="A",
 
 def bottleneck_block(inputs, filters, training, strides=1, shortcut="B",
                      batch_norm=False, batch_renorm=False, normalizer=None,
-                     dropout_rate=0.0, pool=None, data_format="NHWC",
+                     dropout_rate=0.0, pool=None, data_format=None,
                      name=None):
     """The bottleneck residual block of the deeper ImageNet ResNets (He et
     al. 2015, Figure 5 right): a 1x1 convolution to filters / 4 channels, a
@@ -229,7 +230,7 @@ def _settings(training, batch_norm, batch_renorm, normalizer, data_format):
     (the flags left out), else made of the flags."""
     if isinstance(training, Settings):
         if batch_norm or batch_renorm or normalizer is not None or (
-                data_format != "NHWC"):
+                data_format is not None):
             raise ValueError("with Settings, give the norm and the layout "
                              "in them, not as flags")
         return training
@@ -239,7 +240,7 @@ def _settings(training, batch_norm, batch_renorm, normalizer, data_format):
     if normalizer is None:
         normalizer = normalizer_for("batch_norm" if batch_norm else
                                     "batch_renorm" if batch_renorm else None)
-    return Settings(training, normalizer, data_format)
+    return Settings(training, normalizer, data_format or "NHWC")
 
 
 def check_flags(dropout_rate, pool):

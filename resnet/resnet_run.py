@@ -298,7 +298,8 @@ def plan(args, workers=None):
     if files:
         from resnet.data import files as file_data
         ds = file_data.load(args.dataset, args.data_dir,
-                            args.image_size or datasets.FILE_IMAGE_SIZE,
+                            datasets.FILE_IMAGE_SIZE if args.image_size is None
+                            else args.image_size,
                             index_dir=args.index_dir,
                             max_pixels=(file_data.MAX_PIXELS
                                         if args.max_pixels is None

@@ -676,6 +676,8 @@ def test_local_workers_name_the_image_a_worker_cannot_decode(tmp_path):
     (["--resnet", "imagenet", "--layers", "conv:8"], "not with --layers"),
     (["--dataset", "folder", "--data-dir", "/tmp", "--image-size", "4"],
      "image_size must be"),
+    (["--dataset", "folder", "--data-dir", "/tmp", "--image-size", "0"],
+     "image_size must be an integer >= 8, got 0"),
     (["--index-dir", "/tmp"], "--index-dir is for --dataset tfrecord"),
     (["--max-pixels", "5"], "--max-pixels is for --dataset folder or tfrecord"),
     (["--dataset", "folder", "--data-dir", "/tmp", "--max-pixels", "-1"],

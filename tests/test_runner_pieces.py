@@ -150,3 +150,37 @@ def test_warnings_of_a_short_run_say_what_it_lacks(caplog):
                              renorm_schedule=short_run_schedule(500))
     trainer.warn_if_short(long_run, True, 500)
     assert caplog.text == ""
+
+
+def test_a_signal_hook_of_the_callers_own_stops_training_in_one_error(
+        digits):
+    """Without a model directory nothing is saved: the error says so
+    (it read the checkpoints of a run that had none)."""
+    import os
+    import signal
+    from resnet.convolution_nn import ConvolutionNN
+    from resnet.errors import TrainingInterrupted
+
+    class Interrupt(hooks.EpochHook):
+        def after_run(self, run_context, run_values):
+            if run_context.step == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    with ConvolutionNN(models.custom("conv:4", 10), digits,
+                       progress=False) as cnn:
+        with pytest.raises(TrainingInterrupted,
+                           match="stopped by SIGINT at step 2; no "
+                           "checkpoint saved"):
+            cnn.train(64, 1, hooks=[hooks.SignalHook(), Interrupt()])
+
+
+def test_settings_leave_no_room_for_flags_that_would_be_ignored(graph):
+    from resnet import full_layers
+    x = tf1.placeholder(tf.float32, [None, 4, 4, 2])
+    settings = full_layers.Settings(True, None, "NCHW")
+    for flags in (dict(data_format="NHWC"), dict(batch_norm=True)):
+        with pytest.raises(ValueError, match="give the norm and the layout "
+                           "in them"):
+            full_layers.conv_layer(x, 4, settings, **flags)
+    with pytest.raises(ValueError, match="data_format must be one of"):
+        full_layers.Settings(True, None, "NWHC")

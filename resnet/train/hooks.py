@@ -7,7 +7,8 @@ fetch along with the step), `after_run`, and `end` once training has ended
 normally or a hook asked it to stop (`run_context.request_stop()`); not
 after an exception. The loop's `run_context` also has `step`: the global
 step the run computes with (`batch_renorm.step_value()`; the global step is
-`step + 1` after it). The hooks here also hear of epochs (`EpochHook`).
+`step + 1` after it); the hooks here read it, so they run in `loop.train`
+(not in a `MonitoredSession`). They also hear of epochs (`EpochHook`).
 
 A hook of your own is a plain `SessionRunHook`, e.g. one that logs the mean
 r of the first batch renorm layer every 100 steps:
@@ -81,7 +82,8 @@ class Trigger:
     def fires(self, step, forced=False):
         """Whether the job runs at step `step`: when it is due (or
         `forced`, e.g. at an epoch's end), and never twice at one step. A
-        firing restarts the time period."""
+        firing restarts the time period. A trigger belongs to one hook: it
+        remembers where that hook's job last ran."""
         if not (forced or self.due(step)) or step == self._fired:
             return False
         self._fired = step
@@ -346,13 +348,15 @@ class EvaluationHook(EpochHook):
         if self.trigger.due_epoch(record["epoch"]):
             if self.trigger.fires(record["step"], forced=True):
                 self.evaluate_at(session, record["step"])
-            record.update({f"{self.name}_{key}": value
-                           for key, value in self.history[-1].items()
-                           if key != "step"})
+            if self.history and self.history[-1]["step"] == record["step"]:
+                record.update({f"{self.name}_{key}": value
+                               for key, value in self.history[-1].items()
+                               if key != "step"})
 
     def evaluate_at(self, session, step):
-        """Evaluates now, at global step `step`: the metrics go into
-        `history` and out through `metrics`."""
+        """Evaluates now, at global step `step`, whatever the trigger says
+        (it is not told): the metrics go into `history` and out through
+        `metrics`."""
         metrics = self.evaluate(session)
         self.history.append({"step": int(step), **metrics})
         self.metrics.write(int(step), self.name, metrics)

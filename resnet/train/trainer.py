@@ -90,7 +90,7 @@ class Trainer:
             arguments other than the checkpoints were trained with
             (`RunChangedError`, unless allow_changes).
           TrainingInterrupted: a SignalHook heard SIGINT or SIGTERM (a
-            checkpoint was saved).
+            CheckpointHook among the hooks saved a checkpoint).
           TrainingDiverged, CheckpointSaveError, DatasetError, WorkerLost:
             training broke off; the checkpoints before are intact.
         """
@@ -116,12 +116,17 @@ class Trainer:
             history = loop.train(self.session, self.model.train,
                                  self.model.epochs, self.model.input,
                                  batch_size, num_epoch, hooks)
-        for hook in hooks:
-            if isinstance(hook, hooks_lib.SignalHook) and hook.received:
-                raise TrainingInterrupted(
-                    f"stopped by {hook.received.name} at step "
-                    f"{self.session.run(self.model.global_step)}; saved "
-                    f"checkpoint {self.checkpoints.latest}", hook.received)
+        received = [hook.received for hook in hooks
+                    if isinstance(hook, hooks_lib.SignalHook) and hook.received]
+        if received:
+            saved = [hook.checkpoints.latest for hook in hooks
+                     if isinstance(hook, hooks_lib.CheckpointHook)]
+            raise TrainingInterrupted(
+                f"stopped by {received[0].name} at step "
+                f"{self.session.run(self.model.global_step)}; " + (
+                    f"saved checkpoint {saved[0]}" if saved and saved[0]
+                    else "no checkpoint saved (no CheckpointHook)"),
+                received[0])
         return history
 
     def _check_resume(self, batch_size):

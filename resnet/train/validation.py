@@ -1,6 +1,7 @@
 """The one check of a run's arguments against each other, the data and the
-machine, before any graph is built: the command line (`resnet_run.plan`)
-and `ConvolutionNN` both call `check_run`.
+machine: the command line (`resnet_run.plan`, before any graph is built)
+and `ConvolutionNN` (at construction, then with each `train` call's batch)
+both call `check_run`.
 
 The checks of single values live where the values enter (`TrainConfig`,
 `RunConfig`, `models.Network`, the layers); what is checked here is how
@@ -29,7 +30,7 @@ def check_run(network, config, dataset=None, batch_size=None, num_epoch=0,
     Args:
       network: a `models.NetworkLike`.
       config: a `config.TrainConfig`.
-      dataset: a `data.DatasetLike`, or None.
+      dataset: a `datasets.DatasetLike`, or None.
       batch_size: the global batch, or None.
       num_epoch: the epochs to train (with a batch_size).
       workers: the processes that split each batch.
