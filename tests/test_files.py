@@ -20,9 +20,8 @@ from resnet.data.input_pipeline import epoch_order, non_iid_order
 from resnet.errors import (CheckpointMismatchError, DatasetError,
                            RunChangedError, UsageError)
 from tests import formats
-from tests.conftest import (ROOT, assert_same_weights, assert_usage_error,
-                            cli_refuses, final_weights, run, start,
-                            wait_for_line)
+from tests.conftest import (ROOT, assert_same_weights, cli_refuses,
+                            final_weights, run, start, wait_for_line)
 
 tf1 = tf.compat.v1
 SIZE = 28  # crops of 32x32 images: the centre crop is [2:30, 2:30], exactly
