@@ -4,6 +4,7 @@ import dis
 import inspect
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -16,6 +17,12 @@ import resnet  # noqa: E402,F401  (before TensorFlow: what users get of oneDNN)
 import tensorflow as tf  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A suite started in the background of a script (`pytest ... &`) inherits
+# SIGINT ignored, and so would every process it starts: the Ctrl-C tests
+# need Python's own handler, here and (inherited as the default) there.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _nchw_supported():
