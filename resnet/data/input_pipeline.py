@@ -86,8 +86,9 @@ def check_classes(classes_per_group, num_classes):
 
 
 def check_groups(batch_size, classes_per_group, group_size):
-    """Raises UsageError (a ValueError) unless groups of `group_size` (None: the batch)
-    from `classes_per_group` classes fill a batch evenly."""
+    """Raises UsageError (a ValueError) unless groups of `group_size`
+    (None: the batch) from `classes_per_group` classes fill a batch
+    evenly."""
     group_size = group_size or batch_size
     if batch_size % group_size:
         raise UsageError(f"batch_size ({batch_size}) must be a multiple of "
@@ -99,8 +100,9 @@ def check_groups(batch_size, classes_per_group, group_size):
 
 def check_batches(batch_size, microbatch=None, parts=1, train_size=None,
                   norm_positions=None):
-    """Raises UsageError (a ValueError) unless `parts` workers can split a batch of
-    `batch_size` and microbatches divide every worker's slice (an epoch's
+    """Raises UsageError (a ValueError) unless `parts` workers can split a
+    batch of `batch_size` and microbatches divide every worker's slice (an
+    epoch's
     last batch is trimmed to fit: `epoch_indices`), and unless every
     normalisation group has more than one value per channel: with
     `norm_positions` (`Network.fewest_norm_positions`) of 1, a group of one
@@ -253,7 +255,7 @@ class TrainInput(Input):
                  group_size=None, part=(0, 1), microbatch=None):
         super().__init__(y, seed, classes_per_group, group_size, part,
                          microbatch)
-        self._x, self._y = x, y
+        self._x = x
         with tf1.name_scope("input"):
             self._x_value = tf1.placeholder(tf.float32, x.shape, "x_value")
             self._y_value = tf1.placeholder(tf.int64, y.shape, "y_value")
@@ -298,7 +300,7 @@ class TrainInput(Input):
     def load(self, session):
         """Fills the arrays' variables (they are never saved)."""
         session.run(self._load_op, {self._x_value: self._x,
-                                    self._y_value: self._y})
+                                    self._y_value: self._labels})
 
     def start_epoch(self, session, epoch, batch_size, position, first_step):
         order = self.epoch_order(epoch, batch_size, position)

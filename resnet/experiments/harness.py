@@ -289,12 +289,17 @@ class CurveHook(EpochHook):
                  metrics):
         self.points = EvaluationHook(self._point, Trigger(every_steps=every),
                                      metrics, name="curve", history=curve)
-        self.history, self._test_accuracy = curve, test_accuracy
+        self._test_accuracy = test_accuracy
         self.last_epoch = last_epoch
         self._fetches = {"correct": train_graph.fetches["correct"],
                          "count": train_graph.fetches["count"],
                          **train_graph.renorm}
         self._correct = self._count = 0
+
+    @property
+    def history(self):
+        """The curve: the `EvaluationHook`'s points."""
+        return self.points.history
 
     def begin(self):
         self.points.begin()

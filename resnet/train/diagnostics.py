@@ -5,7 +5,8 @@ taken from each fed group as in training ("batch").
 Typical use (what `ConvolutionNN.evaluate(statistics=...)` does):
     diagnostics = Diagnostics(session, network, dataset, preprocess,
                               inference, eval_batch=500)
-    diagnostics.evaluate("population", dataset.test_batches(500))
+    diagnostics.evaluate("population", Split(dataset.test_size,
+                                             dataset.test_batches))
 """
 import contextlib
 import dataclasses
@@ -94,7 +95,8 @@ class Diagnostics:
         self._graphs = {}  # microbatch -> (graph, its norm layers)
 
     def evaluate(self, statistics, split):
-        """{'loss', 'accuracy'} on `split` (a `Split`) with "population"
+        """{'loss', 'accuracy'} on `split` (a `convolution_nn.Split`: the
+        image count, and `batches(batch_size)` of them) with "population"
         or "batch" statistics (see `ConvolutionNN.evaluate`).
 
         Raises:

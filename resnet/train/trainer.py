@@ -105,11 +105,11 @@ class Trainer:
                   num_epoch, self.workers, self.run_config.sync_statistics)
         if self.checkpoints:
             self._check_resume(batch_size)
-        start = int(self.session.run(self.model.epochs.start_step))
-        per_epoch = batches_per_epoch(
-            self.dataset.train_size, batch_size,
-            trim_unit(self.workers, self.network.microbatch))
-        if num_epoch:  # the epoch under way counts
+        if num_epoch:  # the epoch under way counts as one
+            start = int(self.session.run(self.model.epochs.start_step))
+            per_epoch = batches_per_epoch(
+                self.dataset.train_size, batch_size,
+                trim_unit(self.workers, self.network.microbatch))
             warn_if_short(self.network, self.config.fast_start,
                           start + num_epoch * per_epoch)
         with lost_workers(self.cluster), self._input_errors(hooks):
