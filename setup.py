@@ -25,6 +25,6 @@ setup(
     entry_points={"console_scripts": ["resnet-run=resnet.resnet_run:main"]},
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.16"],
-        "test": ["pytest", "hypothesis"],
+        "test": ["pytest", "pytest-xdist", "hypothesis"],
     },
 )

@@ -112,7 +112,8 @@ def assert_same_weights(a, b):
 def cli_refuses(args, message, capsys):
     """resnet-run's `main(args)`, in this process, ends with exit status 2
     and one usage line holding `message` (the process's own exit is
-    README's smoke tests' to show: `assert_usage_error`)."""
+    README's smoke tests' to show: `assert_usage_error`). `capsys` may be
+    `capfd`, to see the lines of the workers `--local-workers` starts."""
     from resnet import resnet_run
     try:
         status = resnet_run.main([*args, "--no-progress"])
@@ -166,10 +167,15 @@ def pytest_collection_modifyitems(items):
     """The `subprocess` marker on every test that starts a process, found
     in its code, and the `slow` one with it (a process imports TensorFlow
     anew: ~5 s on 2 cores): README's `-m "not subprocess"` cut does what it
-    says, and the fast tier (`-m "not slow"`) runs in this process only."""
+    says, and the fast tier (`-m "not slow"`) runs in this process only.
+
+    Then the slow tests go first, in their files' order: pytest-xdist
+    (`-n 2`) hands tests out in this order, and a long test handed out
+    last would leave the other process idle while it ends."""
     for item in items:
         function = getattr(item, "function", None)
         if function is not None and _starts_processes(
                 function, item.module, {function}):
             item.add_marker(pytest.mark.subprocess)
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
