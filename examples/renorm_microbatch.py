@@ -22,7 +22,7 @@ each with 3 seeds, 2 epochs, lr 0.1 (divided by 10 at 50% and 75%), in
 float32; test accuracy in inference mode every 100 steps.
 
     python examples/renorm_microbatch.py            # 27 runs: hours of one core
-    python examples/renorm_microbatch.py --quick    # 100 steps, one seed
+    python examples/renorm_microbatch.py --quick    # 48 steps, one seed
 
 Writes results.json (the arms with their group size "microbatch", the
 headline's "roles": the smallest groups), results.md (final accuracies,

@@ -29,7 +29,7 @@ harsher case that also biases the gradient, at lr 0.02; three arms).
 
     python examples/renorm_non_iid.py         # 12 runs: 86 min on one busy core
     python examples/renorm_non_iid.py --design whole_batch
-    python examples/renorm_non_iid.py --quick             # 100 steps, one seed
+    python examples/renorm_non_iid.py --quick             # 48 steps, one seed
 
 Writes results.json (with the arms' "roles"), results.md (final
 accuracies, mean +- std, the fraction recovered), accuracy.png and

@@ -1,13 +1,29 @@
 """The batch renorm paper's experiments: the runner and the --quick modes."""
 import json
+import logging
 import os
+import runpy
+import sys
 
 import numpy as np
 import pytest
 
 from resnet.data import datasets
 from resnet.experiments import Setup, report
-from tests.conftest import assert_usage_error, run, start
+from tests.conftest import ROOT, assert_usage_error, run, start
+
+
+def run_here(script, *args, monkeypatch):
+    """The example `script` as `python examples/SCRIPT ARGS` would run it,
+    in this process; returns its exit status."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    try:
+        runpy.run_path(os.path.join(ROOT, "examples", script),
+                       run_name="__main__")
+    except SystemExit as exit:
+        return exit.code
+    return 0
 
 
 def test_summary_and_table_by_hand():
@@ -107,8 +123,8 @@ NON_IID_ARMS = ["batch norm, i.i.d. groups of 4",
 @pytest.mark.parametrize("script, arms, diagnostic", [
     ("renorm_microbatch.py", MICROBATCH_ARMS, "population"),
     ("renorm_non_iid.py", NON_IID_ARMS, "batch")])
-def test_quick_mode_writes_curves_table_plot_and_logs(tmp_path, script, arms,
-                                                      diagnostic):
+def test_quick_mode_writes_curves_table_plot_and_logs(
+        tmp_path, script, arms, diagnostic, monkeypatch, caplog, capsys):
     chosen = [f"--arm={arm}" for arm in arms]
     args = (os.path.join("examples", script), "--quick", "--out",
             str(tmp_path), *chosen)
@@ -122,15 +138,15 @@ def test_quick_mode_writes_curves_table_plot_and_logs(tmp_path, script, arms,
     assert results["roles"]["batch_norm"] == arms[1]
     assert results["roles"]["batch_renorm"] == arms[2]
     for r in results["runs"].values():
-        # A point every 25 steps and one at the end, of 2 epochs of 50
+        # A point every 12 steps and one at the end, of 2 epochs of 24
         # batches (non-i.i.d. epochs may leave out what cannot fill one).
         steps = [p["step"] for p in r["curve"]]
-        assert steps[:3] == [25, 50, 75] and 96 <= steps[-1] <= 100
+        assert steps[:3] == [12, 24, 36] and 44 <= steps[-1] <= 48
         assert all(0.0 <= p["test_accuracy"] <= 1.0 for p in r["curve"])
     renorm = results["runs"][f"{arms[2]} / seed 0"]
-    # short_run_schedule for 100 steps: held at r = 1, d = 0 (their
-    # bounds) for 25 steps, then ramped up to step 50.
-    assert renorm["renorm_schedule"]["warmup_steps"] == 25
+    # short_run_schedule for 48 steps: held at r = 1, d = 0 (their
+    # bounds) for 12 steps, then ramped up to step 24.
+    assert renorm["renorm_schedule"]["warmup_steps"] == 12
     assert renorm["curve"][0]["r_clipped"] == renorm["curve"][0]["d_clipped"] == 1.0
     assert 0.0 <= renorm["curve"][-1]["r_clipped"] < 1.0
     assert renorm["curve"][-1]["d_abs_mean"] > 0.0
@@ -145,42 +161,46 @@ def test_quick_mode_writes_curves_table_plot_and_logs(tmp_path, script, arms,
     assert "batch renorm recovers" in table
     assert (tmp_path / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((tmp_path / "runs").glob("*/events.out.tfevents.*"))) == len(arms)
-    # Run again: every run is recorded, none is trained again.
-    again = run(*args)
-    assert again.returncode == 0
-    assert again.stderr.count("done already") == len(arms)
+    # Run again (in this process): every run is recorded, none is trained
+    # again.
+    caplog.set_level(logging.INFO)
+    assert run_here(script, *args[1:], monkeypatch=monkeypatch) == 0
+    assert caplog.text.count("done already") == len(arms)
     # The full setup refuses the quick run's folder.
-    full = run(os.path.join("examples", script), "--out", str(tmp_path))
-    assert_usage_error(full, "holds results of another setup (eval_every: "
-                       "25 there, 100 here", prog=script)
+    capsys.readouterr()
+    assert run_here(script, "--out", str(tmp_path),
+                    monkeypatch=monkeypatch) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"{script}: error: ") and (
+        "holds results of another setup (eval_every: 12 there, 100 here"
+        in last), last
 
 
 @needs_fashion
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_an_interrupted_run_keeps_its_curve(tmp_path):
-    """Killed at step 75 (its last checkpoint: step 50, an epoch's end),
+    """Killed at step 36 (its last checkpoint: step 24, an epoch's end),
     the run resumes with the points it had up to its checkpoint, and ends
-    with the curve of an uninterrupted run."""
+    with the curve of an uninterrupted run: a point every 12 steps."""
     args = (os.path.join("examples", "renorm_microbatch.py"), "--quick",
             "--arm", "batch norm, full batch", "--out")
-    whole = run(*args, str(tmp_path / "whole"))
-    assert whole.returncode == 0, whole.stderr[-3000:]
     process = start(*args, str(tmp_path / "cut"), stdout=None)
     for line in process.stderr:
-        if "step 75: curve test_accuracy" in line:
+        if "step 36: curve test_accuracy" in line:
             process.kill()
             break
     process.wait()
     cut = json.loads((tmp_path / "cut" / "results.json").read_text())
-    assert [p["step"] for p in next(iter(cut["partial"].values()))] == [25, 50, 75]
+    partial = next(iter(cut["partial"].values()))
+    assert [p["step"] for p in partial] == [12, 24, 36]
     resumed = run(*args, str(tmp_path / "cut"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "restored checkpoint" in resumed.stderr
-    curves = [json.loads((tmp_path / name / "results.json").read_text())
-              ["runs"]["batch norm, full batch / seed 0"]["curve"]
-              for name in ("whole", "cut")]
-    assert [p["step"] for p in curves[1]] == [p["step"] for p in curves[0]]
+    curve = json.loads((tmp_path / "cut" / "results.json").read_text())[
+        "runs"]["batch norm, full batch / seed 0"]["curve"]
+    assert [p["step"] for p in curve] == [12, 24, 36, 48]
+    assert curve[:2] == partial[:2]  # the points up to the checkpoint kept
 
 
 @pytest.mark.parametrize("script, prog, args", [

@@ -7,11 +7,11 @@ import logging
 from resnet import checks, errors
 from resnet.experiments import harness, report
 
-# A smoke test: 6400 images, 2 epochs of 128 (100 steps), one seed, a point
-# every 25 steps on 2000 test images; written beside the full run's folder,
+# A smoke test: 3072 images, 2 epochs of 128 (48 steps), one seed, a point
+# every 12 steps on 1000 test images; written beside the full run's folder,
 # never into it.
-QUICK = dict(train_images=6400, test_images=2000, epochs=2, seeds=(0,),
-             eval_every=25)
+QUICK = dict(train_images=3072, test_images=1000, epochs=2, seeds=(0,),
+             eval_every=12)
 
 
 def _positive(text):
@@ -28,7 +28,7 @@ def main(description, arms, full_setup, default_out, argv=None, roles=None):
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
-                   help="100 steps per arm and one seed (a smoke test), "
+                   help="48 steps per arm and one seed (a smoke test), "
                    "written to OUT-quick")
     p.add_argument("--out", help=f"output folder (default {default_out})")
     p.add_argument("--data-dir", help="Fashion-MNIST files (default: Debian's "
