@@ -260,7 +260,7 @@ def test_a_port_in_use_and_a_bad_tf_config(capsys, monkeypatch):
     assert cluster == Cluster(("a:1", "b:2"), 1)
 
 
-def test_local_workers_train_digits(tmp_path):
+def test_local_workers_train_digits(tmp_path, capfd):
     result = run("-m", "resnet.resnet_run", "--local-workers", "2",
                  "--depth", "8", "--epochs", "3", "--no-progress",
                  "--model-dir", str(tmp_path))
@@ -276,11 +276,10 @@ def test_local_workers_train_digits(tmp_path):
                              "sync_statistics: False there, True here"),
                             ([], "workers: 2 there, 1 here")):
         # The schedules of the 69-step run, which a longer one would change.
-        assert_usage_error(run(
-            "-m", "resnet.resnet_run", *change, "--depth", "8", "--epochs",
-            "4", "--lr-boundaries", "34,51", "--renorm-warmup", "17",
-            "--rmax-steps", "34", "--dmax-steps", "34", "--no-progress",
-            "--model-dir", str(tmp_path)), message)
+        cli_refuses([*change, "--depth", "8", "--epochs", "4",
+                     "--lr-boundaries", "34,51", "--renorm-warmup", "17",
+                     "--rmax-steps", "34", "--dmax-steps", "34",
+                     "--model-dir", str(tmp_path)], message, capfd)
 
 
 def test_microbatches_must_divide_each_workers_slice():

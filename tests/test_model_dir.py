@@ -17,7 +17,7 @@ from resnet.errors import (CheckpointMismatchError, CheckpointSaveError,
                            TrainingDiverged)
 from resnet.runtime.session_config import precision_of, session_config
 from resnet.storage import atomic
-from tests.conftest import assert_usage_error, run, start
+from tests.conftest import assert_usage_error, cli_refuses, run, start
 
 tf1 = tf.compat.v1
 BATCH = 128  # digits: 12 steps per epoch
@@ -302,13 +302,14 @@ def test_odd_entries_neither_crash_nor_count(digits, tmp_path):
     assert json.loads((tmp_path / "model.json").read_text())["dataset"] == "digits"
 
 
-def test_training_longer_says_which_defaults_follow_the_length(tmp_path):
-    common = ("-m", "resnet.resnet_run", "--layers", "conv:4", "--no-progress",
-              "--model-dir", str(tmp_path))
-    assert run(*common, "--epochs", "1").returncode == 0
-    assert_usage_error(run(*common, "--epochs", "2"),
-                       "(the default lr_boundaries and renorm_schedule follow "
-                       "the run's length: to train longer")
+def test_training_longer_says_which_defaults_follow_the_length(tmp_path,
+                                                             capsys):
+    from resnet import resnet_run
+    common = ["--layers", "conv:4", "--model-dir", str(tmp_path)]
+    assert resnet_run.main([*common, "--epochs", "1", "--no-progress"]) == 0
+    cli_refuses([*common, "--epochs", "2"], "(the default lr_boundaries and "
+                "renorm_schedule follow the run's length: to train longer",
+                capsys)
 
 
 def test_without_model_json_a_subset_of_the_variables_is_refused(digits,
