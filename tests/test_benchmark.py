@@ -58,12 +58,13 @@ def test_tiny_run_prints_every_case_and_pair(capsys):
 
 def test_peers_targets_take_the_fastest_peer_round_by_round(capsys):
     """Ratios per round against the fastest peer (by median rate); ours
-    under the other oneDNN setting is not a peer."""
+    under the other oneDNN setting is not a peer, nor at fixed threads,
+    which are held against our default threads."""
     from benchmarks import peers
 
-    def running(peer, norm, seconds):
+    def running(peer, norm, seconds, threads=1):
         case = peers.Running.__new__(peers.Running)
-        case.key = {"peer": peer, "norm": norm, "threads": 1}
+        case.key = {"peer": peer, "norm": norm, "threads": threads}
         case.batch, case.steps = 128, 4
         case.seconds = {"train": seconds, "infer": seconds}
         return case
@@ -71,7 +72,11 @@ def test_peers_targets_take_the_fastest_peer_round_by_round(capsys):
     kept = {("ours", "batch_renorm"): running("ours", "batch_renorm", [1.0, 1.0, 2.0]),
             ("ours", "batch_norm"): running("ours", "batch_norm", [1.0, 0.9, 2.0]),
             ("ours_onednn_off", "batch_renorm"): running(
-                "ours_onednn_off", "batch_renorm", [0.5, 0.5, 0.5]),
+                "ours_onednn_off", "batch_renorm", [0.5, 0.5, 0.5], None),
+            ("ours_2x1", "batch_renorm"): running(
+                "ours_2x1", "batch_renorm", [0.9, 1.0, 2.1], "2x1"),
+            ("ours_1x2", "batch_renorm"): running(
+                "ours_1x2", "batch_renorm", [1.5, 1.5, 2.5], "1x2"),
             ("torch", "batch_norm"): running("torch", "batch_norm", [1.3, 1.1, 2.2]),
             ("keras3", "batch_renorm"): running("keras3", "batch_renorm", [2.0, 1.8, 3.0])}
     peers.check_targets({(128, "float32"): kept})
@@ -82,8 +87,11 @@ def test_peers_targets_take_the_fastest_peer_round_by_round(capsys):
             "target <= 1.05: met") in train
     # torch is the fastest peer: 1.3, 1.1, 1.1 -> 1.1
     assert ("our batch renorm / fastest peer (torch batch_norm), speed 1.100 "
-            "[1.100, 1.300]; target >= 1.1: met") in train
-    assert len(train) == 2  # batch 8's targets: no batch-8 group
+            "[1.100, 1.300]; target >= 1.0: met") in train
+    # 2x1 is the faster fixed setting: 0.9, 1.0, 1.05 -> 1.0
+    assert ("our default threads / the best fixed setting (2x1), speed "
+            "1.000 [0.900, 1.050]; target >= 0.97: met") in train
+    assert len(train) == 3  # batch 8's targets: no batch-8 group
 
 
 @pytest.mark.slow
