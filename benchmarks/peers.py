@@ -516,7 +516,7 @@ def print_group(kept, batch, precision, peak):
 
 
 def check_targets(groups):
-    """Issue 22's targets, each against the ratios of one group."""
+    """Issue 34's targets, each against the ratios of one group."""
     print("# targets: ratios per round, median [min, max]")
     for batch, mode, against, sign, bound in TARGETS:
         for (b, precision), kept in groups.items():
@@ -592,6 +592,7 @@ def main(argv=None):
     p.add_argument("--child", nargs=5, help=argparse.SUPPRESS,
                    metavar=("PEER", "NORM", "BATCH", "PRECISION", "THREADS"))
     args = p.parse_args(argv)
+    args.our_threads = list(dict.fromkeys(args.our_threads))  # each once
     if args.child:
         peer, norm, batch, precision, threads = args.child
         batch = int(batch)

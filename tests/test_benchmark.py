@@ -89,10 +89,20 @@ def test_peers_targets_take_the_fastest_peer_round_by_round(capsys):
     assert ("our batch renorm / fastest peer (torch batch_norm), speed 1.100 "
             "[1.100, 1.300]; target >= 1.0: met") in train
     # Per round, 2x1 against the default: 0.9, 1.0, 1.05 -> 1.0; 1x2:
-    # 1.5, 1.667, 1.25 -> 1.5.
+    # 1.5, 1.5, 1.25 -> 1.5.
     assert ("our default threads / the worst-for-it fixed setting (2x1), "
             "speed 1.000 [0.900, 1.050]; target >= 0.97: met") in train
     assert len(train) == 3  # batch 8's targets: no batch-8 group
+
+
+def test_our_thread_settings_are_read_as_intra_x_inter():
+    import argparse
+    from benchmarks import peers
+    assert peers._threads("2x1") == "2x1"
+    assert peers._threads("02x3") == "2x3"
+    for text in ("2", "0x1", "2x", "ax1", "1x-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="INTRAxINTER"):
+            peers._threads(text)
 
 
 @pytest.mark.slow

@@ -170,7 +170,9 @@ def test_quick_mode_writes_curves_table_plot_and_logs(
     capsys.readouterr()
     assert run_here(script, "--out", str(tmp_path),
                     monkeypatch=monkeypatch) == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
     assert last.startswith(f"{script}: error: ") and (
         "holds results of another setup (eval_every: 12 there, 100 here"
         in last), last
