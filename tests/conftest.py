@@ -119,22 +119,23 @@ def cli_refuses(args, message, capsys):
         status = resnet_run.main([*args, "--no-progress"])
     except SystemExit as exit:
         status = exit.code
-    err = capsys.readouterr().err
+    assert_usage_line(status, capsys.readouterr().err, message)
+
+
+def assert_usage_line(status, err, message, prog="resnet-run"):
+    """Exit status 2, no traceback, and the last line of `err` (stderr) is
+    the one usage line holding `message` (TensorFlow built with CUDA may
+    log its failed cuInit before it)."""
+    assert status == 2, err
     assert "Traceback" not in err, err
     last = err.strip().splitlines()[-1]
-    assert status == 2 and last.startswith("resnet-run: error: "), err
-    assert message in last, last
+    assert last.startswith(f"{prog}: error: "), err
+    assert message in last, err
 
 
 def assert_usage_error(result, message, prog="resnet-run"):
-    """Exit status 2, no traceback, and the last line of stderr is the one
-    usage line holding `message` (TensorFlow built with CUDA may log its
-    failed cuInit before it)."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"{prog}: error: "), result.stderr
-    assert message in last, result.stderr
+    """`assert_usage_line` for a finished process."""
+    assert_usage_line(result.returncode, result.stderr, message, prog)
 
 
 # What starts a process, as a test module names it: our helpers and the

@@ -10,7 +10,8 @@ import pytest
 
 from resnet.data import datasets
 from resnet.experiments import Setup, report
-from tests.conftest import ROOT, assert_usage_error, run, start
+from tests.conftest import (ROOT, assert_usage_error, assert_usage_line, run,
+                            start)
 
 
 def run_here(script, *args, monkeypatch):
@@ -168,14 +169,10 @@ def test_quick_mode_writes_curves_table_plot_and_logs(
     assert caplog.text.count("done already") == len(arms)
     # The full setup refuses the quick run's folder.
     capsys.readouterr()
-    assert run_here(script, "--out", str(tmp_path),
-                    monkeypatch=monkeypatch) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith(f"{script}: error: ") and (
-        "holds results of another setup (eval_every: 12 there, 100 here"
-        in last), last
+    status = run_here(script, "--out", str(tmp_path), monkeypatch=monkeypatch)
+    assert_usage_line(status, capsys.readouterr().err, "holds results of "
+                      "another setup (eval_every: 12 there, 100 here",
+                      prog=script)
 
 
 @needs_fashion
