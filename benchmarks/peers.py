@@ -453,13 +453,13 @@ def run_group(batch, precision, peers, args):
     cases = [(peer, norm) for peer, norm in CASES if peer in peers]
     cases[2:2] = [(f"ours_onednn_{setting}", norm) for setting in args.our_onednn
                   for norm in ("batch_renorm", "batch_norm") if "ours" in peers]
-    cases[2:2] = [(f"ours_{threads}", "batch_renorm")
-                  for threads in args.our_threads if "ours" in peers]
+    fixed = {f"ours_{threads}": threads for threads in args.our_threads
+             if "ours" in peers}
+    cases[2:2] = [(peer, "batch_renorm") for peer in fixed]
     group = [Running(peer, norm, batch, precision, threads, args)
              for peer, norm in cases
-             for threads in (
-                 [peer[len("ours_"):] if peer in fixed_threads(args) else None]
-                 if peer.startswith("ours") else args.peer_threads)]
+             for threads in ([fixed.get(peer)] if peer.startswith("ours")
+                             else args.peer_threads)]
     for case in group:
         case.answer()  # ready: built and warmed up
     for mode in MODES:
@@ -483,11 +483,6 @@ def run_group(batch, precision, peers, args):
         if name not in kept or case.rates("train")[0] > kept[name].rates("train")[0]:
             kept[name] = case
     return kept
-
-
-def fixed_threads(args):
-    """The case names of our fixed thread settings (`--our-threads`)."""
-    return {f"ours_{threads}" for threads in args.our_threads}
 
 
 def print_group(kept, batch, precision, peak):
@@ -530,9 +525,11 @@ def check_targets(groups):
                 got = ratio(ours, kept[("ours", "batch_norm")], mode)
             else:
                 threads = against == "fixed threads"
-                rivals = [case for (peer, _), case in kept.items()
-                          if (peer.startswith("ours_") and case.key["threads"]
-                              if threads else not peer.startswith("ours"))]
+                fixed = [case for (peer, _), case in kept.items()
+                         if peer.startswith("ours_") and case.key["threads"]]
+                peers = [case for (peer, _), case in kept.items()
+                         if not peer.startswith("ours")]
+                rivals = fixed if threads else peers
                 if not rivals:
                     continue
                 # The fastest peer by its median rate; the fixed setting
