@@ -102,8 +102,7 @@ def check_batches(batch_size, microbatch=None, parts=1, train_size=None,
                   norm_positions=None):
     """Raises UsageError (a ValueError) unless `parts` workers can split a
     batch of `batch_size` and microbatches divide every worker's slice (an
-    epoch's
-    last batch is trimmed to fit: `epoch_indices`), and unless every
+    epoch's last batch is trimmed to fit: `epoch_indices`), and unless every
     normalisation group has more than one value per channel: with
     `norm_positions` (`Network.fewest_norm_positions`) of 1, a group of one
     example, or an epoch's last batch of `train_size` examples leaving one
