@@ -27,8 +27,9 @@ its moving-statistics updates to `tf.compat.v1.GraphKeys.UPDATE_OPS`.
 
 Both run the training branch on the fused kernel (`FusedBatchNormV3`).
 Batch norm is one training-mode call. Batch renorm needs the batch's
-statistics before it normalises: a gradient-free training-mode pass
-computes them, then the kernel in inference mode normalises with
+statistics before it normalises: a gradient-free pass computes them (a
+training-mode pass of the kernel, or reductions where those are faster:
+`statistics_method`), then the kernel in inference mode normalises with
 them, gamma * r as the scale and gamma * d + beta as the offset, and its
 gradient is the training kernel's (through the batch mean and variance,
 with r and d held constant): the paper's output and gradients at about the
@@ -44,6 +45,7 @@ import numbers
 
 from batch_renorm.tensorflow_quiet import tf
 
+from batch_renorm.cpu import cpu_flags
 from batch_renorm.replicas import replica_group
 from batch_renorm.schedule import average_decay, renorm_schedule
 from batch_renorm.step import step_value
@@ -337,6 +339,23 @@ def _variable(name, channels, value, trainable=True):
                             trainable=trainable, use_resource=True)
 
 
+def statistics_method():
+    """How a batch renorm layer built now computes its batch's statistics,
+    before it normalises with them (both exact, `_reduced_statistics`):
+    "reductions" (sums of x and x^2) where oneDNN's kernels stop at AVX2
+    and no GPU is visible: there its training-mode fused kernel is ~10x a
+    reduction's time (2.1 ms on [128, 32, 32, 16]); "fused" (a
+    gradient-free training-mode pass of the fused kernel) elsewhere: on
+    AVX-512, in bfloat16 (whose rewrite would take the sums to bfloat16)
+    and on a GPU (whose gradient kernel reads other statistics). The
+    measurements: benchmarks/README.md, "Batch renorm's own cost"."""
+    flags = cpu_flags()
+    if ("avx2" in flags and "avx512f" not in flags
+            and not tf.config.list_physical_devices("GPU")):
+        return "reductions"
+    return "fused"
+
+
 Statistics = collections.namedtuple("Statistics", "mean variance reserved")
 Statistics.__doc__ = """A batch's statistics: mean and biased variance per
 channel, and what the fused gradient kernel reads of the pass that computed
@@ -350,8 +369,7 @@ def _train_branch(x, gamma, beta, mean, std, clip, epsilon, data_format):
         return (*_fused_train(x, gamma, beta, epsilon, data_format), None,
                 None)
     # r and d need the batch statistics before the normalisation that uses
-    # them: a first, gradient-free pass of the fused kernel computes them
-    # (several times faster on oneDNN than tf.nn.moments).
+    # them: a first, gradient-free pass computes them.
     stats = _batch_statistics(tf.stop_gradient(x), epsilon, data_format)
     batch_std = tf.sqrt(stats.variance + epsilon)
     r, d = _corrections(stats.mean, batch_std, mean, std, clip)
@@ -362,6 +380,13 @@ def _train_branch(x, gamma, beta, mean, std, clip, epsilon, data_format):
 
 
 def _batch_statistics(x, epsilon, data_format):
+    """The `Statistics` of a 4-D batch x, by `statistics_method()`."""
+    if statistics_method() == "reductions":
+        return _reduced_statistics(x, data_format)
+    return _fused_statistics(x, epsilon, data_format)
+
+
+def _fused_statistics(x, epsilon, data_format):
     """The `Statistics` of a 4-D batch x: the fused kernel in training mode
     with unit scale and zero offset."""
     size = channels(x, data_format)
@@ -371,6 +396,53 @@ def _batch_statistics(x, epsilon, data_format):
         data_format=data_format, is_training=True)
     return Statistics(out.batch_mean, _biased(out.batch_variance, x, size),
                       out[3:])
+
+
+# E[x^2] - E[x]^2 is kept where the variance is at least this fraction of
+# E[x^2] (a mean at most ~4 stds from zero): its relative error is then at
+# most 1 / fraction times the sums' (~2e-7 each), below the fused
+# kernel's own (3e-5 on [128, 32, 32, 16]).
+_ONE_PASS_FLOOR = 1.0 / 16
+
+
+def _reduced_statistics(x, data_format):
+    """The `Statistics` of a 4-D batch x by reductions, each one read of x:
+    per example, sums of x and of x^2 over its pixels (float32, at most a
+    few thousand terms), then over the examples in float64. Their
+    E[x^2] - E[x]^2 is kept where it is precise; a batch with a channel far
+    from zero (mean over std above ~4) is summed again around its mean.
+    The statistics leave float64 as float32: out of reach of a bfloat16
+    rewrite, which would hand the kernels bfloat16 statistics (a fatal
+    error)."""
+    size = channels(x, data_format)
+    if data_format == "NHWC":
+        pixels, axis = tf.reshape(x, [tf.shape(x)[0], -1, size]), 1
+    else:
+        pixels, axis = tf.reshape(x, [tf.shape(x)[0], size, -1]), 2
+    count = tf.cast(tf.size(x) // size, tf.float64)
+
+    def moments(values):
+        sums = tf.cast(tf.reduce_sum(values, axis), tf.float64)
+        squares = tf.square(tf.cast(
+            tf.math.reduce_euclidean_norm(values, axis), tf.float64))
+        return (tf.reduce_sum(sums, 0) / count,
+                tf.reduce_sum(squares, 0) / count)
+
+    mean, mean_square = moments(pixels)
+    variance = mean_square - tf.square(mean)
+
+    def around_mean():
+        shift = tf.cast(mean, tf.float32)
+        shifted = pixels - (shift[:, None] if axis == 2 else shift)
+        offset, spread = moments(shifted)
+        return spread - tf.square(offset)
+
+    variance = tf.cond(
+        tf.reduce_all(variance >= _ONE_PASS_FLOOR * mean_square),
+        lambda: variance, around_mean)
+    mean, variance = (tf.cast(value, tf.float32) for value in (mean, variance))
+    # What a CPU kernel keeps: the mean, the biased variance, nothing else.
+    return Statistics(mean, variance, (mean, variance, tf.zeros([0])))
 
 
 def _normalize_by(stats, x, scale, offset, epsilon, data_format):

@@ -43,7 +43,7 @@ import tensorflow as tf  # noqa: E402
 from resnet.train import graphs
 from resnet.train import config as training
 from resnet.data.input_pipeline import TrainInput  # noqa: E402
-from resnet.runtime.cpu import has_bfloat16  # noqa: E402
+from batch_renorm.cpu import has_bfloat16  # noqa: E402
 from resnet.runtime.session_config import (  # noqa: E402
     cpu_description, onednn_enabled, session_config)
 

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from batch_renorm import (batch_norm, batch_renorm, global_step, norm_layers,
                           renorm_schedule, use_fast_start)
+from batch_renorm import layer as layer_module
 from batch_renorm.layer import clipping_statistics
 from batch_renorm.schedule import check_schedule, short_run_schedule
 from tests import reference
@@ -17,6 +18,15 @@ SHAPES = {"2d": (32, 3), "4d": (4, 3, 5, 3)}
 # Batches are drawn with mean 2 and std 3 while the moving statistics start
 # at 0 and 1: bounds of 1.2 and 0.5 clip r and d, bounds of 100 never do.
 CLIPS = {"clipped": (1.2, 0.5), "unclipped": (100.0, 100.0)}
+
+
+@pytest.fixture(params=["fused", "reductions"])
+def statistics(request, monkeypatch):
+    """Batch renorm layers built in the test compute their batch statistics
+    by this method, whatever this CPU's default (`statistics_method`)."""
+    monkeypatch.setattr(layer_module, "statistics_method",
+                        lambda: request.param)
+    return request.param
 
 
 def batches(shape, count, seed=0):
@@ -77,7 +87,7 @@ def follows_the_reference(session, x, y_train, y_infer, reference_step,
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
 @pytest.mark.parametrize("clip", CLIPS.values(), ids=CLIPS.keys())
-def test_training_and_inference_follow_algorithm_1(graph, shape, clip):
+def test_training_and_inference_follow_algorithm_1(graph, statistics, shape, clip):
     rmax, dmax = clip
     x = tf1.placeholder(tf.float32, shape)
     y_train = batch_renorm(x, True, rmax=rmax, dmax=dmax, momentum=MOMENTUM,
@@ -102,7 +112,7 @@ def test_training_and_inference_follow_algorithm_1(graph, shape, clip):
 
 
 @pytest.mark.parametrize("microbatch", [None, 2], ids=["batch", "groups"])
-def test_channels_first_follows_algorithm_1(graph, microbatch):
+def test_channels_first_follows_algorithm_1(graph, statistics, microbatch):
     """NCHW: the reference on the NHWC view of the same batches; gradients
     equal to those of the NHWC layer with the same state."""
     nhwc_shape = (4, 3, 5, 3)
@@ -134,7 +144,7 @@ def test_channels_first_follows_algorithm_1(graph, microbatch):
                               same_gradients)
 
 
-def test_training_tensor_chooses_the_branch_at_run_time(graph):
+def test_training_tensor_chooses_the_branch_at_run_time(graph, statistics):
     x = tf1.placeholder(tf.float32, (8, 2, 2, 3))
     training = tf1.placeholder(tf.bool, [])
     y = batch_renorm(x, training, rmax=1.5, dmax=1.0, momentum=MOMENTUM,
@@ -161,7 +171,7 @@ def test_training_tensor_chooses_the_branch_at_run_time(graph):
 
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
-def test_gradients_hold_r_and_d_constant(graph, shape):
+def test_gradients_hold_r_and_d_constant(graph, statistics, shape):
     rng = np.random.RandomState(3)
     batch = rng.normal(1.0, 2.0, size=shape)
     weights = rng.normal(size=shape)
@@ -199,7 +209,7 @@ def test_gradients_hold_r_and_d_constant(graph, shape):
 
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
-def test_rmax_1_dmax_0_is_plain_batch_norm(graph, shape):
+def test_rmax_1_dmax_0_is_plain_batch_norm(graph, statistics, shape):
     x = tf1.placeholder(tf.float32, shape)
     renorm = batch_renorm(x, True, rmax=1.0, dmax=0.0, epsilon=EPS)
     norm = batch_norm(x, True, epsilon=EPS)
@@ -449,11 +459,11 @@ def test_microbatches_normalise_each_group(graph, shape, renorm):
             session.run(y, {x: np.zeros((shape[0] - 1, *shape[1:]))})
 
 
-def test_training_kernels(graph):
-    """A layer's training step: a gradient-free pass of the fused kernel
-    for the statistics, the fused kernel in inference mode with them, and
-    the fused gradient kernel; no unfused moments. In the graph and in what
-    the session executes."""
+def test_training_kernels(graph, statistics):
+    """A layer's training step: a gradient-free pass for the statistics
+    (the fused kernel in training mode, or sums), the fused kernel in
+    inference mode with them, and the fused gradient kernel; no unfused
+    moments. In the graph and in what the session executes."""
     x = tf.constant(batches((8, 4, 4, 3), 1)[0])
     h = x
     for _ in range(3):
@@ -464,7 +474,8 @@ def test_training_kernels(graph):
     types = [op.type for op in ops]
     kernels = [op.get_attr("is_training") for op in ops
                if op.type == "FusedBatchNormV3"]
-    assert kernels.count(False) == 3 and kernels.count(True) == 3
+    passes = 3 if statistics == "fused" else 0
+    assert kernels.count(False) == 3 and kernels.count(True) == passes
     assert types.count("FusedBatchNormGradV3") == 3
     assert "SquaredDifference" not in types and "Mean" not in types
     metadata = tf1.RunMetadata()
@@ -475,7 +486,7 @@ def test_training_kernels(graph):
     executed = " ".join(node.timeline_label for device in
                         metadata.step_stats.dev_stats
                         for node in device.node_stats)
-    assert executed.count("FusedBatchNorm") >= 2 * 3 + 3
+    assert executed.count("FusedBatchNorm") >= 3 + passes + 3
     assert "SquaredDifference" not in executed
 
 
@@ -547,13 +558,16 @@ def test_microbatch_gradients_hold_r_and_d_constant(graph, renorm):
         np.testing.assert_allclose(fused, plain, rtol=1e-4, atol=1e-4)
 
 
-def test_statistics_of_channels_far_from_zero(graph):
+@pytest.mark.parametrize("ratios", [[0.0, 1.0, 2.0, 3.0],
+                                    [0.0, 10.0, 100.0, 1000.0]],
+                         ids=["near", "far"])
+def test_statistics_of_channels_far_from_zero(graph, statistics, ratios):
     """The statistics pass against float64 on channels whose mean is up to
     1000 times their std, 131,072 values each (E[x^2] - E[x]^2 in float32,
-    tried as a faster pass, was 16% off at 100)."""
+    tried as a faster pass, was 16% off at 100). The sums keep it "near"
+    (a mean within 4 stds of zero) and sum again around the mean "far"."""
     from batch_renorm.layer import _batch_statistics
     rng = np.random.RandomState(5)
-    ratios = np.array([0.0, 10.0, 100.0, 1000.0])
     batch = ((rng.normal(size=(128, 32, 32, 4)) + ratios) * 0.1
              ).astype(np.float32)
     stats = _batch_statistics(tf.constant(batch), EPS, "NHWC")
@@ -562,3 +576,19 @@ def test_statistics_of_channels_far_from_zero(graph):
     exact = batch.astype(np.float64)
     np.testing.assert_allclose(mean, exact.mean(axis=(0, 1, 2)), rtol=1e-5)
     np.testing.assert_allclose(variance, exact.var(axis=(0, 1, 2)), rtol=1e-4)
+
+
+@pytest.mark.parametrize("flags, gpus, want", [
+    ({"avx2"}, [], "reductions"),
+    ({"avx2", "avx512f"}, [], "fused"),
+    ({"avx2", "avx512f", "avx512_bf16"}, [], "fused"),
+    (set(), [], "fused"),
+    ({"avx2"}, ["GPU:0"], "fused"),
+])
+def test_statistics_by_sums_only_on_avx2_cpus(monkeypatch, flags, gpus, want):
+    """Where oneDNN stops at AVX2 (its training kernel slow) and no GPU is
+    visible; the fused pass on AVX-512, in bfloat16 and on a GPU."""
+    monkeypatch.setattr(layer_module, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: gpus if kind == "GPU" else [])
+    assert layer_module.statistics_method() == want

@@ -12,7 +12,7 @@ import pytest
 
 from resnet import models
 from resnet.runtime.cluster import Cluster, free_ports
-from resnet.runtime.cpu import cpu_flags
+from batch_renorm.cpu import cpu_flags
 from resnet.runtime.session_config import onednn_enabled
 from resnet.convolution_nn import ConvolutionNN
 from resnet.data.input_pipeline import (batches_per_epoch, check_batches,

@@ -40,7 +40,7 @@ def test_threads_are_sized_to_the_step(monkeypatch):
 def test_onednn_isa_limit_removes_the_flags_above_it(monkeypatch):
     """ONEDNN_MAX_CPU_ISA (how a benchmark runs an AVX2-only CPU's kernels
     on an AVX-512 one) takes its flags away, and bfloat16 with them."""
-    from resnet.runtime import cpu
+    from batch_renorm import cpu
     every = set(cpu.SPEED_FLAGS)
     monkeypatch.setattr(cpu, "cpuinfo", lambda key: " ".join(every))
     for limit, want in (("", every), ("ALL", every),

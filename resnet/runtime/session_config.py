@@ -8,7 +8,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from resnet.checks import check_int
 from resnet.errors import UsageError
 from resnet.runtime.quiet import XLA_CPU_FLAG, xla_cpu_flag_set
-from resnet.runtime.cpu import SPEED_FLAGS, cpu_flags, cpuinfo, has_bfloat16
+from batch_renorm.cpu import SPEED_FLAGS, cpu_flags, cpuinfo, has_bfloat16
 
 tf1 = tf.compat.v1
 
