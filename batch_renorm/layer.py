@@ -341,13 +341,15 @@ def _variable(name, channels, value, trainable=True):
 
 def statistics_method():
     """How a batch renorm layer built now computes its batch's statistics,
-    before it normalises with them (both exact, `_reduced_statistics`):
+    before it normalises with them (both precise: `_reduced_statistics`):
     "reductions" (sums of x and x^2) where oneDNN's kernels stop at AVX2
-    and no GPU is visible: there its training-mode fused kernel is ~10x a
-    reduction's time (2.1 ms on [128, 32, 32, 16]); "fused" (a
-    gradient-free training-mode pass of the fused kernel) elsewhere: on
-    AVX-512, in bfloat16 (whose rewrite would take the sums to bfloat16)
-    and on a GPU (whose gradient kernel reads other statistics). The
+    and no GPU is visible: there its training-mode fused kernel takes
+    about twice the two sums' time and writes an output besides (2.06 ms
+    against 0.95 ms on [128, 32, 32, 16]); "fused" (a gradient-free
+    training-mode pass of the fused kernel) elsewhere: on AVX-512, in
+    bfloat16 (whose rewrite would take the sums to bfloat16) and on a GPU
+    (whose gradient kernel reads other statistics). Chosen when the layer
+    is built: a graph built with "reductions" must run on a CPU. The
     measurements: benchmarks/README.md, "Batch renorm's own cost"."""
     flags = cpu_flags()
     if ("avx2" in flags and "avx512f" not in flags
@@ -399,26 +401,29 @@ def _fused_statistics(x, epsilon, data_format):
 
 
 # E[x^2] - E[x]^2 is kept where the variance is at least this fraction of
-# E[x^2] (a mean at most ~4 stds from zero): its relative error is then at
-# most 1 / fraction times the sums' (~2e-7 each), below the fused
-# kernel's own (3e-5 on [128, 32, 32, 16]).
+# E[x^2] (every channel's mean at most ~4 stds from zero): its relative
+# error is then at most 1 / fraction times the sums' (those of x^2 and
+# twice those of the mean: ~1e-7 to 1e-6 each, by the per-example sums'
+# length).
 _ONE_PASS_FLOOR = 1.0 / 16
 
 
 def _reduced_statistics(x, data_format):
     """The `Statistics` of a 4-D batch x by reductions, each one read of x:
-    per example, sums of x and of x^2 over its pixels (float32, at most a
-    few thousand terms), then over the examples in float64. Their
-    E[x^2] - E[x]^2 is kept where it is precise; a batch with a channel far
-    from zero (mean over std above ~4) is summed again around its mean.
-    The statistics leave float64 as float32: out of reach of a bfloat16
+    per example, sums of x and of x^2 over its pixels (float32), then over
+    the examples in float64. Their E[x^2] - E[x]^2 is kept where it is
+    precise; a batch with a channel far from zero (mean over std above ~4)
+    is summed again around its mean (name scope "around_mean"). The
+    statistics leave float64 as float32: out of reach of a bfloat16
     rewrite, which would hand the kernels bfloat16 statistics (a fatal
     error)."""
-    size = channels(x, data_format)
+    size, shape = channels(x, data_format), tf.shape(x)
     if data_format == "NHWC":
-        pixels, axis = tf.reshape(x, [tf.shape(x)[0], -1, size]), 1
+        pixels = tf.reshape(x, [shape[0], shape[1] * shape[2], size])
+        axis = 1
     else:
-        pixels, axis = tf.reshape(x, [tf.shape(x)[0], size, -1]), 2
+        pixels = tf.reshape(x, [shape[0], size, shape[2] * shape[3]])
+        axis = 2
     count = tf.cast(tf.size(x) // size, tf.float64)
 
     def moments(values):
@@ -432,14 +437,16 @@ def _reduced_statistics(x, data_format):
     variance = mean_square - tf.square(mean)
 
     def around_mean():
-        shift = tf.cast(mean, tf.float32)
-        shifted = pixels - (shift[:, None] if axis == 2 else shift)
-        offset, spread = moments(shifted)
-        return spread - tf.square(offset)
+        with tf.name_scope("around_mean"):
+            shift = tf.cast(mean, tf.float32)
+            offset, spread = moments(
+                pixels - (shift[:, None] if axis == 2 else shift))
+            return (tf.cast(shift, tf.float64) + offset,
+                    spread - tf.square(offset))
 
-    variance = tf.cond(
+    mean, variance = tf.cond(
         tf.reduce_all(variance >= _ONE_PASS_FLOOR * mean_square),
-        lambda: variance, around_mean)
+        lambda: (mean, variance), around_mean)
     mean, variance = (tf.cast(value, tf.float32) for value in (mean, variance))
     # What a CPU kernel keeps: the mean, the biased variance, nothing else.
     return Statistics(mean, variance, (mean, variance, tf.zeros([0])))
@@ -502,10 +509,11 @@ def _grouped_train_branch(x, gamma, beta, mean, std, clip, epsilon,
     (y, mean of the groups' means, mean of the groups' stds, r, d), r and d
     [groups, C] (None for batch norm).
 
-    On the fused kernel: the groups become channels ([G * m, H, W, C] ->
-    [m, H, W, G * C]), so that each group keeps its own statistics, r and d,
-    and the kernel computes them as it does for a whole batch (and as each
-    worker of a data-parallel run does for its slice).
+    On the fused kernel in training mode, on every CPU: the groups become
+    channels ([G * m, H, W, C] -> [m, H, W, G * C]), so that each group
+    keeps its own statistics, r and d, and the kernel computes them as it
+    computes a batch norm's (and as each worker of a data-parallel run
+    computes its slice's, where `statistics_method` is "fused").
     """
     if data_format == "NCHW":
         y, *rest = _grouped_train_branch(
