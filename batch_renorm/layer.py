@@ -391,7 +391,7 @@ def _batch_statistics(x, epsilon, data_format):
 def _fused_statistics(x, epsilon, data_format):
     """The `Statistics` of a 4-D batch x: the fused kernel in training mode
     with unit scale and zero offset."""
-    size = channels(x, data_format)
+    size = _channel_count(x, data_format)
     out = tf.raw_ops.FusedBatchNormV3(
         x=x, scale=tf.ones([size]), offset=tf.zeros([size]),
         mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=epsilon,
@@ -417,7 +417,7 @@ def _reduced_statistics(x, data_format):
     statistics leave float64 as float32: out of reach of a bfloat16
     rewrite, which would hand the kernels bfloat16 statistics (a fatal
     error)."""
-    size, shape = channels(x, data_format), tf.shape(x)
+    size, shape = _channel_count(x, data_format), tf.shape(x)
     if data_format == "NHWC":
         pixels = tf.reshape(x, [shape[0], shape[1] * shape[2], size])
         axis = 1
@@ -450,6 +450,14 @@ def _reduced_statistics(x, data_format):
     mean, variance = (tf.cast(value, tf.float32) for value in (mean, variance))
     # What a CPU kernel keeps: the mean, the biased variance, nothing else.
     return Statistics(mean, variance, (mean, variance, tf.zeros([0])))
+
+
+def _channel_count(x, data_format):
+    """`channels`, or a scalar tensor where it is known only at run time
+    (microbatches: groups times channels)."""
+    size = channels(x, data_format)
+    return size if size is not None else tf.shape(x)[
+        1 if data_format == "NCHW" else -1]
 
 
 def _normalize_by(stats, x, scale, offset, epsilon, data_format):
@@ -509,11 +517,11 @@ def _grouped_train_branch(x, gamma, beta, mean, std, clip, epsilon,
     (y, mean of the groups' means, mean of the groups' stds, r, d), r and d
     [groups, C] (None for batch norm).
 
-    On the fused kernel in training mode, on every CPU: the groups become
-    channels ([G * m, H, W, C] -> [m, H, W, G * C]), so that each group
-    keeps its own statistics, r and d, and the kernel computes them as it
-    computes a batch norm's (and as each worker of a data-parallel run
-    computes its slice's, where `statistics_method` is "fused").
+    The groups become channels ([G * m, H, W, C] -> [m, H, W, G * C]), so
+    that each group keeps its own statistics, r and d, and `_train_branch`
+    computes them as it computes a whole batch's (and each worker of a
+    data-parallel run its slice's), with gamma, beta and the moving
+    statistics tiled G times.
     """
     if data_format == "NCHW":
         y, *rest = _grouped_train_branch(
@@ -533,27 +541,16 @@ def _grouped_train_branch(x, gamma, beta, mean, std, clip, epsilon,
     def per_group(values):  # [G * C] -> [G, C]
         return tf.reshape(values, [count, size])
 
-    def flat(values):       # [G, C] -> [G * C]
-        return tf.reshape(values, [count * size])
+    def tiled(values):      # [C] -> [G * C]
+        return tf.tile(values, [count])
 
-    tiled_gamma = tf.tile(gamma[None], [count, 1])
-    tiled_beta = tf.tile(beta[None], [count, 1])
-    r = d = None
-    if clip is None:
-        y, group_mean, group_std = _fused_train(
-            folded, flat(tiled_gamma), flat(tiled_beta), epsilon, "NHWC")
-    else:
-        ones = tf.ones([count * size])
-        _, group_mean, group_std = _fused_train(
-            tf.stop_gradient(folded), ones, tf.zeros_like(ones), epsilon,
-            "NHWC")
-        r, d = _corrections(per_group(group_mean), per_group(group_std), mean,
-                            std, clip)
-        y, _, _ = _fused_train(folded, flat(tiled_gamma * r),
-                               flat(tiled_gamma * d + tiled_beta), epsilon,
-                               "NHWC")
+    y, group_mean, group_std, r, d = _train_branch(
+        folded, tiled(gamma), tiled(beta), tiled(mean), tiled(std), clip,
+        epsilon, "NHWC")
     y = tf.reshape(y, [microbatch, shape[1], shape[2], count, size])
     y = tf.reshape(tf.transpose(y, [3, 0, 1, 2, 4]), shape)
+    if clip is not None:
+        r, d = per_group(r), per_group(d)
     return (y, tf.reduce_mean(per_group(group_mean), axis=0),
             tf.reduce_mean(per_group(group_std), axis=0), r, d)
 

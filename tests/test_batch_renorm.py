@@ -437,7 +437,7 @@ def test_bad_arguments_raise_value_error(graph, make, message):
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
 @pytest.mark.parametrize("renorm", [True, False], ids=["renorm", "norm"])
-def test_microbatches_normalise_each_group(graph, shape, renorm):
+def test_microbatches_normalise_each_group(graph, statistics, shape, renorm):
     group = 2 if len(shape) == 4 else 4
     x = tf1.placeholder(tf.float32, [None, *shape[1:]])
     clip = (1.2, 0.5) if renorm else (1.0, 0.0)
@@ -533,7 +533,7 @@ def test_clipping_statistics_against_numpy(graph, microbatch):
 
 
 @pytest.mark.parametrize("renorm", [True, False], ids=["renorm", "norm"])
-def test_microbatch_gradients_hold_r_and_d_constant(graph, renorm):
+def test_microbatch_gradients_hold_r_and_d_constant(graph, statistics, renorm):
     """The fused microbatch path (groups folded into channels) against the
     unfused formula per group, r and d constant: outputs and gradients."""
     shape, group = (8, 3, 3, 4), 2
