@@ -87,7 +87,8 @@ def follows_the_reference(session, x, y_train, y_infer, reference_step,
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
 @pytest.mark.parametrize("clip", CLIPS.values(), ids=CLIPS.keys())
-def test_training_and_inference_follow_algorithm_1(graph, statistics, shape, clip):
+def test_training_and_inference_follow_algorithm_1(graph, statistics, shape,
+                                                  clip):
     rmax, dmax = clip
     x = tf1.placeholder(tf.float32, shape)
     y_train = batch_renorm(x, True, rmax=rmax, dmax=dmax, momentum=MOMENTUM,
