@@ -228,8 +228,8 @@ class FileInput(input_pipeline.Input):
 
             batches = tf.data.Dataset.from_tensor_slices(self._feeds).map(
                 load, input_pipeline.parallel_calls(), deterministic=True)
-            self._iterator = tf1.data.make_initializable_iterator(
-                batches.batch(self._batch_size).prefetch(tf.data.AUTOTUNE))
+            self._iterator = input_pipeline.epoch_iterator(
+                batches.batch(self._batch_size))
             self.images, self.labels = self._iterator.get_next()
             self.images.set_shape([None, image_size, image_size, 3])
             self.labels.set_shape([None])
