@@ -3,7 +3,7 @@ user would otherwise pick, side by side on this machine.
 
     python -m benchmarks.peers                  # batch 128 and 8, both precisions: ~25 min
     python -m benchmarks.peers --batch 8 --precision float32
-    python -m benchmarks.peers --peers ours --our-threads 1x1 1x2 2x1 2x2   # the thread grid
+    python -m benchmarks.peers --peers ours --our-threads 1x1 1x2 2x1 2x2 auto   # the thread grid
 
 Peers (each skipped, with a note, when not installed):
   tf_keras    `model.fit` / `model.predict`, its fused batch norm and its
@@ -18,7 +18,8 @@ of input: random 32x32x3 images held in memory. "bfloat16" is each
 framework's own mixed precision (Keras "mixed_bfloat16", `torch.autocast`,
 our oneDNN rewrite). Ours runs with the threads resnet-run picks for the
 step (and, with `--our-threads`, its batch renorm also at fixed intra- x
-inter-op threads); every peer runs once with 1 thread per op and once with
+inter-op threads, and "auto": the default again, in a process of its own,
+whose ratio to the default is the method's resolution); every peer runs once with 1 thread per op and once with
 all cores (`--peer-threads`), and its faster setting is kept for the table.
 
 Each case runs in its own process and warms up; then the cases of a batch
@@ -357,11 +358,11 @@ def check_parameters(count):
 def child(peer, norm, batch, precision, threads, steps, warmup):
     """One case in this process, timed a block at a time when the parent
     says "train" or "infer" on stdin. `threads`: a peer's intra-op threads
-    ("0": its default), ours "INTRAxINTER" ("0": resnet-run's)."""
+    ("0": its default), ours "INTRAxINTER" ("0" or "auto": resnet-run's)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if peer == "ours":
-        our_serve(norm, batch, precision, None if threads == "0" else threads,
-                  steps, warmup)
+        our_serve(norm, batch, precision,
+                  None if threads in ("0", "auto") else threads, steps, warmup)
         return
     threads = int(threads)
     if peer == "torch":
@@ -526,7 +527,8 @@ def check_targets(groups):
             else:
                 threads = against == "fixed threads"
                 fixed = [case for (peer, _), case in kept.items()
-                         if peer.startswith("ours_") and case.key["threads"]]
+                         if peer.startswith("ours_") and case.key["threads"]
+                         not in (None, "auto")]
                 peers = [case for (peer, _), case in kept.items()
                          if not peer.startswith("ours")]
                 rivals = fixed if threads else peers
@@ -546,16 +548,24 @@ def check_targets(groups):
             print(f"{mode} batch {batch} {precision}: {what} {got[0]:.3f} "
                   f"[{got[1]:.3f}, {got[2]:.3f}]; target {sign} {bound}: "
                   f"{'met' if met else 'missed'}")
+            again = kept.get(("ours_auto", "batch_renorm"))
+            if against == "fixed threads" and again:
+                got = ratio(again, ours, mode)
+                print(f"{mode} batch {batch} {precision}: our default threads "
+                      f"/ the same again (the method's resolution), speed "
+                      f"{got[0]:.3f} [{got[1]:.3f}, {got[2]:.3f}]")
 
 
 def _threads(text):
+    if text == "auto":
+        return text
     try:
         intra, inter = map(int, text.split("x"))
     except ValueError:
         intra = inter = 0
     if intra < 1 or inter < 1:
         raise argparse.ArgumentTypeError(
-            f"expected INTRAxINTER (e.g. 2x1), got {text!r}")
+            f"expected INTRAxINTER (e.g. 2x1) or auto, got {text!r}")
     return f"{intra}x{inter}"
 
 
@@ -583,7 +593,8 @@ def main(argv=None):
                    type=_threads, metavar="INTRAxINTER",
                    help="also run our batch renorm at these fixed threads "
                         "(e.g. 1x1 1x2 2x1 2x2), against the threads "
-                        "resnet-run picks")
+                        "resnet-run picks; 'auto': those again, for the "
+                        "method's resolution")
     p.add_argument("--pause", type=float, default=0.5,
                    help="seconds between two cases' blocks (default 0.5)")
     p.add_argument("--child", nargs=5, help=argparse.SUPPRESS,

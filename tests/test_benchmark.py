@@ -77,6 +77,9 @@ def test_peers_targets_take_the_fastest_peer_round_by_round(capsys):
                 "ours_2x1", "batch_renorm", [0.9, 1.0, 2.1], "2x1"),
             ("ours_1x2", "batch_renorm"): running(
                 "ours_1x2", "batch_renorm", [1.5, 1.5, 2.5], "1x2"),
+            # The default again: its resolution, not a fixed setting.
+            ("ours_auto", "batch_renorm"): running(
+                "ours_auto", "batch_renorm", [0.8, 0.8, 1.6], "auto"),
             ("torch", "batch_norm"): running("torch", "batch_norm", [1.3, 1.1, 2.2]),
             ("keras3", "batch_renorm"): running("keras3", "batch_renorm", [2.0, 1.8, 3.0])}
     peers.check_targets({(128, "float32"): kept})
@@ -92,7 +95,9 @@ def test_peers_targets_take_the_fastest_peer_round_by_round(capsys):
     # 1.5, 1.5, 1.25 -> 1.5.
     assert ("our default threads / the worst-for-it fixed setting (2x1), "
             "speed 1.000 [0.900, 1.050]; target >= 0.97: met") in train
-    assert len(train) == 3  # batch 8's targets: no batch-8 group
+    assert ("our default threads / the same again (the method's "
+            "resolution), speed 0.800 [0.800, 0.800]") in train
+    assert len(train) == 4  # batch 8's targets: no batch-8 group
 
 
 def test_our_thread_settings_are_read_as_intra_x_inter():
@@ -100,6 +105,7 @@ def test_our_thread_settings_are_read_as_intra_x_inter():
     from benchmarks import peers
     assert peers._threads("2x1") == "2x1"
     assert peers._threads("02x3") == "2x3"
+    assert peers._threads("auto") == "auto"  # the default, again
     for text in ("2", "0x1", "2x", "ax1", "1x-1"):
         with pytest.raises(argparse.ArgumentTypeError, match="INTRAxINTER"):
             peers._threads(text)
