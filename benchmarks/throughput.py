@@ -45,7 +45,7 @@ from resnet.train import config as training
 from resnet.data.input_pipeline import TrainInput  # noqa: E402
 from batch_renorm.cpu import has_bfloat16  # noqa: E402
 from resnet.runtime.session_config import (  # noqa: E402
-    cpu_description, onednn_enabled, session_config)
+    cpu_description, onednn_enabled, session_config, use_threads)
 
 tf1 = tf.compat.v1
 IMAGE_SHAPE = (32, 32, 3)
@@ -124,6 +124,7 @@ class Case:
         self.key = {"depth": depth, "norm": norm or "none", "batch": batch,
                     "input": input_kind, "mode": mode}
         self.batch, self.seconds = batch, []
+        use_threads(config)
         graph, init, self.step, pipeline, self.inference = build(
             depth, norm, batch, input_kind, mode, data_format,
             with_inference=with_inference, data=data)

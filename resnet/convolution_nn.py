@@ -29,7 +29,7 @@ from resnet.errors import PeersNotReady
 from resnet.models import NetworkLike
 from resnet.runtime import cluster as cluster_lib
 from resnet.runtime.session_config import (
-    precision_of, session_config as default_session_config)
+    precision_of, session_config as default_session_config, use_threads)
 from resnet.storage.checkpoints import Checkpoints
 from resnet.storage.export import export_saved_model
 from resnet.storage.model_dir import DirectoryLock
@@ -128,6 +128,7 @@ class ConvolutionNN:
         # Label i's name (a folder dataset's class folder), or None.
         self.class_names = dataset.class_names
         proto = session_config or default_session_config()
+        use_threads(proto)  # before the graph: its input pipeline fixes them
         # The input normalisation the model trained with, if recorded: a
         # files dataset that grew would give other statistics.
         recorded = Checkpoints.recorded(model_dir, "normalizer")

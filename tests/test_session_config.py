@@ -130,6 +130,35 @@ def test_importing_resnet_first_turns_onednn_on_unless_told(setting, enabled):
     assert result.stdout.split()[-1] == str(enabled)
 
 
+THREADS_PROBE = """
+import tensorflow as tf
+from resnet import models
+from resnet.convolution_nn import ConvolutionNN
+from resnet.data import datasets
+from resnet.runtime.session_config import session_config
+digits = datasets.load("digits")
+for intra in (1, 2):
+    ConvolutionNN(models.resnet(8, 10), digits, progress=False,
+                  session_config=session_config(intra, 2)).close()
+    print(tf.config.threading.get_intra_op_parallelism_threads(),
+          tf.config.threading.get_inter_op_parallelism_threads())
+"""
+
+
+@pytest.mark.subprocess
+def test_a_runner_gives_the_process_its_threads_before_the_graph():
+    """Building the input pipeline's map starts TensorFlow's eager context,
+    which fixes the threads every later session runs its ops on: the
+    runner makes them its session's first. A second runner that asks for
+    others cannot have them, and says so."""
+    result = run("-c", THREADS_PROBE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["1 2", "1 2"], result.stdout
+    assert ("ops run on 1 intra-op x 2 inter-op threads (TensorFlow fixed "
+            "them before this session; 0: one per core), not the 2 x 2 "
+            "asked for") in result.stderr
+
+
 def test_the_private_tensorflow_names_we_use_still_exist():
     """Each private TensorFlow name the code relies on (no public one
     does the job), so that an upgrade that drops one fails here, by

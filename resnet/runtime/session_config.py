@@ -1,5 +1,6 @@
 """Session settings for speed: threads, and the graph-mode levers measured in
 benchmarks/throughput.py (README, "Performance")."""
+import logging
 import os
 
 from batch_renorm.tensorflow_quiet import tf
@@ -91,9 +92,8 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
       at most SMALL_STEP_PIXELS pixels (batch x height x width) per core
       gets half the cores per op: its ops are too small to share out, and
       two at a time run side by side (a conv's input and filter gradients;
-      the measurements: benchmarks/README.md). TensorFlow keeps the
-      intra-op threads of a process's first session for all its later
-      sessions.
+      the measurements: benchmarks/README.md). They hold for a session
+      only if they are the process's (`use_threads`).
     precision: "bfloat16" turns on oneDNN's automatic mixed precision
       (bfloat16 compute, float32 variables and loss); "auto" does so on CPUs
       that compute bfloat16 natively (AVX512_BF16, AMX); "float32" never.
@@ -133,6 +133,40 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
         config.graph_options.optimizer_options.global_jit_level = (
             tf1.OptimizerOptions.ON_1)
     return config
+
+
+def use_threads(config):
+    """Makes the thread counts of the ConfigProto `config` this process's,
+    if TensorFlow has not fixed others yet. Call it before building a graph.
+
+    TensorFlow runs every session's ops on the intra-op pool of the first
+    CPU device it makes in the process. Its eager context makes one when it
+    starts, with a thread per core, and building a `tf.data` map starts it:
+    every training input does. A session made after such a graph ran on
+    that pool whatever its ConfigProto said (measured: at batch 8 the step
+    took 32 ms instead of 22 with 1 x 2 threads asked for, benchmarks/
+    README.md).
+
+    Returns:
+      True if the process's threads are `config`'s; False if TensorFlow
+      had fixed other ones (logged as a warning).
+    """
+    threading = tf.config.threading
+    wanted = (config.intra_op_parallelism_threads,
+              config.inter_op_parallelism_threads)
+    try:
+        threading.set_intra_op_parallelism_threads(wanted[0])
+        threading.set_inter_op_parallelism_threads(wanted[1])
+    except RuntimeError:  # the eager context has started: fixed
+        pass
+    got = (threading.get_intra_op_parallelism_threads(),
+           threading.get_inter_op_parallelism_threads())
+    if got != wanted:
+        logging.getLogger(__name__).warning(
+            "this process's ops run on %s intra-op x %s inter-op threads "
+            "(TensorFlow fixed them before this session; 0: one per core), "
+            "not the %s x %s asked for", *got, *wanted)
+    return got == wanted
 
 
 def precision_of(config):
