@@ -26,13 +26,16 @@ def test_threads_are_sized_to_the_step(monkeypatch):
         return (config.intra_op_parallelism_threads,
                 config.inter_op_parallelism_threads)
 
-    assert threads() == (4, 2)
-    # 8 * 32 * 32 pixels per core at most: half the cores per op.
+    assert threads() == (4, 1)
+    # 8 * 32 * 32 pixels per core at most: half the cores per op, two ops
+    # at a time; above, every core per op, one op at a time.
     assert threads(batch_size=32, image_shape=(32, 32, 3)) == (2, 2)
-    assert threads(batch_size=33, image_shape=(32, 32, 3)) == (4, 2)
+    assert threads(batch_size=33, image_shape=(32, 32, 3)) == (4, 1)
     assert threads(batch_size=512, image_shape=(8, 8, 1)) == (2, 2)
     assert threads(batch_size=8, image_shape=(32, 32, 3), intra_threads=3,
                    inter_threads=1) == (3, 1)
+    assert threads(batch_size=8, image_shape=(32, 32, 3),
+                   intra_threads=3) == (3, 2)
     with pytest.raises(ValueError, match="inter_threads must be"):
         session_config(inter_threads=0)
 

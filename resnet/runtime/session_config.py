@@ -87,13 +87,15 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
 
     intra_threads: threads inside one op (default: the cores the process
       may use, or half of them for small steps, see below).
-    inter_threads: ops run side by side (default 2).
+    inter_threads: ops run side by side (default 1, or 2 for small steps:
+      by default as many threads as cores).
     batch_size, image_shape: the training step's size, if known. A step of
       at most SMALL_STEP_PIXELS pixels (batch x height x width) per core
       gets half the cores per op: its ops are too small to share out, and
-      two at a time run side by side (a conv's input and filter gradients;
-      the measurements: benchmarks/README.md). They hold for a session
-      only if they are the process's (`use_threads`).
+      two at a time run side by side (a conv's input and filter gradients).
+      A larger one gets every core per op, one op at a time. (The
+      measurements: benchmarks/README.md, "Threads".) They hold for a
+      session only if they are the process's (`use_threads`).
     precision: "bfloat16" turns on oneDNN's automatic mixed precision
       (bfloat16 compute, float32 variables and loss); "auto" does so on CPUs
       that compute bfloat16 natively (AVX512_BF16, AMX); "float32" never.
@@ -111,14 +113,14 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
     bfloat16 = precision == "bfloat16" or (precision == "auto"
                                            and has_bfloat16())
     cores = usable_cores()
+    small = (batch_size is not None and image_shape is not None and
+             batch_size * image_shape[0] * image_shape[1]
+             <= SMALL_STEP_PIXELS * cores)
     if intra_threads is None:
-        small = (batch_size is not None and image_shape is not None and
-                 batch_size * image_shape[0] * image_shape[1]
-                 <= SMALL_STEP_PIXELS * cores)
         intra_threads = max(1, cores // 2) if small else cores
     config = tf1.ConfigProto(
         intra_op_parallelism_threads=intra_threads,
-        inter_op_parallelism_threads=inter_threads or 2,
+        inter_op_parallelism_threads=inter_threads or (2 if small else 1),
         allow_soft_placement=True)
     if bfloat16:
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = (
