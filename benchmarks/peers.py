@@ -531,6 +531,13 @@ def check_targets(groups):
                          not in (None, "auto")]
                 peers = [case for (peer, _), case in kept.items()
                          if not peer.startswith("ours")]
+                again = kept.get(("ours_auto", "batch_renorm"))
+                if threads and again:
+                    got = ratio(again, ours, mode)
+                    print(f"{mode} batch {batch} {precision}: our default "
+                          f"threads / the same again (the method's "
+                          f"resolution), speed {got[0]:.3f} [{got[1]:.3f}, "
+                          f"{got[2]:.3f}]")
                 rivals = fixed if threads else peers
                 if not rivals:
                     continue
@@ -548,12 +555,6 @@ def check_targets(groups):
             print(f"{mode} batch {batch} {precision}: {what} {got[0]:.3f} "
                   f"[{got[1]:.3f}, {got[2]:.3f}]; target {sign} {bound}: "
                   f"{'met' if met else 'missed'}")
-            again = kept.get(("ours_auto", "batch_renorm"))
-            if against == "fixed threads" and again:
-                got = ratio(again, ours, mode)
-                print(f"{mode} batch {batch} {precision}: our default threads "
-                      f"/ the same again (the method's resolution), speed "
-                      f"{got[0]:.3f} [{got[1]:.3f}, {got[2]:.3f}]")
 
 
 def _threads(text):

@@ -159,7 +159,8 @@ def build_parser():
                        help="threads inside one op (default: the cores, or "
                        "half of them for small steps)")
     train.add_argument("--inter-threads", type=int, metavar="N",
-                       help="ops run side by side (default 2)")
+                       help="ops run side by side (default 1, or 2 for "
+                       "small steps)")
     train.add_argument("--deterministic", action="store_true",
                        help="TensorFlow's op determinism: bitwise "
                        "reproducible runs, a little slower")

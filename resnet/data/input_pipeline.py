@@ -14,12 +14,11 @@ Typical use:
     pipeline.load(session)                       # once per session
     pipeline.start_epoch(session, epoch, batch_size, position, first_step)
 """
-import os
-
 import numpy as np
 from batch_renorm.tensorflow_quiet import tf
 
 from resnet.errors import UsageError
+from resnet.runtime.session_config import usable_cores
 
 tf1 = tf.compat.v1
 
@@ -158,16 +157,18 @@ def batches_per_epoch(train_size, batch_size, unit=1):
 
 
 def parallel_calls():
-    """A parallel map's `num_parallel_calls`: one per core, or None (a plain
-    map) under op determinism, where TensorFlow rewrites a parallel map
-    into a plain one, logging a C++ error line."""
+    """A parallel map's `num_parallel_calls`: one per usable core, or None
+    (a plain map) under op determinism, where TensorFlow rewrites a
+    parallel map into a plain one, logging a C++ error line."""
     from tensorflow.python.framework import config  # no public query
-    return None if config.is_op_determinism_enabled() else os.cpu_count()
+    return None if config.is_op_determinism_enabled() else usable_cores()
 
 
 def epoch_iterator(batches):
     """An initializable iterator over `batches` (re-initialised for every
-    epoch), two batches prefetched while a step runs.
+    epoch), two batches prefetched while a step runs, its map calls on a
+    pool of its own (a thread per usable core), not on the session's
+    inter-op threads (one for large steps).
 
     tf.data's autotuning is off: with it on (even with no AUTOTUNE
     argument in the pipeline), re-initialising the iterator now and then
@@ -176,6 +177,7 @@ def epoch_iterator(batches):
     """
     options = tf.data.Options()
     options.autotune.enabled = False
+    options.threading.private_threadpool_size = usable_cores()
     return tf1.data.make_initializable_iterator(
         batches.prefetch(2).with_options(options))
 

@@ -138,8 +138,9 @@ def session_config(intra_threads=None, inter_threads=None, precision="auto",
 
 
 def use_threads(config):
-    """Makes the thread counts of the ConfigProto `config` this process's,
-    if TensorFlow has not fixed others yet. Call it before building a graph.
+    """Makes the intra-op threads of the ConfigProto `config` this
+    process's, if TensorFlow has not fixed others yet. Call it before
+    building a graph.
 
     TensorFlow runs every session's ops on the intra-op pool of the first
     CPU device it makes in the process. Its eager context makes one when it
@@ -147,28 +148,29 @@ def use_threads(config):
     every training input does. A session made after such a graph ran on
     that pool whatever its ConfigProto said (measured: at batch 8 the step
     took 32 ms instead of 22 with 1 x 2 threads asked for, benchmarks/
-    README.md).
+    README.md). (The inter-op pool is the first session's, which this
+    does not touch.)
 
     Returns:
-      True if the process's threads are `config`'s; False if TensorFlow
-      had fixed other ones (logged as a warning).
+      True if the process's intra-op threads are `config`'s as far as the
+      eager context tells; False if TensorFlow had fixed other ones
+      (logged as a warning). A session made earlier also fixes them, and
+      that this cannot see.
     """
     threading = tf.config.threading
-    wanted = (config.intra_op_parallelism_threads,
-              config.inter_op_parallelism_threads)
+    wanted = config.intra_op_parallelism_threads
     try:
-        threading.set_intra_op_parallelism_threads(wanted[0])
-        threading.set_inter_op_parallelism_threads(wanted[1])
+        threading.set_intra_op_parallelism_threads(wanted)
     except RuntimeError:  # the eager context has started: fixed
         pass
-    got = (threading.get_intra_op_parallelism_threads(),
-           threading.get_inter_op_parallelism_threads())
-    if got != wanted:
+    cores = usable_cores()  # what TensorFlow's 0 means
+    got = threading.get_intra_op_parallelism_threads() or cores
+    if got != (wanted or cores):
         logging.getLogger(__name__).warning(
-            "this process's ops run on %s intra-op x %s inter-op threads "
-            "(TensorFlow fixed them before this session; 0: one per core), "
-            "not the %s x %s asked for", *got, *wanted)
-    return got == wanted
+            "this process's ops run on %d intra-op threads (TensorFlow fixed "
+            "them before this session), not the %d asked for", got,
+            wanted or cores)
+    return got == (wanted or cores)
 
 
 def precision_of(config):
