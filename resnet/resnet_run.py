@@ -298,9 +298,13 @@ def plan(args, workers=None):
 
     if files:
         from resnet.data import files as file_data
-        ds = file_data.load(args.dataset, args.data_dir,
-                            datasets.FILE_IMAGE_SIZE if args.image_size is None
-                            else args.image_size,
+        from resnet.runtime.session_config import use_threads
+        size = (datasets.FILE_IMAGE_SIZE if args.image_size is None
+                else args.image_size)
+        # Indexing the files runs sessions of their own, and the first
+        # session fixes the process's threads: the training's first.
+        use_threads(_session_config(args, batch_size, (size, size, 3)))
+        ds = file_data.load(args.dataset, args.data_dir, size,
                             index_dir=args.index_dir,
                             max_pixels=(file_data.MAX_PIXELS
                                         if args.max_pixels is None
@@ -323,19 +327,23 @@ def plan(args, workers=None):
     return Plan(network, ds, config, run_config, batch_size, epochs)
 
 
+def _session_config(args, batch_size, image_shape):
+    """The training session's ConfigProto that `args` ask for."""
+    from resnet.runtime.session_config import session_config
+    return session_config(args.intra_threads, args.inter_threads,
+                          args.precision, args.xla, batch_size, image_shape)
+
+
 def run(args, plan):
     """Trains as `args` and their `plan` say; returns (test metrics, global
     step)."""
     from resnet.convolution_nn import ConvolutionNN
-    from resnet.runtime.session_config import session_config
 
     network, ds, config, run_config, batch_size, epochs = plan
     cluster = run_config.cluster
     with ConvolutionNN(network, ds, config, run_config,
-                       session_config=session_config(
-                           args.intra_threads, args.inter_threads,
-                           args.precision, args.xla, batch_size,
-                           ds.image_shape)) as cnn:
+                       session_config=_session_config(
+                           args, batch_size, ds.image_shape)) as cnn:
         if cnn.epochs_done >= epochs:
             logging.info("%s: all %d epochs are done already",
                          args.model_dir, epochs)
@@ -460,7 +468,10 @@ def _main(parser, args, argv):
     except errors.Error as error:
         if isinstance(error, errors.TrainingInterrupted):
             # Saved and stopping: a second Ctrl-C now ends it at once.
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+            except KeyboardInterrupt:  # the second came before this line
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
         return report(parser.prog, error, args)
     except KeyboardInterrupt:
         # Ctrl-C outside the training loop (loading, building, evaluating),
