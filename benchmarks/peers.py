@@ -19,8 +19,9 @@ framework's own mixed precision (Keras "mixed_bfloat16", `torch.autocast`,
 our oneDNN rewrite). Ours runs with the threads resnet-run picks for the
 step (and, with `--our-threads`, its batch renorm also at fixed intra- x
 inter-op threads, and "auto": the default again, in a process of its own,
-whose ratio to the default is the method's resolution); every peer runs once with 1 thread per op and once with
-all cores (`--peer-threads`), and its faster setting is kept for the table.
+whose ratio to the default is the method's resolution); every peer runs
+once with 1 thread per op and once with all cores (`--peer-threads`), and
+its faster setting is kept for the table.
 
 Each case runs in its own process and warms up; then the cases of a batch
 size and precision take turns, one block of `--images` images each per
