@@ -396,7 +396,8 @@ def _fused_statistics(x, epsilon, data_format):
         x=x, scale=tf.ones([size]), offset=tf.zeros([size]),
         mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=epsilon,
         data_format=data_format, is_training=True)
-    return Statistics(out.batch_mean, _biased(out.batch_variance, x, size),
+    return Statistics(out.batch_mean,
+                      _biased(out.batch_variance, x, data_format),
                       out[3:])
 
 
@@ -424,7 +425,7 @@ def _reduced_statistics(x, data_format):
     else:
         pixels = tf.reshape(x, [shape[0], size, shape[2] * shape[3]])
         axis = 2
-    count = tf.cast(tf.size(x) // size, tf.float64)
+    count = tf.cast(_values_per_channel(x, data_format), tf.float64)
 
     def moments(values):
         sums = tf.cast(tf.reduce_sum(values, axis), tf.float64)
@@ -458,6 +459,20 @@ def _channel_count(x, data_format):
     size = channels(x, data_format)
     return size if size is not None else tf.shape(x)[
         1 if data_format == "NCHW" else -1]
+
+
+def _values_per_channel(x, data_format):
+    """How many values each channel of a 4-D x holds, N * H * W: a number
+    where x's shape is known when the graph is built, else a scalar tensor
+    with its unknown sizes read from x's shape. Never `tf.size(x)` (nor
+    the product of `tf.shape(x)`, which Grappler makes one): the bfloat16
+    rewrite casts the whole of x to float32 to feed it, a pass over x in
+    every layer."""
+    count = 1
+    for axis in (0, 2, 3) if data_format == "NCHW" else (0, 1, 2):
+        count *= (x.shape[axis] if x.shape[axis] is not None
+                  else tf.shape(x)[axis])
+    return count
 
 
 def _normalize_by(stats, x, scale, offset, epsilon, data_format):
@@ -496,7 +511,8 @@ def _synced_train_branch(x, gamma, beta, mean, std, clip, epsilon,
     fused kernel gives no gradient for moments passed in."""
     axes, shape = (([0, 1, 2], [1, 1, 1, -1]) if data_format == "NHWC"
                    else ([0, 2, 3], [1, -1, 1, 1]))
-    count = tf.cast(tf.size(x) // gamma.shape[0] * replicas.size, tf.float32)
+    count = tf.cast(_values_per_channel(x, data_format) * replicas.size,
+                    tf.float32)
     batch_mean = replicas.sum_with_gradient(tf.reduce_sum(x, axes)) / count
     centred = x - tf.reshape(batch_mean, shape)
     batch_var = replicas.sum_with_gradient(
@@ -571,14 +587,14 @@ def _fused_train(x, scale, offset, epsilon, data_format):
     y, batch_mean, bessel_var = tf1.nn.fused_batch_norm(
         x, scale, offset, epsilon=epsilon, data_format=data_format,
         is_training=True)
-    return y, batch_mean, tf.sqrt(_biased(bessel_var, x, tf.size(scale))
+    return y, batch_mean, tf.sqrt(_biased(bessel_var, x, data_format)
                                   + epsilon)
 
 
-def _biased(bessel_variance, x, size):
+def _biased(bessel_variance, x, data_format):
     """The fused kernel normalises with the biased variance but returns the
     unbiased one; sigma_B is the biased one."""
-    n = tf.cast(tf.size(x) // size, tf.float32)
+    n = tf.cast(_values_per_channel(x, data_format), tf.float32)
     return bessel_variance * (n - 1.0) / n
 
 
