@@ -545,14 +545,17 @@ def _grouped_train_branch(x, gamma, beta, mean, std, clip, epsilon,
             epsilon, microbatch, "NHWC")
         return (tf.transpose(y, [0, 3, 1, 2]), *rest)
     shape, size = tf.shape(x), x.shape[-1]
+    # As built where known (a shape tensor's entries lose them).
+    height, width = (x.shape[axis] if x.shape[axis] is not None
+                     else shape[axis] for axis in (1, 2))
     check = tf.debugging.assert_equal(
         shape[0] % microbatch, 0, message=f"the batch size must be a "
         f"multiple of microbatch={microbatch}")
     with tf.control_dependencies([check]):
-        groups = tf.reshape(x, [-1, microbatch, *x.shape[1:]])
+        groups = tf.reshape(x, [-1, microbatch, height, width, size])
     count = tf.shape(groups)[0]
     folded = tf.reshape(tf.transpose(groups, [1, 2, 3, 0, 4]),
-                        [microbatch, shape[1], shape[2], count * size])
+                        [microbatch, height, width, count * size])
 
     def per_group(values):  # [G * C] -> [G, C]
         return tf.reshape(values, [count, size])
@@ -563,7 +566,7 @@ def _grouped_train_branch(x, gamma, beta, mean, std, clip, epsilon,
     y, group_mean, group_std, r, d = _train_branch(
         folded, tiled(gamma), tiled(beta), tiled(mean), tiled(std), clip,
         epsilon, "NHWC")
-    y = tf.reshape(y, [microbatch, shape[1], shape[2], count, size])
+    y = tf.reshape(y, [microbatch, height, width, count, size])
     y = tf.reshape(tf.transpose(y, [3, 0, 1, 2, 4]), shape)
     if clip is not None:
         r, d = per_group(r), per_group(d)

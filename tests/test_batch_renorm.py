@@ -438,11 +438,15 @@ def test_bad_arguments_raise_value_error(graph, make, message):
         make()
 
 
-@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+@pytest.mark.parametrize("shape, unknown", [
+    (SHAPES["2d"], 1), (SHAPES["4d"], 1), (SHAPES["4d"], 3)],
+    ids=["2d", "4d", "4d-size-unknown"])
 @pytest.mark.parametrize("renorm", [True, False], ids=["renorm", "norm"])
-def test_microbatches_normalise_each_group(graph, statistics, shape, renorm):
+def test_microbatches_normalise_each_group(graph, statistics, shape, unknown,
+                                           renorm):
+    """`unknown`: the leading sizes unknown when the graph is built."""
     group = 2 if len(shape) == 4 else 4
-    x = tf1.placeholder(tf.float32, [None, *shape[1:]])
+    x = tf1.placeholder(tf.float32, [None] * unknown + list(shape[unknown:]))
     clip = (1.2, 0.5) if renorm else (1.0, 0.0)
     if renorm:
         y = batch_renorm(x, True, *clip, momentum=MOMENTUM, epsilon=EPS,
