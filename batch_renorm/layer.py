@@ -41,6 +41,7 @@ Typical use:
     train_op = tf.group(optimizer.minimize(loss), *update_ops, increment)
 """
 import collections
+import math
 import numbers
 
 from batch_renorm.tensorflow_quiet import tf
@@ -462,16 +463,18 @@ def _channel_count(x, data_format):
 
 
 def _values_per_channel(x, data_format):
-    """How many values each channel of a 4-D x holds, N * H * W: a number
-    where x's shape is known when the graph is built, else a scalar tensor
-    with its unknown sizes read from x's shape. Never `tf.size(x)` (nor
-    the product of `tf.shape(x)`, which Grappler makes one): the bfloat16
-    rewrite casts the whole of x to float32 to feed it, a pass over x in
-    every layer."""
-    count = 1
-    for axis in (0, 2, 3) if data_format == "NCHW" else (0, 1, 2):
-        count *= (x.shape[axis] if x.shape[axis] is not None
-                  else tf.shape(x)[axis])
+    """How many values each channel of a 4-D x holds, N * H * W: a Python
+    int where x's shape is known when the graph is built, else an int32
+    tensor with the unknown sizes read from x's shape. Not `tf.size(x)`
+    (nor a product of `tf.shape(x)`, which Grappler turns into one): of a
+    partly unknown shape that is a Size op, which the bfloat16 rewrite
+    feeds with a float32 copy of x."""
+    axes = (0, 2, 3) if data_format == "NCHW" else (0, 1, 2)
+    count = math.prod(x.shape[axis] for axis in axes
+                      if x.shape[axis] is not None)
+    for axis in axes:
+        if x.shape[axis] is None:
+            count *= tf.shape(x)[axis]
     return count
 
 
