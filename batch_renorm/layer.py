@@ -455,11 +455,15 @@ def _reduced_statistics(x, data_format):
 
 
 def _channel_count(x, data_format):
-    """`channels`, or a scalar tensor where it is known only at run time
-    (microbatches: groups times channels)."""
-    size = channels(x, data_format)
-    return size if size is not None else tf.shape(x)[
-        1 if data_format == "NCHW" else -1]
+    """`channels` of a 4-D x, or a scalar tensor where it is known only at
+    run time (microbatches: groups times channels)."""
+    return _dimension(x, 1 if data_format == "NCHW" else -1)
+
+
+def _dimension(x, axis):
+    """x's size along `axis`: a Python int where it is known when the
+    graph is built, else a scalar tensor read from x's shape."""
+    return x.shape[axis] if x.shape[axis] is not None else tf.shape(x)[axis]
 
 
 def _values_per_channel(x, data_format):
@@ -469,12 +473,13 @@ def _values_per_channel(x, data_format):
     (nor a product of `tf.shape(x)`, which Grappler turns into one): of a
     partly unknown shape that is a Size op, which the bfloat16 rewrite
     feeds with a float32 copy of x."""
-    axes = (0, 2, 3) if data_format == "NCHW" else (0, 1, 2)
-    count = math.prod(x.shape[axis] for axis in axes
-                      if x.shape[axis] is not None)
-    for axis in axes:
-        if x.shape[axis] is None:
-            count *= tf.shape(x)[axis]
+    sizes = [_dimension(x, axis)
+             for axis in ((0, 2, 3) if data_format == "NCHW" else (0, 1, 2))]
+    # The known ones first, as one number: a single Mul per unknown one.
+    count = math.prod(size for size in sizes if isinstance(size, int))
+    for size in sizes:
+        if not isinstance(size, int):
+            count *= size
     return count
 
 
@@ -549,8 +554,7 @@ def _grouped_train_branch(x, gamma, beta, mean, std, clip, epsilon,
         return (tf.transpose(y, [0, 3, 1, 2]), *rest)
     shape, size = tf.shape(x), x.shape[-1]
     # As built where known (a shape tensor's entries lose them).
-    height, width = (x.shape[axis] if x.shape[axis] is not None
-                     else shape[axis] for axis in (1, 2))
+    height, width = _dimension(x, 1), _dimension(x, 2)
     check = tf.debugging.assert_equal(
         shape[0] % microbatch, 0, message=f"the batch size must be a "
         f"multiple of microbatch={microbatch}")
