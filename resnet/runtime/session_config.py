@@ -158,19 +158,19 @@ def use_threads(config):
       that this cannot see.
     """
     threading = tf.config.threading
-    wanted = config.intra_op_parallelism_threads
+    asked = config.intra_op_parallelism_threads
     try:
-        threading.set_intra_op_parallelism_threads(wanted)
+        threading.set_intra_op_parallelism_threads(asked)
     except RuntimeError:  # the eager context has started: fixed
         pass
     cores = usable_cores()  # what TensorFlow's 0 means
+    wanted = asked or cores
     got = threading.get_intra_op_parallelism_threads() or cores
-    if got != (wanted or cores):
+    if got != wanted:
         logging.getLogger(__name__).warning(
             "this process's ops run on %d intra-op threads (TensorFlow fixed "
-            "them before this session), not the %d asked for", got,
-            wanted or cores)
-    return got == (wanted or cores)
+            "them before this session), not the %d asked for", got, wanted)
+    return got == wanted
 
 
 def precision_of(config):
