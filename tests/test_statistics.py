@@ -10,6 +10,7 @@ from resnet import models
 from resnet.train import graphs
 from resnet.train import config, loop
 from resnet.convolution_nn import ConvolutionNN
+from resnet.runtime.session_config import session_config
 
 tf1 = tf.compat.v1
 EPSILON = 1e-3  # the layers' default
@@ -99,9 +100,13 @@ def test_a_short_run_says_what_it_cannot_do(digits, caplog):
     """24 steps: one warning that batch renorm's ramp stays shut (from step
     5,000), one that the moving statistics average ~(10 + 24) / 9 = 4
     steps; a run of its length's schedule and 10-step averages warns of
-    neither."""
+    neither. The runners ask for the intra-op threads this process has
+    (an earlier test's runner may have fixed them, `use_threads`), so
+    that the warnings are the schedule's only, in any test order."""
+    threads = session_config(
+        tf.config.threading.get_intra_op_parallelism_threads() or None)
     with ConvolutionNN(models.resnet(8, 10, norm="batch_renorm"), digits,
-                       progress=False) as cnn:
+                       progress=False, session_config=threads) as cnn:
         cnn.train(batch_size=128, num_epoch=2)
     assert [record.getMessage().split(",")[0] for record in caplog.records
             if record.levelname == "WARNING"] == [
@@ -113,7 +118,8 @@ def test_a_short_run_says_what_it_cannot_do(digits, caplog):
     caplog.clear()
     fitted = models.resnet(8, 10, norm="batch_renorm", norm_momentum=0.9,
                            **config.run_length_defaults(24, 0.9)["network"])
-    with ConvolutionNN(fitted, digits, progress=False) as cnn:
+    with ConvolutionNN(fitted, digits, progress=False,
+                       session_config=threads) as cnn:
         cnn.train(batch_size=128, num_epoch=2)
     assert not [record for record in caplog.records
                 if record.levelname == "WARNING"], caplog.text
